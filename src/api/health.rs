@@ -1,0 +1,28 @@
+//! Liveness, readiness and metrics (no auth).
+
+use actix_web::{HttpResponse, web};
+
+use crate::error::{ApiError, ApiResult, ok};
+use crate::state::AppState;
+
+/// GET /healthz: the process is up and serving.
+pub async fn healthz() -> HttpResponse {
+    ok(serde_json::json!({ "status": "ok" }))
+}
+
+/// GET /readyz: the store answers; 503 otherwise.
+pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    state.store.ping().await?;
+    Ok(ok(
+        serde_json::json!({ "status": "ready", "store": state.store.kind() }),
+    ))
+}
+
+/// GET /metrics: Prometheus text exposition.
+pub async fn metrics() -> ApiResult<HttpResponse> {
+    let handle = crate::telemetry::metrics()
+        .ok_or_else(|| ApiError::internal("metrics recorder unavailable"))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(handle.render()))
+}

@@ -1,0 +1,94 @@
+//! The HTTP layer: one route table, extractors, one file per resource.
+//!
+//! Handlers parse and validate, call the store or the dispatcher, and build the response.
+//! Nothing here touches Redis or actors directly.
+
+pub mod auth;
+pub mod body;
+mod health;
+mod users;
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::{HttpRequest, HttpResponse, Resource, web};
+
+use crate::error::ApiError;
+
+/// A resource whose unlisted methods answer 405 in the standard envelope.
+fn resource(path: &str) -> Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// Every route of the service.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
+        ApiError::bad_request("invalid_query", format!("query string: {e}")).into()
+    }))
+    .app_data(
+        web::PathConfig::default().error_handler(|e, _| {
+            ApiError::bad_request("invalid_path", format!("path: {e}")).into()
+        }),
+    )
+    .service(resource("/healthz").route(web::get().to(health::healthz)))
+    .service(resource("/readyz").route(web::get().to(health::readyz)))
+    .service(resource("/metrics").route(web::get().to(health::metrics)))
+    .service(resource("/auth/grant").route(web::post().to(users::grant)))
+    .service(
+        resource("/users/{uid}")
+            .route(web::post().to(users::update))
+            .route(web::patch().to(users::update)),
+    )
+    .service(resource("/users/{uid}/bind").route(web::post().to(users::bind)))
+    .service(resource("/users/{uid}/unbind").route(web::post().to(users::unbind)))
+    .service(resource("/device/bind").route(web::post().to(users::device_bind)))
+    .service(resource("/device/unbind").route(web::post().to(users::device_unbind)));
+}
+
+async fn method_not_allowed(req: HttpRequest) -> ApiError {
+    ApiError::new(
+        actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    )
+}
+
+/// Default service: any unknown path.
+pub async fn not_found(req: HttpRequest) -> ApiError {
+    ApiError::not_found(
+        "not_found",
+        format!("no route for {} {}", req.method(), req.path()),
+    )
+}
+
+/// Responder for `ApiError` returned directly by a handler.
+impl actix_web::Responder for ApiError {
+    type Body = actix_web::body::BoxBody;
+    fn respond_to(self, _: &HttpRequest) -> HttpResponse {
+        actix_web::ResponseError::error_response(&self)
+    }
+}
+
+/// Request metrics and the one log line per request (path only: query strings may hold tokens).
+pub async fn observe<B: MessageBody>(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_string();
+    let res = next.call(req).await?;
+    let elapsed = start.elapsed();
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
+    let status = res.status().as_u16();
+    metrics::counter!("imd_http_requests_total", "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("imd_http_request_duration_seconds", "route" => route)
+        .record(elapsed.as_secs_f64());
+    tracing::info!(%method, path, status, micros = elapsed.as_micros() as u64, "request");
+    Ok(res)
+}

@@ -1,0 +1,258 @@
+//! Typed settings: `config/default.toml` (compiled in), then an optional `--config` file, then
+//! `IMD_<SECTION>__<KEY>` environment variables.
+//!
+//! Every struct denies unknown fields so a misspelt key is an error instead of a silently
+//! ignored setting. `Settings::load` turns any problem into one readable line.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use config::{Config, Environment, File, FileFormat};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// The committed defaults, so the binary runs from any working directory.
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub store: StoreSettings,
+    pub push: PushSettings,
+    pub log: LogSettings,
+    pub limits: Limits,
+    #[serde(default)]
+    pub apps: Vec<AppSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+    /// 0 = one per core.
+    pub workers: usize,
+    pub trusted_proxies: Vec<IpNet>,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Memory,
+    Redis,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    pub kind: StoreKind,
+    pub redis_url: String,
+    pub pool_size: u32,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PushSinkKind {
+    Redis,
+    Webhook,
+    Log,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushSettings {
+    pub sink: PushSinkKind,
+    pub redis_url: String,
+    pub webhook_url: String,
+    pub batch_size: usize,
+    pub flush_interval_ms: u64,
+    pub queue_capacity: usize,
+    pub webhook_max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+/// SPEC §8 limits plus the WebSocket and actor knobs that bound memory and time.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub request_body: usize,
+    pub content: usize,
+    pub normal_group_members: usize,
+    pub super_group_members: usize,
+    pub inbox_len: u64,
+    pub outbound_queue: usize,
+    pub ws_idle_timeout_secs: u64,
+    pub ws_ping_interval_secs: u64,
+    pub ws_max_frame: usize,
+    pub ws_max_bad_frames: u32,
+    pub sync_batch: usize,
+    pub idempotency_ttl_secs: u64,
+    pub actor_idle_secs: u64,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppSettings {
+    pub id: u64,
+    pub name: String,
+    pub key: String,
+    pub secret: String,
+    #[serde(default)]
+    pub store_id: u64,
+    #[serde(default)]
+    pub allowed_ips: Vec<IpNet>,
+}
+
+/// Secrets stay out of debug output (and so out of logs).
+impl std::fmt::Debug for AppSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppSettings")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("store_id", &self.store_id)
+            .field("allowed_ips", &self.allowed_ips)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A configuration problem, phrased for one log line.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Defaults, then `path` (which must exist when given), then `IMD_*` environment variables.
+    pub fn load(path: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut builder = Config::builder();
+        match path {
+            None => builder = builder.add_source(File::from_str(DEFAULTS, FileFormat::Toml)),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                // A file that lists its own apps replaces the demo app; merging element-wise
+                // into it could leave the demo's public secret on a real app.
+                let base = if text.contains("[[apps]]") {
+                    strip_apps(DEFAULTS)
+                } else {
+                    DEFAULTS.to_string()
+                };
+                builder = builder
+                    .add_source(File::from_str(&base, FileFormat::Toml))
+                    .add_source(File::from_str(&text, FileFormat::Toml));
+            }
+        }
+        let builder = builder.add_source(
+            Environment::with_prefix("IMD")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("http.trusted_proxies"),
+        );
+        let settings: Settings = builder
+            .build()
+            .map_err(cfg_err)?
+            .try_deserialize()
+            .map_err(cfg_err)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |m: String| Err(ConfigError(m));
+        if self.store.pool_size == 0 {
+            return fail("store.pool_size must be at least 1".into());
+        }
+        if self.store.timeout_ms == 0 {
+            return fail("store.timeout_ms must be at least 1".into());
+        }
+        if self.store.kind == StoreKind::Redis && !self.store.redis_url.starts_with("redis") {
+            return fail(format!(
+                "store.redis_url must be a redis:// or rediss:// URL, got {:?}",
+                self.store.redis_url
+            ));
+        }
+        if self.push.sink == PushSinkKind::Webhook && !self.push.webhook_url.starts_with("http") {
+            return fail(
+                "push.webhook_url must be an http(s) URL when push.sink = \"webhook\"".into(),
+            );
+        }
+        if self.push.batch_size == 0 || self.push.queue_capacity == 0 {
+            return fail("push.batch_size and push.queue_capacity must be at least 1".into());
+        }
+        let l = &self.limits;
+        for (name, v) in [
+            ("limits.request_body", l.request_body),
+            ("limits.content", l.content),
+            ("limits.normal_group_members", l.normal_group_members),
+            ("limits.super_group_members", l.super_group_members),
+            ("limits.outbound_queue", l.outbound_queue),
+            ("limits.ws_max_frame", l.ws_max_frame),
+            ("limits.sync_batch", l.sync_batch),
+        ] {
+            if v == 0 {
+                return fail(format!("{name} must be at least 1"));
+            }
+        }
+        if l.inbox_len == 0 || l.ws_idle_timeout_secs == 0 || l.ws_ping_interval_secs == 0 {
+            return fail(
+                "limits.inbox_len, limits.ws_idle_timeout_secs and limits.ws_ping_interval_secs must be at least 1"
+                    .into(),
+            );
+        }
+        if !crate::telemetry::valid_level(&self.log.level) {
+            return fail(format!(
+                "log.level {:?} is not a valid level or filter",
+                self.log.level
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for app in &self.apps {
+            if app.id == 0 || app.id > i64::MAX as u64 {
+                return fail(format!(
+                    "apps: id {} must be a positive 63-bit integer",
+                    app.id
+                ));
+            }
+            if !seen.insert(app.id) {
+                return fail(format!("apps: id {} is listed twice", app.id));
+            }
+            if app.secret.is_empty() || app.key.is_empty() {
+                return fail(format!(
+                    "apps: app {} needs a non-empty key and secret",
+                    app.id
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn cfg_err(e: config::ConfigError) -> ConfigError {
+    ConfigError(e.to_string())
+}
+
+/// The defaults without their `[[apps]]` tables (everything from the first one on).
+fn strip_apps(text: &str) -> String {
+    match text.find("\n[[apps]]") {
+        Some(i) => text[..i].to_string(),
+        None => text.to_string(),
+    }
+}

@@ -1,0 +1,57 @@
+//! The `im-dispatcher` binary: parse the command line, load settings, run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use im_dispatcher::config::Settings;
+use im_dispatcher::startup::Application;
+
+#[derive(Parser)]
+#[command(
+    name = "im-dispatcher",
+    version,
+    about = "GoBelieve-compatible IM server: REST API and message dispatcher"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (HTTP API + WebSocket channel).
+    Serve {
+        /// Settings file layered over the built-in defaults (config/default.toml).
+        #[arg(long, short, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => serve(config),
+    }
+}
+
+fn serve(config: Option<PathBuf>) -> ExitCode {
+    let settings = match Settings::load(config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("im-dispatcher: config error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    im_dispatcher::telemetry::init_tracing(&settings.log);
+    let result = actix_web::rt::System::new()
+        .block_on(async move { Application::build(settings).await?.run_until_signal().await });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("im-dispatcher: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Builds the shared state, binds the listener (port 0 allowed) and runs the HTTP server.
+//! Shared by the binary and the tests, so tests exercise exactly what production runs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+
+use crate::api;
+use crate::apps::Apps;
+use crate::config::Settings;
+use crate::state::AppState;
+use crate::store::Store;
+
+pub struct Application {
+    addr: SocketAddr,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+impl Application {
+    /// Opens the store and binds `http.listen`; the server starts when `run*` is awaited.
+    pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+        let _ = crate::telemetry::metrics();
+        let settings = Arc::new(settings);
+        let store = Store::open(&settings.store, settings.limits.inbox_len).await?;
+        match store.kind() {
+            "memory" => tracing::warn!(
+                "store: memory — nothing (tokens, groups, messages) survives a restart; \
+                 set store.kind = \"redis\" for production"
+            ),
+            kind => match store.ping().await {
+                Ok(()) => {
+                    tracing::info!(store = kind, url = %redacted(&settings.store.redis_url), "store: redis reachable")
+                }
+                Err(e) => {
+                    tracing::error!(store = kind, error = %e, "store: redis unreachable at start-up; requests get 503 until it answers")
+                }
+            },
+        }
+        if settings.apps.is_empty() {
+            tracing::warn!("no [[apps]] configured: every authenticated request will be refused");
+        }
+        let listener = std::net::TcpListener::bind(settings.http.listen)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.http.listen))?;
+        let addr = listener.local_addr()?;
+        let state = web::Data::new(AppState {
+            apps: Apps::new(&settings.apps),
+            store,
+            settings: settings.clone(),
+        });
+        let workers = match settings.http.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let app_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(app_state.clone())
+                .wrap(from_fn(api::observe))
+                .configure(api::routes)
+                .default_service(web::to(api::not_found))
+        })
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(settings.http.shutdown_timeout_secs)
+        .listen(listener)?
+        .run();
+        tracing::info!("listening on {addr}");
+        Ok(Application {
+            addr,
+            server,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until the server is stopped through its handle.
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    /// Serves until SIGINT/SIGTERM, then stops accepting, lets in-flight requests finish and
+    /// exits.
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let server = actix_web::rt::spawn(self.server);
+        let signal = shutdown_signal().await;
+        tracing::info!(
+            signal,
+            "shutting down: no new connections, finishing in-flight requests"
+        );
+        let stop = handle.stop(true);
+        let grace = Duration::from_secs(self.state.settings.http.shutdown_timeout_secs + 5);
+        if tokio::time::timeout(grace, stop).await.is_err() {
+            tracing::warn!("shutdown grace period over; exiting");
+        }
+        let _ = server.await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}
+
+/// A Redis URL without its password, for logs.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
+    }
+}

@@ -1,0 +1,14 @@
+//! `AppState`: what every request handler can reach. Built once in `startup`, shared by all
+//! HTTP workers through `web::Data` (an `Arc`).
+
+use std::sync::Arc;
+
+use crate::apps::Apps;
+use crate::config::Settings;
+use crate::store::Store;
+
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub apps: Apps,
+    pub store: Store,
+}

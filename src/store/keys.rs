@@ -1,0 +1,40 @@
+//! Every Redis key name in one place.
+//!
+//! Names GoBelieve used keep their exact spelling and field names (SPEC §7), so tokens and
+//! settings written by an existing deployment keep working and its push daemon can read ours.
+
+use crate::domain::{AppId, Uid, UserKey};
+
+/// Hash `{user_id, app_id, user_name, notification_on}`: bearer token → user (original).
+pub fn access_token(token: &str) -> String {
+    format!("access_token_{token}")
+}
+
+/// Hash of one user's settings (original): `access_token`, `name`, `mute`, `forbidden`,
+/// `peer_<uid>`, `group_<gid>`, `<provider>_device_token`, `<provider>_timestamp`.
+pub fn user(u: UserKey) -> String {
+    format!("users_{}_{}", u.app, u.uid)
+}
+
+/// Set of peer uids on do-not-disturb (original API's second representation).
+pub fn user_peer_dnd(u: UserKey) -> String {
+    format!("users_{}_{}_peer_do_not_disturb", u.app, u.uid)
+}
+
+/// Set of `p:<uid>` / `g:<gid>` the current GoBelieve push daemon reads for do-not-disturb.
+pub fn conversations_dnd(u: UserKey) -> String {
+    format!("conversations_donotdisturb_{}_{}", u.app, u.uid)
+}
+
+/// Pub/sub channel the original im server listens on for `forbidden` changes.
+pub const SPEAK_FORBIDDEN: &str = "speak_forbidden";
+
+/// HyperLogLog of users that were ever granted a token (original statistics key).
+pub fn statistics_users(app: AppId) -> String {
+    format!("statistics_users_{app}")
+}
+
+/// `peer_<uid>` field of the user hash.
+pub fn peer_field(peer: Uid) -> String {
+    format!("peer_{peer}")
+}

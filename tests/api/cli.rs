@@ -1,0 +1,127 @@
+//! The binary itself: help, config errors, start-up line, graceful stop.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_im-dispatcher");
+
+#[test]
+fn help_is_available_everywhere() {
+    for args in [vec!["--help"], vec!["serve", "--help"]] {
+        let out = Command::new(BIN)
+            .args(&args)
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{args:?}"
+        );
+    }
+}
+
+fn config_error(args: &[&str], env: &[(&str, &str)], mention: &str) {
+    let out = Command::new(BIN)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
+    assert!(
+        stderr.contains(mention),
+        "{stderr} should mention {mention}"
+    );
+}
+
+#[test]
+fn config_errors_exit_non_zero_with_one_line() {
+    config_error(
+        &["serve", "--config", "/definitely/not/here.toml"],
+        &[],
+        "/definitely/not/here.toml",
+    );
+    config_error(&["serve"], &[("IMD_STORE__KIND", "sqlite")], "sqlite");
+    config_error(&["serve"], &[("IMD_HTTP__TYPO", "1")], "typo");
+    config_error(
+        &["serve"],
+        &[("IMD_HTTP__LISTEN", "not-an-address")],
+        "listen",
+    );
+    config_error(
+        &["serve"],
+        &[("IMD_LIMITS__CONTENT", "0")],
+        "limits.content",
+    );
+    let dir = std::env::temp_dir().join(format!("imd-cli-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let bad = dir.join("bad.toml");
+    let _ = std::fs::write(&bad, "[store]\nkind = \"memory\"\nunknown_key = 1\n");
+    config_error(
+        &["serve", "--config", bad.to_str().unwrap_or_default()],
+        &[],
+        "unknown_key",
+    );
+    let dup = dir.join("dup.toml");
+    let _ = std::fs::write(
+        &dup,
+        "[[apps]]\nid = 1\nname = \"a\"\nkey = \"k\"\nsecret = \"s\"\n[[apps]]\nid = 1\nname = \"b\"\nkey = \"k\"\nsecret = \"s\"\n",
+    );
+    config_error(
+        &["serve", "--config", dup.to_str().unwrap_or_default()],
+        &[],
+        "twice",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn serve_logs_its_address_and_stops_gracefully_on_sigterm() {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("IMD_HTTP__LISTEN", "127.0.0.1:0")
+        .env("IMD_LOG__FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut addr = None;
+    let mut warned_memory = false;
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        warned_memory |= line.contains("nothing") && line.contains("survives a restart");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            addr = Some(rest.split('"').next().unwrap_or_default().to_string());
+            break;
+        }
+    }
+    let addr = addr.unwrap_or_else(|| panic!("no `listening on` line"));
+    assert!(warned_memory, "memory store start-up warning");
+    assert!(
+        addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
+        "{addr}"
+    );
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(status.success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap_or_else(|e| panic!("{e}")) {
+            assert!(status.success(), "exit status {status:?}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,254 @@
+//! `spawn_app`: the real server on 127.0.0.1:0 against a chosen store, and a client for it.
+
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::web;
+use base64::Engine;
+use im_dispatcher::config::{AppSettings, Settings, StoreKind};
+use im_dispatcher::startup::Application;
+use im_dispatcher::state::AppState;
+use serde_json::Value;
+
+use crate::redis_server;
+
+/// App A: the one most tests act as.
+pub const APP_A: u64 = 7;
+pub const SECRET_A: &str = "secret-a";
+/// App B: a second tenant for isolation checks.
+pub const APP_B: u64 = 8;
+pub const SECRET_B: &str = "secret-b";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Redis,
+}
+
+pub const BACKENDS: [Backend; 2] = [Backend::Memory, Backend::Redis];
+
+pub fn basic(app: u64, secret: &str) -> String {
+    let digest = im_dispatcher::apps::md5_hex(secret);
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{app}:{digest}"))
+    )
+}
+
+/// Settings for a test server: port 0, two apps, the given store.
+pub fn test_settings(backend: Backend) -> (Settings, Option<String>) {
+    let mut s = Settings::load(None).unwrap_or_else(|e| panic!("default settings: {e}"));
+    s.http.listen = "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"));
+    s.http.workers = 2;
+    s.http.shutdown_timeout_secs = 1;
+    s.log.level = "warn".into();
+    s.apps = vec![
+        AppSettings {
+            id: APP_A,
+            name: "a".into(),
+            key: "key-a".into(),
+            secret: SECRET_A.into(),
+            store_id: 0,
+            allowed_ips: vec![],
+        },
+        AppSettings {
+            id: APP_B,
+            name: "b".into(),
+            key: "key-b".into(),
+            secret: SECRET_B.into(),
+            store_id: 0,
+            allowed_ips: vec![],
+        },
+    ];
+    let redis = match backend {
+        Backend::Memory => {
+            s.store.kind = StoreKind::Memory;
+            None
+        }
+        Backend::Redis => {
+            let url = redis_server::fresh_db();
+            s.store.kind = StoreKind::Redis;
+            s.store.redis_url = url.clone();
+            s.push.redis_url = url.clone();
+            Some(url)
+        }
+    };
+    (s, redis)
+}
+
+pub struct TestApp {
+    pub base: String,
+    /// Where the server listens (WebSocket clients and raw sockets need it).
+    #[allow(dead_code)]
+    pub addr: std::net::SocketAddr,
+    pub state: web::Data<AppState>,
+    /// URL of this test's private Redis database (redis backend only).
+    pub redis_url: Option<String>,
+    pub client: awc::Client,
+    handle: ServerHandle,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Sends the stop command now; the returned future only waits for completion.
+        drop(self.handle.stop(false));
+    }
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let (settings, redis_url) = test_settings(backend);
+    spawn_with(settings, redis_url).await
+}
+
+pub async fn spawn_with(settings: Settings, redis_url: Option<String>) -> TestApp {
+    // Log lines go through the test harness's capture, shown only for failing tests.
+    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter(settings.log.level.as_str()).try_init();
+    let app = Application::build(settings)
+        .await
+        .unwrap_or_else(|e| panic!("build: {e:#}"));
+    let addr = app.local_addr();
+    let state = app.state();
+    let handle = app.handle();
+    actix_web::rt::spawn(app.run());
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .disable_redirects()
+        .finish();
+    TestApp {
+        base: format!("http://{addr}"),
+        addr,
+        state,
+        redis_url,
+        client,
+        handle,
+    }
+}
+
+/// A response as a test sees it.
+#[derive(Debug)]
+pub struct Res {
+    pub status: u16,
+    pub body: Value,
+    pub headers: awc::http::header::HeaderMap,
+}
+
+impl Res {
+    /// `data` of a success envelope, asserting it is one.
+    pub fn data(&self) -> &Value {
+        assert_eq!(
+            self.status, 200,
+            "expected 200, got {} {}",
+            self.status, self.body
+        );
+        assert_eq!(self.body["meta"]["code"], 0, "{}", self.body);
+        &self.body["data"]
+    }
+
+    /// Asserts an error envelope with this status and error code.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, error: &str) {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(self.body["meta"]["code"], status, "{}", self.body);
+        assert_eq!(self.body["meta"]["error"], error, "{}", self.body);
+        assert!(
+            self.body["meta"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "error needs a message: {}",
+            self.body
+        );
+    }
+
+    pub fn message(&self) -> String {
+        self.body["meta"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+impl TestApp {
+    pub fn auth_a(&self) -> String {
+        basic(APP_A, SECRET_A)
+    }
+
+    pub fn auth_b(&self) -> String {
+        basic(APP_B, SECRET_B)
+    }
+
+    /// Sends a request with a raw body and optional Authorization header.
+    pub async fn raw(&self, method: &str, path: &str, auth: Option<&str>, body: &[u8]) -> Res {
+        let method =
+            awc::http::Method::from_bytes(method.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(auth) = auth {
+            req = req.insert_header(("Authorization", auth));
+        }
+        let req = req.insert_header(("Content-Type", "application/json"));
+        let mut res = req
+            .send_body(body.to_vec())
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let bytes = res
+            .body()
+            .limit(64 << 20)
+            .await
+            .unwrap_or_else(|e| panic!("{path} body: {e}"));
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        Res {
+            status: res.status().as_u16(),
+            body,
+            headers: res.headers().clone(),
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: Option<Value>,
+    ) -> Res {
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        self.raw(method, path, auth, &bytes).await
+    }
+
+    /// As app A's server.
+    pub async fn post(&self, path: &str, body: Value) -> Res {
+        self.call("POST", path, Some(&self.auth_a()), Some(body))
+            .await
+    }
+
+    #[allow(dead_code)]
+    pub async fn get(&self, path: &str) -> Res {
+        self.call("GET", path, Some(&self.auth_a()), None).await
+    }
+
+    /// A token for uid of app A.
+    pub async fn grant(&self, uid: u64) -> String {
+        let res = self
+            .post(
+                "/auth/grant",
+                serde_json::json!({ "uid": uid, "user_name": format!("user{uid}") }),
+            )
+            .await;
+        res.data()["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token: {}", res.body))
+            .to_string()
+    }
+
+    /// A blocking connection to this test's Redis database.
+    pub fn redis(&self) -> redis::Connection {
+        let url = self
+            .redis_url
+            .as_deref()
+            .unwrap_or_else(|| panic!("not a redis-backed app"));
+        redis_server::connect(url)
+    }
+}

@@ -1,0 +1,13 @@
+//! The one integration-test binary: the real server on a free port, real HTTP, a real Redis.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // production code may not; tests state their assumptions
+
+mod helpers;
+mod redis_server;
+
+mod auth;
+mod cli;
+mod conventions;
+mod health;
+mod store_conformance;
+mod users;
