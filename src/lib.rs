@@ -8,8 +8,10 @@
 pub mod api;
 pub mod apps;
 pub mod config;
+pub mod dispatch;
 pub mod domain;
 pub mod error;
+pub mod push;
 pub mod startup;
 pub mod state;
 pub mod store;

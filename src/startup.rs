@@ -12,6 +12,8 @@ use actix_web::{App, HttpServer, web};
 use crate::api;
 use crate::apps::Apps;
 use crate::config::Settings;
+use crate::dispatch::Dispatcher;
+use crate::push::PushQueue;
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -47,15 +49,19 @@ impl Application {
         let listener = std::net::TcpListener::bind(settings.http.listen)
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.http.listen))?;
         let addr = listener.local_addr()?;
-        let state = web::Data::new(AppState {
-            apps: Apps::new(&settings.apps),
-            store,
-            settings: settings.clone(),
-        });
         let workers = match settings.http.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
+        let push = PushQueue::start(&settings.push, store.clone(), &settings.store.redis_url);
+        tracing::info!(sink = ?settings.push.sink, "push sink");
+        let dispatcher = Dispatcher::new(store.clone(), push, settings.limits.clone(), workers);
+        let state = web::Data::new(AppState {
+            apps: Apps::new(&settings.apps),
+            store,
+            dispatcher,
+            settings: settings.clone(),
+        });
         let app_state = state.clone();
         let server = HttpServer::new(move || {
             App::new()

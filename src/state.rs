@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use crate::apps::Apps;
 use crate::config::Settings;
+use crate::dispatch::Dispatcher;
 use crate::store::Store;
 
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub apps: Apps,
     pub store: Store,
+    pub dispatcher: Dispatcher,
 }

@@ -6,7 +6,9 @@
 pub mod auth;
 pub mod body;
 mod health;
+pub mod messages;
 mod users;
+mod ws;
 
 use std::time::Instant;
 
@@ -43,7 +45,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/users/{uid}/bind").route(web::post().to(users::bind)))
     .service(resource("/users/{uid}/unbind").route(web::post().to(users::unbind)))
     .service(resource("/device/bind").route(web::post().to(users::device_bind)))
-    .service(resource("/device/unbind").route(web::post().to(users::device_unbind)));
+    .service(resource("/device/unbind").route(web::post().to(users::device_unbind)))
+    .service(resource("/ws").route(web::get().to(ws::connect)))
+    .service(resource("/messages").route(web::get().to(messages::history)))
+    .service(resource("/messages/offline").route(web::get().to(messages::offline)))
+    .service(resource("/messages/peers").route(web::post().to(messages::peers)))
+    .service(resource("/messages/systems").route(web::post().to(messages::systems)))
+    .service(resource("/messages/notifications").route(web::post().to(messages::notifications)));
 }
 
 async fn method_not_allowed(req: HttpRequest) -> ApiError {

@@ -76,6 +76,7 @@ pub async fn update(
     }
     let user = UserKey::new(auth.0.id, uid);
     state.store.update_user(user, &patch).await?;
+    state.dispatcher.user_changed(user).await;
     Ok(ok_empty())
 }
 
@@ -131,6 +132,7 @@ async fn unbind_for(
 ) -> ApiResult<HttpResponse> {
     let tokens = device_tokens(body)?;
     let removed = state.store.unbind_device_tokens(user, &tokens).await?;
+    state.dispatcher.user_changed(user).await;
     Ok(ok(serde_json::json!({ "removed": removed })))
 }
 

@@ -38,3 +38,26 @@ pub fn statistics_users(app: AppId) -> String {
 pub fn peer_field(peer: Uid) -> String {
     format!("peer_{peer}")
 }
+
+/// Counter of message ids (all kinds, all apps).
+pub const MESSAGE_ID: &str = "imd:msgid";
+
+/// List of a user's stored messages (JSON), oldest first, trimmed to `limits.inbox_len`.
+pub fn inbox(u: UserKey) -> String {
+    format!("imd:inbox:{}:{}", u.app, u.uid)
+}
+
+/// Newest seq assigned in a user's inbox (INCR).
+pub fn inbox_seq(u: UserKey) -> String {
+    format!("imd:seq:{}:{}", u.app, u.uid)
+}
+
+/// Hash `<platform>:<device_id>` → acknowledged seq.
+pub fn acks(u: UserKey) -> String {
+    format!("imd:acks:{}:{}", u.app, u.uid)
+}
+
+/// First result (`<id>:<seq>`) of a send with an idempotency key; expires.
+pub fn idempotency(key: &str) -> String {
+    format!("imd:idem:{key}")
+}

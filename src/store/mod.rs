@@ -61,6 +61,31 @@ pub struct UserRecord {
     pub device_tokens: Vec<DeviceToken>,
 }
 
+/// One message to append to one or more inboxes, atomically, with one message id.
+#[derive(Debug, Clone)]
+pub struct Append<'a> {
+    /// Inboxes that get a copy; `inboxes[0]`'s seq is the one remembered for an idempotent
+    /// replay (the sender's for peer sends, the receiver's for system messages).
+    pub inboxes: &'a [UserKey],
+    /// The stored JSON after its opening brace and the `"id"`/`"seq"` fields, starting with
+    /// `"kind":` and ending with `}` (see `dispatch::frame`).
+    pub body: &'a str,
+    /// Idempotency key (already namespaced) and how long it is remembered.
+    pub idempotency: Option<(&'a str, u64)>,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub id: u64,
+    /// The new seq in each inbox, in `inboxes` order; empty for a replay.
+    pub seqs: Vec<u64>,
+    /// `inboxes[0]`'s seq (also for a replay).
+    pub first_seq: u64,
+    /// True when the idempotency key had been seen: nothing was stored this time.
+    pub replayed: bool,
+}
+
 /// The store handle; cheap to clone.
 #[derive(Clone)]
 pub enum Store {
@@ -149,6 +174,79 @@ impl Store {
     pub async fn load_user(&self, user: UserKey) -> StoreResult<UserRecord> {
         backend!(self, s => s.load_user(user).await)
     }
+
+    /// Bound device tokens of several users of one app (newest first each), in one round-trip.
+    pub async fn device_tokens(&self, users: &[UserKey]) -> StoreResult<Vec<Vec<DeviceToken>>> {
+        backend!(self, s => s.device_tokens(users).await)
+    }
+
+    /// A fresh message id (for messages that are not stored, e.g. notifications).
+    pub async fn next_message_id(&self) -> StoreResult<u64> {
+        backend!(self, s => s.next_message_id().await)
+    }
+
+    /// Stores one message in every listed inbox with a new id and the next seq of each inbox,
+    /// trimming each inbox to the configured length; with an idempotency key seen before, stores
+    /// nothing and returns the first result.
+    pub async fn append(&self, append: &Append<'_>) -> StoreResult<Appended> {
+        let started = std::time::Instant::now();
+        let result = backend!(self, s => s.append(append).await);
+        metrics::histogram!("imd_store_op_duration_seconds", "op" => "append")
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// The newest seq of the user's inbox (0 when empty).
+    pub async fn latest_seq(&self, user: UserKey) -> StoreResult<u64> {
+        backend!(self, s => s.latest_seq(user).await)
+    }
+
+    /// Stored messages with `after < seq <= upto`, oldest first, at most `limit`.
+    pub async fn inbox_after(
+        &self,
+        user: UserKey,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let started = std::time::Instant::now();
+        let result = backend!(self, s => s.inbox_after(user, after, upto, limit).await);
+        metrics::histogram!("imd_store_op_duration_seconds", "op" => "inbox_after")
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// The newest `limit` stored messages with `seq < before` (any when `None`), oldest first.
+    pub async fn inbox_latest(
+        &self,
+        user: UserKey,
+        before: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        backend!(self, s => s.inbox_latest(user, before, limit).await)
+    }
+
+    /// Records that a device has everything up to `seq` (never moves backwards).
+    pub async fn set_ack(&self, user: UserKey, device: &str, seq: u64) -> StoreResult<()> {
+        backend!(self, s => s.set_ack(user, device, seq).await)
+    }
+
+    /// Messages in the inbox after the device's acknowledged position.
+    pub async fn unread_count(&self, user: UserKey, device: &str) -> StoreResult<u64> {
+        backend!(self, s => s.unread_count(user, device).await)
+    }
+}
+
+/// The seq of a stored message (its JSON starts with `{"id":N,"seq":M,`).
+pub fn stored_seq(stored: &str) -> Option<u64> {
+    let rest = &stored[stored.find("\"seq\":")? + 6..];
+    let end = rest.find(|c: char| !c.is_ascii_digit())?;
+    rest[..end].parse().ok()
+}
+
+/// Device key of acknowledged positions: `<platform>:<device_id>`.
+pub fn device_key(platform: u8, device_id: &str) -> String {
+    format!("{platform}:{device_id}")
 }
 
 /// Sorts device tokens newest binding first (ties: provider order), as push jobs list them.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisError, Script};
 
-use super::{StoreError, StoreResult, UserPatch, UserRecord, keys, sort_tokens};
+use super::{Append, Appended, StoreError, StoreResult, UserPatch, UserRecord, keys, sort_tokens};
 use crate::config::StoreSettings;
 use crate::domain::{DeviceToken, PushProvider, Uid, UserKey};
 
@@ -27,7 +27,6 @@ pub struct RedisStore {
     /// Bound on every operation; past it the request gets a 503.
     timeout: Duration,
     /// Messages kept per inbox.
-    #[allow(dead_code)]
     inbox_len: u64,
 }
 
@@ -114,6 +113,92 @@ for i = 1, #ARGV, 2 do
   end
 end
 return removed
+"#,
+    )
+});
+
+/// KEYS: message-id counter, idempotency key, then (seq key, inbox key) per inbox.
+/// ARGV: body (stored JSON after `{"id":N,"seq":M,`), inbox length, idempotency TTL (0 = none).
+/// Returns {1, id, {seq…}} or, for a key seen before, {0, "<id>:<first seq>"}.
+static APPEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  local prev = redis.call('GET', KEYS[2])
+  if prev then return {0, prev} end
+end
+local id = redis.call('INCR', KEYS[1])
+local keep = tonumber(ARGV[2])
+local head = string.format('{"id":%d,"seq":', id)
+local seqs = {}
+for i = 3, #KEYS, 2 do
+  local seq = redis.call('INCR', KEYS[i])
+  local len = redis.call('RPUSH', KEYS[i + 1], head .. string.format('%d', seq) .. ',' .. ARGV[1])
+  if len > keep then redis.call('LTRIM', KEYS[i + 1], len - keep, -1) end
+  seqs[#seqs + 1] = seq
+end
+if ttl > 0 then
+  redis.call('SET', KEYS[2], string.format('%d:%d', id, seqs[1] or 0), 'EX', ttl)
+end
+return {1, id, seqs}
+"#,
+    )
+});
+
+/// KEYS: seq key, inbox key. ARGV: after, upto, limit. Messages with after < seq <= upto.
+static INBOX_AFTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local len = redis.call('LLEN', KEYS[2])
+local first = last - len + 1
+local start = math.max(tonumber(ARGV[1]) + 1, first)
+local stop = math.min(tonumber(ARGV[2]), last, start + tonumber(ARGV[3]) - 1)
+if start > stop then return {} end
+return redis.call('LRANGE', KEYS[2], start - first, stop - first)
+"#,
+    )
+});
+
+/// KEYS: seq key, inbox key. ARGV: before (0 = none), limit. Newest `limit` with seq < before.
+static INBOX_LATEST: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+local len = redis.call('LLEN', KEYS[2])
+local first = last - len + 1
+local stop = last
+local before = tonumber(ARGV[1])
+if before > 0 then stop = math.min(last, before - 1) end
+local start = math.max(first, stop - tonumber(ARGV[2]) + 1)
+if start > stop then return {} end
+return redis.call('LRANGE', KEYS[2], start - first, stop - first)
+"#,
+    )
+});
+
+/// KEYS: acks hash, seq key. ARGV: device, seq. Keeps the maximum, capped at the newest seq.
+static SET_ACK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local seq = math.min(tonumber(ARGV[2]), last)
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if seq > cur then redis.call('HSET', KEYS[1], ARGV[1], string.format('%d', seq)) end
+return 1
+"#,
+    )
+});
+
+/// KEYS: acks hash, seq key, inbox key. ARGV: device. Stored messages after the device's ack.
+static UNREAD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local acked = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local len = redis.call('LLEN', KEYS[3])
+return math.max(0, math.min(last - acked, len))
 "#,
     )
 });
@@ -277,6 +362,118 @@ impl RedisStore {
         Ok(n.max(0) as usize)
     }
 
+    pub async fn device_tokens(&self, users: &[UserKey]) -> StoreResult<Vec<Vec<DeviceToken>>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for u in users {
+            pipe.hgetall(keys::user(*u));
+        }
+        let all: Vec<HashMap<String, String>> = self.run(pipe.query_async(&mut c)).await?;
+        Ok(all.iter().map(|f| parse_user(f).device_tokens).collect())
+    }
+
+    pub async fn next_message_id(&self) -> StoreResult<u64> {
+        let mut c = self.conn.clone();
+        self.run(c.incr(keys::MESSAGE_ID, 1)).await
+    }
+
+    pub async fn append(&self, a: &Append<'_>) -> StoreResult<Appended> {
+        let mut inv = APPEND.prepare_invoke();
+        inv.key(keys::MESSAGE_ID);
+        match a.idempotency {
+            Some((key, _)) => inv.key(keys::idempotency(key)),
+            None => inv.key("imd:idem:-"),
+        };
+        for user in a.inboxes {
+            inv.key(keys::inbox_seq(*user)).key(keys::inbox(*user));
+        }
+        inv.arg(a.body)
+            .arg(self.inbox_len)
+            .arg(a.idempotency.map_or(0, |(_, ttl)| ttl.max(1)));
+        // Big fan-outs take a dedicated connection so they do not hold up small commands.
+        let reply: redis::Value = if a.inboxes.len() > 64 {
+            let pool = self.pool.clone();
+            self.run(async move {
+                let mut c = pool.get().await.map_err(|e| match e {
+                    bb8::RunError::User(e) => e,
+                    bb8::RunError::TimedOut => RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "redis pool checkout timed out",
+                    )),
+                })?;
+                inv.invoke_async(&mut *c).await
+            })
+            .await?
+        } else {
+            let mut c = self.conn.clone();
+            self.run(inv.invoke_async(&mut c)).await?
+        };
+        parse_appended(reply)
+    }
+
+    pub async fn latest_seq(&self, user: UserKey) -> StoreResult<u64> {
+        let mut c = self.conn.clone();
+        let v: Option<u64> = self.run(c.get(keys::inbox_seq(user))).await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    pub async fn inbox_after(
+        &self,
+        user: UserKey,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let mut c = self.conn.clone();
+        let mut inv = INBOX_AFTER.prepare_invoke();
+        inv.key(keys::inbox_seq(user))
+            .key(keys::inbox(user))
+            .arg(after)
+            .arg(upto)
+            .arg(limit);
+        self.run(inv.invoke_async(&mut c)).await
+    }
+
+    pub async fn inbox_latest(
+        &self,
+        user: UserKey,
+        before: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let mut c = self.conn.clone();
+        let mut inv = INBOX_LATEST.prepare_invoke();
+        inv.key(keys::inbox_seq(user))
+            .key(keys::inbox(user))
+            .arg(before.unwrap_or(0))
+            .arg(limit);
+        self.run(inv.invoke_async(&mut c)).await
+    }
+
+    pub async fn set_ack(&self, user: UserKey, device: &str, seq: u64) -> StoreResult<()> {
+        let mut c = self.conn.clone();
+        let mut inv = SET_ACK.prepare_invoke();
+        inv.key(keys::acks(user))
+            .key(keys::inbox_seq(user))
+            .arg(device)
+            .arg(seq);
+        let _: i64 = self.run(inv.invoke_async(&mut c)).await?;
+        Ok(())
+    }
+
+    pub async fn unread_count(&self, user: UserKey, device: &str) -> StoreResult<u64> {
+        let mut c = self.conn.clone();
+        let mut inv = UNREAD.prepare_invoke();
+        inv.key(keys::acks(user))
+            .key(keys::inbox_seq(user))
+            .key(keys::inbox(user))
+            .arg(device);
+        let n: i64 = self.run(inv.invoke_async(&mut c)).await?;
+        Ok(n.max(0) as u64)
+    }
+
     pub async fn load_user(&self, user: UserKey) -> StoreResult<UserRecord> {
         let mut c = self.conn.clone();
         let fields: HashMap<String, String> = self.run(c.hgetall(keys::user(user))).await?;
@@ -307,10 +504,57 @@ fn parse_user(fields: &HashMap<String, String>) -> UserRecord {
                 .get(provider.timestamp_field())
                 .and_then(|t| t.parse().ok())
                 .unwrap_or(0);
-            record.device_tokens.push(DeviceToken { provider, token: value.clone(), bound_at });
+            record.device_tokens.push(DeviceToken {
+                provider,
+                token: value.clone(),
+                bound_at,
+            });
         }
     }
     record.dnd_peers.sort_unstable();
     sort_tokens(&mut record.device_tokens);
     record
+}
+
+/// Reads the APPEND script's reply.
+fn parse_appended(reply: redis::Value) -> StoreResult<Appended> {
+    use redis::Value;
+    let corrupt = || StoreError::Corrupt("unexpected reply from the append script".into());
+    let int = |v: &Value| match v {
+        Value::Int(n) => Some(*n as u64),
+        _ => None,
+    };
+    let Value::Array(items) = reply else {
+        return Err(corrupt());
+    };
+    match items.as_slice() {
+        [Value::Int(0), prev] => {
+            let text: String = redis::from_redis_value_ref(prev).map_err(|_| corrupt())?;
+            let (id, seq) = text.split_once(':').ok_or_else(corrupt)?;
+            Ok(Appended {
+                id: id.parse().map_err(|_| corrupt())?,
+                seqs: Vec::new(),
+                first_seq: seq.parse().map_err(|_| corrupt())?,
+                replayed: true,
+            })
+        }
+        [Value::Int(1), id, seqs] => {
+            let id = int(id).ok_or_else(corrupt)?;
+            let seqs: Vec<u64> = match seqs {
+                Value::Array(v) => v
+                    .iter()
+                    .map(int)
+                    .collect::<Option<_>>()
+                    .ok_or_else(corrupt)?,
+                _ => return Err(corrupt()),
+            };
+            Ok(Appended {
+                id,
+                first_seq: seqs.first().copied().unwrap_or(0),
+                seqs,
+                replayed: false,
+            })
+        }
+        _ => Err(corrupt()),
+    }
 }

@@ -102,7 +102,10 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 pub async fn spawn_with(settings: Settings, redis_url: Option<String>) -> TestApp {
     // Log lines go through the test harness's capture, shown only for failing tests.
-    let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter(settings.log.level.as_str()).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(settings.log.level.as_str())
+        .try_init();
     let app = Application::build(settings)
         .await
         .unwrap_or_else(|e| panic!("build: {e:#}"));
@@ -250,5 +253,137 @@ impl TestApp {
             .as_deref()
             .unwrap_or_else(|| panic!("not a redis-backed app"));
         redis_server::connect(url)
+    }
+}
+
+/// A WebSocket client of the test server.
+pub struct Ws {
+    framed: actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>,
+    /// The `hello` frame received on connect.
+    pub hello: Value,
+}
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+impl TestApp {
+    /// Connects with `?token=`, platform and device; waits for `hello`.
+    pub async fn ws(&self, token: &str, platform: u8, device: &str) -> Ws {
+        let url = format!(
+            "ws://{}/ws?token={token}&platform_id={platform}&device_id={device}",
+            self.addr
+        );
+        let (res, framed) = awc::Client::new()
+            .ws(url)
+            .max_frame_size(8 << 20)
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("ws connect: {e}"));
+        assert_eq!(res.status().as_u16(), 101);
+        let mut ws = Ws {
+            framed,
+            hello: Value::Null,
+        };
+        let hello = ws.recv().await;
+        assert_eq!(hello["type"], "hello", "{hello}");
+        ws.hello = hello;
+        ws
+    }
+
+    /// A user of app A with a token and one connection (platform 1 = iOS unless given).
+    pub async fn online(&self, uid: u64, platform: u8, device: &str) -> Ws {
+        let token = self.grant(uid).await;
+        self.ws(&token, platform, device).await
+    }
+}
+
+impl Ws {
+    pub async fn send(&mut self, v: Value) {
+        use futures_util::SinkExt;
+        self.framed
+            .send(awc::ws::Message::Text(v.to_string().into()))
+            .await
+            .unwrap_or_else(|e| panic!("ws send: {e}"));
+    }
+
+    pub async fn send_raw(&mut self, msg: awc::ws::Message) {
+        use futures_util::SinkExt;
+        let _ = self.framed.send(msg).await;
+    }
+
+    /// The next frame: Ok(JSON text) or Err(close code), skipping pings.
+    pub async fn next(&mut self, within: Duration) -> Option<Result<Value, u16>> {
+        use futures_util::StreamExt;
+        loop {
+            let frame = tokio::time::timeout(within, self.framed.next())
+                .await
+                .ok()?;
+            match frame {
+                Some(Ok(awc::ws::Frame::Text(b))) => {
+                    return Some(Ok(serde_json::from_slice(&b)
+                        .unwrap_or_else(|e| panic!("bad JSON frame {e}: {b:?}"))));
+                }
+                Some(Ok(awc::ws::Frame::Close(reason))) => {
+                    return Some(Err(reason.map_or(1005, |r| u16::from(r.code))));
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Some(Err(1006)),
+            }
+        }
+    }
+
+    /// The next JSON frame (panics on timeout or close).
+    pub async fn recv(&mut self) -> Value {
+        match self.next(WAIT).await {
+            Some(Ok(v)) => v,
+            Some(Err(code)) => panic!("connection closed with {code} while waiting for a frame"),
+            None => panic!("no frame within {WAIT:?}"),
+        }
+    }
+
+    /// The next frame of `type` (other frames are returned too, in order, before it).
+    pub async fn recv_type(&mut self, ty: &str) -> Value {
+        loop {
+            let v = self.recv().await;
+            if v["type"] == ty {
+                return v;
+            }
+        }
+    }
+
+    /// Asserts no JSON frame arrives for `d`.
+    pub async fn expect_silence(&mut self, d: Duration) {
+        if let Some(Ok(v)) = self.next(d).await {
+            panic!("unexpected frame {v}");
+        }
+    }
+
+    /// Syncs from `after` until `more` is false; returns every message frame that arrived
+    /// meanwhile, synced or live, in arrival order.
+    pub async fn sync_all(&mut self, mut after: u64) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            self.send(serde_json::json!({"type": "sync", "after": after}))
+                .await;
+            loop {
+                let v = self.recv().await;
+                match v["type"].as_str() {
+                    Some("message") => out.push(v),
+                    Some("sync_end") => {
+                        after = v["seq"].as_u64().unwrap_or(0);
+                        if v["more"] == true {
+                            break;
+                        }
+                        return out;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    #[allow(dead_code)]
+    pub async fn close(mut self) {
+        use futures_util::SinkExt;
+        let _ = self.framed.send(awc::ws::Message::Close(None)).await;
     }
 }

@@ -9,5 +9,7 @@ mod auth;
 mod cli;
 mod conventions;
 mod health;
+mod messaging;
+mod push;
 mod store_conformance;
 mod users;

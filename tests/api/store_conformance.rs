@@ -174,3 +174,213 @@ async fn device_tokens_list_newest_binding_first_and_unbind_only_matching() {
         assert_eq!(order, vec!["a2", "x1"]);
     }
 }
+
+async fn small_stores(inbox_len: u64) -> Vec<Store> {
+    let mut out = Vec::new();
+    for backend in BACKENDS {
+        let (settings, _) = test_settings(backend);
+        out.push(
+            Store::open(&settings.store, inbox_len)
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+        );
+    }
+    out
+}
+
+fn seqs(stored: &[String]) -> Vec<u64> {
+    stored
+        .iter()
+        .filter_map(|s| im_dispatcher::store::stored_seq(s))
+        .collect()
+}
+
+#[actix_web::test]
+async fn appends_number_each_inbox_without_gaps_and_share_one_id() {
+    use im_dispatcher::store::Append;
+    for store in small_stores(5).await {
+        let (a, b) = (u(1, 1), u(1, 2));
+        let first = store
+            .append(&Append {
+                inboxes: &[a, b],
+                body: r#""kind":"peer","content":"x"}"#,
+                idempotency: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!((first.seqs.clone(), first.replayed), (vec![1, 1], false));
+        let second = store
+            .append(&Append {
+                inboxes: &[b],
+                body: r#""kind":"system","content":"y"}"#,
+                idempotency: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(second.seqs, vec![2]);
+        assert!(second.id > first.id, "{}", store.kind());
+        let stored = store.inbox_after(b, 0, u64::MAX, 10).await.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&stored[0]).unwrap();
+        assert_eq!(
+            (v["id"].as_u64(), v["seq"].as_u64(), v["content"].as_str()),
+            (Some(first.id), Some(1), Some("x"))
+        );
+        assert_eq!(store.latest_seq(b).await.unwrap(), 2);
+        assert_eq!(store.latest_seq(u(1, 77)).await.unwrap(), 0);
+        // Trimmed to the newest 5; seqs keep counting.
+        for i in 0..6 {
+            store
+                .append(&Append {
+                    inboxes: &[b],
+                    body: &format!(r#""kind":"system","content":"{i}"}}"#),
+                    idempotency: None,
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            seqs(&store.inbox_after(b, 0, u64::MAX, 100).await.unwrap()),
+            vec![4, 5, 6, 7, 8],
+            "{}",
+            store.kind()
+        );
+        assert_eq!(
+            seqs(&store.inbox_after(b, 5, 7, 100).await.unwrap()),
+            vec![6, 7]
+        );
+        assert_eq!(
+            seqs(&store.inbox_after(b, 4, u64::MAX, 2).await.unwrap()),
+            vec![5, 6]
+        );
+        assert!(
+            store
+                .inbox_after(b, 8, u64::MAX, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            seqs(&store.inbox_latest(b, None, 2).await.unwrap()),
+            vec![7, 8]
+        );
+        assert_eq!(
+            seqs(&store.inbox_latest(b, Some(7), 2).await.unwrap()),
+            vec![5, 6]
+        );
+        assert_eq!(
+            seqs(&store.inbox_latest(b, Some(2), 5).await.unwrap()),
+            Vec::<u64>::new()
+        );
+    }
+}
+
+#[actix_web::test]
+async fn an_idempotency_key_replays_the_first_result() {
+    use im_dispatcher::store::Append;
+    for store in small_stores(100).await {
+        let (a, b) = (u(1, 1), u(1, 2));
+        let req = Append {
+            inboxes: &[a, b],
+            body: r#""kind":"peer","content":"x"}"#,
+            idempotency: Some(("k1", 60)),
+        };
+        let first = store.append(&req).await.unwrap();
+        let again = store.append(&req).await.unwrap();
+        assert!(again.replayed && !first.replayed);
+        assert_eq!((again.id, again.first_seq), (first.id, first.seqs[0]));
+        assert_eq!(
+            store.latest_seq(b).await.unwrap(),
+            1,
+            "{}: stored once",
+            store.kind()
+        );
+        let other = store
+            .append(&Append {
+                idempotency: Some(("k2", 60)),
+                ..req
+            })
+            .await
+            .unwrap();
+        assert!(!other.replayed);
+        let m1 = store.next_message_id().await.unwrap();
+        let m2 = store.next_message_id().await.unwrap();
+        assert!(m2 > m1 && m1 > other.id);
+    }
+}
+
+#[actix_web::test]
+async fn acks_only_move_forward_and_drive_unread_counts() {
+    use im_dispatcher::store::Append;
+    for store in small_stores(3).await {
+        let b = u(1, 2);
+        assert_eq!(store.unread_count(b, "1:d").await.unwrap(), 0);
+        for _ in 0..5 {
+            store
+                .append(&Append {
+                    inboxes: &[b],
+                    body: r#""kind":"system","content":"z"}"#,
+                    idempotency: None,
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            store.unread_count(b, "1:d").await.unwrap(),
+            3,
+            "{}: bounded by what the inbox holds",
+            store.kind()
+        );
+        store.set_ack(b, "1:d", 4).await.unwrap();
+        assert_eq!(store.unread_count(b, "1:d").await.unwrap(), 1);
+        store.set_ack(b, "1:d", 2).await.unwrap();
+        assert_eq!(
+            store.unread_count(b, "1:d").await.unwrap(),
+            1,
+            "never backwards"
+        );
+        store.set_ack(b, "1:d", 50).await.unwrap();
+        assert_eq!(store.unread_count(b, "1:d").await.unwrap(), 0);
+        store
+            .append(&Append {
+                inboxes: &[b],
+                body: r#""kind":"system","content":"z"}"#,
+                idempotency: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.unread_count(b, "1:d").await.unwrap(),
+            1,
+            "an ack past the end was capped at the end"
+        );
+        assert_eq!(store.unread_count(b, "3:other").await.unwrap(), 3);
+    }
+}
+
+#[actix_web::test]
+async fn device_tokens_of_many_users_come_back_in_order() {
+    for store in stores().await {
+        store
+            .bind_device_tokens(u(1, 5), &[(PushProvider::Hw, "h5".into())], 10)
+            .await
+            .unwrap();
+        store
+            .bind_device_tokens(u(1, 7), &[(PushProvider::Jp, "j7".into())], 10)
+            .await
+            .unwrap();
+        let all = store
+            .device_tokens(&[u(1, 7), u(1, 6), u(1, 5)])
+            .await
+            .unwrap();
+        let firsts: Vec<Option<&str>> = all
+            .iter()
+            .map(|t| t.first().map(|t| t.token.as_str()))
+            .collect();
+        assert_eq!(
+            firsts,
+            vec![Some("j7"), None, Some("h5")],
+            "{}",
+            store.kind()
+        );
+    }
+}

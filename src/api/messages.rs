@@ -1,0 +1,208 @@
+//! SPEC §4.3/§4.4: sending messages, history, offline counts.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::{ClientAuth, ServerAuth};
+use super::body::JsonBody;
+use crate::dispatch::{DispatchError, PeerSend};
+use crate::domain::{AppId, Uid, UserKey};
+use crate::error::{ApiError, ApiResult, ok};
+use crate::state::AppState;
+use crate::store::device_key;
+
+/// Maps a dispatcher refusal to the HTTP error.
+pub fn dispatch_error(e: DispatchError) -> ApiError {
+    match e {
+        DispatchError::Store(e) => e.into(),
+        DispatchError::Invalid(msg) => ApiError::bad_request("invalid_request", msg),
+    }
+}
+
+/// `content` as stored text: a string, or an object's JSON text; 413 past the limit.
+fn content(state: &AppState, v: &Value) -> ApiResult<String> {
+    crate::dispatch::content_text(v, state.settings.limits.content).map_err(
+        |(code, msg)| match code {
+            "content_too_large" => ApiError::too_large(code, msg),
+            _ => ApiError::invalid_field("content", "must be a string or a JSON object"),
+        },
+    )
+}
+
+/// The idempotency key of a send: the `Idempotency-Key` header or the body's `client_msg_id`,
+/// namespaced by app and endpoint.
+fn idempotency(
+    req: &HttpRequest,
+    app: AppId,
+    endpoint: &str,
+    client_msg_id: &Option<Value>,
+) -> ApiResult<Option<String>> {
+    let header = req.headers().get("idempotency-key").map(|v| {
+        v.to_str().map(str::to_string).map_err(|_| {
+            ApiError::bad_request("invalid_header", "Idempotency-Key must be visible ASCII")
+        })
+    });
+    let key = match (header.transpose()?, client_msg_id) {
+        (Some(h), _) => Some(h),
+        (None, None | Some(Value::Null)) => None,
+        (None, Some(Value::String(s))) => Some(s.clone()),
+        (None, Some(Value::Number(n))) => Some(n.to_string()),
+        (None, Some(_)) => {
+            return Err(ApiError::invalid_field(
+                "client_msg_id",
+                "must be a string or a number",
+            ));
+        }
+    };
+    match key {
+        Some(k) if k.is_empty() || k.len() > 128 => Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            "the idempotency key must be 1 to 128 characters",
+        )),
+        Some(k) => Ok(Some(format!("http:{app}:{endpoint}:{k}"))),
+        None => Ok(None),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PeerBody {
+    sender: Uid,
+    receiver: Uid,
+    content: Value,
+    client_msg_id: Option<Value>,
+}
+
+/// POST /messages/peers (S) → `{msg_id}` once stored in both inboxes.
+pub async fn peers(
+    req: HttpRequest,
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+    JsonBody(body): JsonBody<PeerBody>,
+) -> ApiResult<HttpResponse> {
+    let content = content(&state, &body.content)?;
+    let idempotency = idempotency(&req, auth.0.id, "peers", &body.client_msg_id)?;
+    let sent = state
+        .dispatcher
+        .send_peer(PeerSend {
+            app: auth.0.id,
+            sender: body.sender,
+            receiver: body.receiver,
+            content: &content,
+            idempotency,
+            origin: None,
+        })
+        .await
+        .map_err(dispatch_error)?;
+    Ok(ok(json!({ "msg_id": sent.id })))
+}
+
+#[derive(Deserialize)]
+pub struct ToUserBody {
+    receiver: Uid,
+    content: Value,
+    client_msg_id: Option<Value>,
+}
+
+/// POST /messages/systems (S)
+pub async fn systems(
+    req: HttpRequest,
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+    JsonBody(body): JsonBody<ToUserBody>,
+) -> ApiResult<HttpResponse> {
+    let content = content(&state, &body.content)?;
+    let idempotency = idempotency(&req, auth.0.id, "systems", &body.client_msg_id)?;
+    let sent = state
+        .dispatcher
+        .send_system(auth.0.id, body.receiver, &content, idempotency)
+        .await
+        .map_err(dispatch_error)?;
+    Ok(ok(json!({ "msg_id": sent.id })))
+}
+
+/// POST /messages/notifications (S): online devices only, not stored.
+pub async fn notifications(
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+    JsonBody(body): JsonBody<ToUserBody>,
+) -> ApiResult<HttpResponse> {
+    let content = content(&state, &body.content)?;
+    let (id, devices) = state
+        .dispatcher
+        .send_notification(auth.0.id, body.receiver, &content)
+        .await
+        .map_err(dispatch_error)?;
+    Ok(ok(json!({ "msg_id": id, "devices": devices })))
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    limit: Option<usize>,
+    before: Option<u64>,
+}
+
+/// Most messages one history request returns.
+const HISTORY_MAX: usize = 1000;
+
+/// GET /messages (C): the caller's newest inbox messages, oldest first.
+pub async fn history(
+    auth: ClientAuth,
+    state: web::Data<AppState>,
+    query: web::Query<HistoryQuery>,
+) -> ApiResult<HttpResponse> {
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > HISTORY_MAX {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("`limit` must be 1..={HISTORY_MAX}"),
+        ));
+    }
+    if query.before == Some(0) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "`before` must be a positive seq",
+        ));
+    }
+    let items = state
+        .store
+        .inbox_latest(auth.user, query.before, limit)
+        .await?;
+    // Stored records are already the wire JSON of each message.
+    let body = format!(
+        r#"{{"meta":{{"code":0,"message":"ok"}},"data":[{}]}}"#,
+        items.join(",")
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
+}
+
+#[derive(Deserialize)]
+pub struct OfflineQuery {
+    uid: Option<String>,
+    platform_id: Option<u8>,
+    device_id: Option<String>,
+}
+
+/// GET /messages/offline (S): `{count, new}` after the device's acknowledged position.
+pub async fn offline(
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+    query: web::Query<OfflineQuery>,
+) -> ApiResult<HttpResponse> {
+    let uid = match &query.uid {
+        Some(u) => Uid::parse(u)
+            .map_err(|why| ApiError::bad_request("invalid_query", format!("`uid` {why}")))?,
+        None => return Err(ApiError::bad_request("invalid_query", "`uid` is required")),
+    };
+    let device = device_key(
+        query.platform_id.unwrap_or(0),
+        query.device_id.as_deref().unwrap_or(""),
+    );
+    let count = state
+        .store
+        .unread_count(UserKey::new(auth.0.id, uid), &device)
+        .await?;
+    Ok(ok(json!({ "count": count, "new": u8::from(count > 0) })))
+}

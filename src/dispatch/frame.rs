@@ -1,0 +1,207 @@
+//! Wire JSON for the WebSocket channel (SPEC §5.2), built once per message.
+//!
+//! A message is serialized once into its stored body (`"kind":…,"content":…,"timestamp":…}`);
+//! the stored record prepends `{"id":N,"seq":M,` and a live frame prepends
+//! `{"type":"message","id":N,"seq":`, the recipient's seq and a comma. Recipients share the
+//! encoded bytes by reference count; only the seq digits differ per recipient.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::domain::{AppId, GroupId, Uid};
+
+/// Message kinds of SPEC §5.2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Peer,
+    Group,
+    GroupNotification,
+    System,
+    Notification,
+    Customer,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Peer => "peer",
+            Kind::Group => "group",
+            Kind::GroupNotification => "group_notification",
+            Kind::System => "system",
+            Kind::Notification => "notification",
+            Kind::Customer => "customer",
+        }
+    }
+}
+
+/// The parts of a message that are the same for every recipient.
+pub struct Body<'a> {
+    pub kind: Kind,
+    pub sender: Option<Uid>,
+    /// A uid, or the group id for group messages.
+    pub receiver: u64,
+    pub group_id: Option<GroupId>,
+    pub content: &'a str,
+    /// Milliseconds since the epoch.
+    pub timestamp: u64,
+}
+
+/// `"kind":"…",…,"timestamp":T}` — the stored body after the id/seq fields.
+pub fn body(b: &Body<'_>) -> String {
+    let mut out = String::with_capacity(b.content.len() + 96);
+    out.push_str("\"kind\":\"");
+    out.push_str(b.kind.as_str());
+    out.push('"');
+    if let Some(sender) = b.sender {
+        push_num(&mut out, ",\"sender\":", sender.0);
+    }
+    push_num(&mut out, ",\"receiver\":", b.receiver);
+    if let Some(gid) = b.group_id {
+        push_num(&mut out, ",\"group_id\":", gid.0);
+    }
+    out.push_str(",\"content\":");
+    push_json_str(&mut out, b.content);
+    push_num(&mut out, ",\"timestamp\":", b.timestamp);
+    out.push('}');
+    out
+}
+
+fn push_num(out: &mut String, key: &str, v: u64) {
+    out.push_str(key);
+    out.push_str(itoa::Buffer::new().format(v));
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn push_json_str(out: &mut String, s: &str) {
+    // serde_json's escaping; writing into a String cannot fail.
+    if let Ok(quoted) = serde_json::to_string(s) {
+        out.push_str(&quoted);
+    }
+}
+
+/// The shared bytes of a live `message` frame whose recipients differ only by seq.
+#[derive(Debug)]
+pub struct Spliced {
+    /// `{"type":"message","id":N,"seq":`
+    pub head: Bytes,
+    /// `,"kind":…}`
+    pub tail: Bytes,
+}
+
+impl Spliced {
+    pub fn new(id: u64, body: &str) -> Arc<Spliced> {
+        Self::with_field(id, "seq", body)
+    }
+
+    /// Same, with another per-recipient field name (super groups use `group_seq`).
+    pub fn with_field(id: u64, field: &str, body: &str) -> Arc<Spliced> {
+        let mut head = String::with_capacity(48);
+        head.push_str("{\"type\":\"message\",\"id\":");
+        head.push_str(itoa::Buffer::new().format(id));
+        head.push_str(",\"");
+        head.push_str(field);
+        head.push_str("\":");
+        let mut tail = String::with_capacity(body.len() + 1);
+        tail.push(',');
+        tail.push_str(body);
+        Arc::new(Spliced {
+            head: Bytes::from(head),
+            tail: Bytes::from(tail),
+        })
+    }
+
+    /// The complete frame text for one value of the spliced field.
+    pub fn render(&self, seq: u64) -> Bytes {
+        let digits = itoa::Buffer::new().format(seq).to_string();
+        let mut v = Vec::with_capacity(self.head.len() + digits.len() + self.tail.len());
+        v.extend_from_slice(&self.head);
+        v.extend_from_slice(digits.as_bytes());
+        v.extend_from_slice(&self.tail);
+        Bytes::from(v)
+    }
+}
+
+/// A `message` frame without seq (notifications are not stored).
+pub fn unstored_message(id: u64, body: &str) -> Bytes {
+    let mut s = String::with_capacity(body.len() + 32);
+    s.push_str("{\"type\":\"message\",\"id\":");
+    s.push_str(itoa::Buffer::new().format(id));
+    s.push(',');
+    s.push_str(body);
+    Bytes::from(s)
+}
+
+/// A stored record (`{"id":…,"seq":…,…}`) as a `message` frame.
+pub fn stored_message(stored: &str) -> Bytes {
+    let rest = stored.strip_prefix('{').unwrap_or(stored);
+    let mut s = String::with_capacity(rest.len() + 18);
+    s.push_str("{\"type\":\"message\",");
+    s.push_str(rest);
+    Bytes::from(s)
+}
+
+pub fn hello(app: AppId, uid: Uid, seq: u64) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"type":"hello","uid":{uid},"appid":{app},"seq":{seq}}}"#
+    ))
+}
+
+pub fn sync_end(seq: u64, more: bool) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"type":"sync_end","seq":{seq},"more":{more}}}"#
+    ))
+}
+
+pub fn pong() -> Bytes {
+    Bytes::from_static(br#"{"type":"pong"}"#)
+}
+
+/// `{"type":"ack","ref":…,"id":…,"seq":…}`; `ref` is echoed as the client sent it.
+pub fn ack(reference: Option<&serde_json::Value>, id: u64, seq: u64) -> Bytes {
+    let mut s = String::from(r#"{"type":"ack","ref":"#);
+    s.push_str(&reference.map_or_else(|| "null".to_string(), |r| r.to_string()));
+    push_num(&mut s, ",\"id\":", id);
+    push_num(&mut s, ",\"seq\":", seq);
+    s.push('}');
+    Bytes::from(s)
+}
+
+pub fn error(reference: Option<&serde_json::Value>, code: &str, message: &str) -> Bytes {
+    let mut v = serde_json::json!({ "type": "error", "error": code, "message": message });
+    if let Some(r) = reference {
+        v["ref"] = r.clone();
+    }
+    Bytes::from(v.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spliced_frame_is_valid_json_with_the_recipients_seq() {
+        let b = body(&Body {
+            kind: Kind::Peer,
+            sender: Some(Uid(1)),
+            receiver: 2,
+            group_id: None,
+            content: "hi \"there\"\n",
+            timestamp: 5,
+        });
+        let f = Spliced::new(9, &b).render(42);
+        let v: serde_json::Value = serde_json::from_slice(&f).unwrap();
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["id"], 9);
+        assert_eq!(v["seq"], 42);
+        assert_eq!(v["kind"], "peer");
+        assert_eq!(v["content"], "hi \"there\"\n");
+        let stored = format!("{{\"id\":9,\"seq\":42,{b}");
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&stored_message(&stored)).unwrap(),
+            v
+        );
+    }
+}

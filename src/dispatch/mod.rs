@@ -1,0 +1,367 @@
+//! The dispatcher: actors and nothing else. The rest of the code holds a `Dispatcher` (a
+//! cloneable handle with async methods) and never sees an `Addr`, so the actor runtime can be
+//! swapped by touching this folder only.
+//!
+//! A send: the store appends the message to every recipient inbox in one round-trip (durable
+//! before anyone is told), then each recipient's `UserSession` queues the shared frame on its
+//! connections' outboxes and decides on push.
+
+mod connection;
+pub mod frame;
+pub mod outbox;
+mod registry;
+mod session;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use actix::MailboxError;
+
+pub use self::connection::{ConnectionInfo, content_text};
+use self::frame::{Body, Kind, Spliced};
+use self::outbox::{CloseReason, Frame, Outbox};
+use self::registry::{Registry, SessionEntry};
+use self::session::{
+    CloseAll, ConnRef, Connect, Deliver, Disconnect, PushIntent, Reload, UserSession,
+};
+use crate::config::Limits;
+use crate::domain::{AppId, Uid, UserKey, now_millis};
+use crate::push::{PushJob, PushQueue};
+use crate::store::{Append, Store, StoreError};
+
+/// Why a send was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DispatchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The result of a stored send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    pub id: u64,
+    /// The seq in the sender's inbox (peer) or the receiver's (system).
+    pub seq: u64,
+    /// True if this was a retry answered from the idempotency record: nothing was sent again.
+    pub replayed: bool,
+}
+
+/// A send request shared by the HTTP and WebSocket paths.
+pub struct PeerSend<'a> {
+    pub app: AppId,
+    pub sender: Uid,
+    pub receiver: Uid,
+    pub content: &'a str,
+    /// Namespaced idempotency key.
+    pub idempotency: Option<String>,
+    /// The sending connection (ws sends), which gets an `ack` instead of the message.
+    pub origin: Option<u64>,
+}
+
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    push: PushQueue,
+    registry: Arc<Registry>,
+    limits: Limits,
+    next_conn: AtomicU64,
+}
+
+impl Dispatcher {
+    /// Starts the dispatch arbiters (`threads`, 0 = one per core).
+    pub fn new(store: Store, push: PushQueue, limits: Limits, threads: usize) -> Dispatcher {
+        Dispatcher {
+            inner: Arc::new(Inner {
+                store,
+                push,
+                registry: Arc::new(Registry::new(threads)),
+                limits,
+                next_conn: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    fn weak_registry(&self) -> Weak<Registry> {
+        Arc::downgrade(&self.inner.registry)
+    }
+
+    /// The user's session, started (and its settings loading) if not loaded.
+    fn session(&self, user: UserKey) -> SessionEntry {
+        let store = self.inner.store.clone();
+        let push = self.inner.push.clone();
+        let registry = self.weak_registry();
+        let idle = Duration::from_secs(self.inner.limits.actor_idle_secs);
+        self.inner
+            .registry
+            .session_or_start(user, move |generation, shared| {
+                UserSession::new(user, generation, shared, store, push, registry, idle)
+            })
+    }
+
+    /// Hands a message to the user's session (starting it when `start` is set), retrying once
+    /// if the session was just stopping. Returns connections reached.
+    async fn deliver(&self, user: UserKey, msg: Deliver, start: bool) -> usize {
+        for _ in 0..2 {
+            let entry = match (start, self.inner.registry.session(user)) {
+                (_, Some(e)) => e,
+                (true, None) => self.session(user),
+                (false, None) => return 0,
+            };
+            match entry.addr.send(msg.clone()).await {
+                Ok(n) => return n,
+                Err(MailboxError::Closed) | Err(MailboxError::Timeout) => {
+                    self.inner.registry.remove_session(user, entry.generation);
+                }
+            }
+        }
+        tracing::warn!(app = %user.app, uid = %user.uid, "delivery: session unavailable");
+        0
+    }
+
+    /// Peer message: stored in the sender's and the receiver's inbox, live to the receiver's
+    /// devices and the sender's other devices, pushed to the receiver if not online.
+    pub async fn send_peer(&self, req: PeerSend<'_>) -> Result<Sent, DispatchError> {
+        let sender = UserKey::new(req.app, req.sender);
+        let receiver = UserKey::new(req.app, req.receiver);
+        let body = frame::body(&Body {
+            kind: Kind::Peer,
+            sender: Some(req.sender),
+            receiver: req.receiver.0,
+            group_id: None,
+            content: req.content,
+            timestamp: now_millis(),
+        });
+        let ttl = self.inner.limits.idempotency_ttl_secs;
+        let inboxes: &[UserKey] = if sender == receiver {
+            &[sender]
+        } else {
+            &[sender, receiver]
+        };
+        let appended = self
+            .inner
+            .store
+            .append(&Append {
+                inboxes,
+                body: &body,
+                idempotency: req.idempotency.as_deref().map(|k| (k, ttl)),
+            })
+            .await?;
+        let sent = Sent {
+            id: appended.id,
+            seq: appended.first_seq,
+            replayed: appended.replayed,
+        };
+        if appended.replayed {
+            return Ok(sent);
+        }
+        let shared = Spliced::new(appended.id, &body);
+        let content: Arc<str> = req.content.into();
+        if let [sender_seq, receiver_seq] = appended.seqs[..] {
+            let job = PushJob::Peer {
+                app: req.app,
+                sender: req.sender,
+                receiver: req.receiver,
+                content,
+                tokens: None,
+            };
+            let to_receiver = Deliver {
+                frame: Frame::Spliced(shared.clone(), receiver_seq),
+                seq: Some(receiver_seq),
+                exclude: None,
+                push: Some(PushIntent::Peer {
+                    from: req.sender,
+                    job,
+                }),
+            };
+            self.deliver(receiver, to_receiver, true).await;
+            let to_sender = Deliver {
+                frame: Frame::Spliced(shared, sender_seq),
+                seq: Some(sender_seq),
+                exclude: req.origin,
+                push: None,
+            };
+            self.deliver(sender, to_sender, false).await;
+        } else if let [seq] = appended.seqs[..] {
+            // A note to self: one inbox, every other device.
+            let to_self = Deliver {
+                frame: Frame::Spliced(shared, seq),
+                seq: Some(seq),
+                exclude: req.origin,
+                push: None,
+            };
+            self.deliver(sender, to_self, false).await;
+        }
+        Ok(sent)
+    }
+
+    /// System message: stored in the receiver's inbox, live, pushed if not online.
+    pub async fn send_system(
+        &self,
+        app: AppId,
+        receiver: Uid,
+        content: &str,
+        idempotency: Option<String>,
+    ) -> Result<Sent, DispatchError> {
+        let user = UserKey::new(app, receiver);
+        let body = frame::body(&Body {
+            kind: Kind::System,
+            sender: None,
+            receiver: receiver.0,
+            group_id: None,
+            content,
+            timestamp: now_millis(),
+        });
+        let ttl = self.inner.limits.idempotency_ttl_secs;
+        let appended = self
+            .inner
+            .store
+            .append(&Append {
+                inboxes: &[user],
+                body: &body,
+                idempotency: idempotency.as_deref().map(|k| (k, ttl)),
+            })
+            .await?;
+        if !appended.replayed {
+            let job = PushJob::System {
+                app,
+                receiver,
+                content: content.into(),
+                tokens: None,
+            };
+            let msg = Deliver {
+                frame: Frame::Spliced(Spliced::new(appended.id, &body), appended.first_seq),
+                seq: Some(appended.first_seq),
+                exclude: None,
+                push: Some(PushIntent::Always(job)),
+            };
+            self.deliver(user, msg, true).await;
+        }
+        Ok(Sent {
+            id: appended.id,
+            seq: appended.first_seq,
+            replayed: appended.replayed,
+        })
+    }
+
+    /// Notification: online devices only; not stored, never pushed. Returns (id, devices).
+    pub async fn send_notification(
+        &self,
+        app: AppId,
+        receiver: Uid,
+        content: &str,
+    ) -> Result<(u64, usize), DispatchError> {
+        let id = self.inner.store.next_message_id().await?;
+        let body = frame::body(&Body {
+            kind: Kind::Notification,
+            sender: None,
+            receiver: receiver.0,
+            group_id: None,
+            content,
+            timestamp: now_millis(),
+        });
+        let msg = Deliver {
+            frame: Frame::Text(frame::unstored_message(id, &body)),
+            seq: None,
+            exclude: None,
+            push: None,
+        };
+        let devices = self.deliver(UserKey::new(app, receiver), msg, false).await;
+        Ok((id, devices))
+    }
+
+    /// The users API changed a user's settings: a loaded session reloads them before it
+    /// handles any later message, so sends after the API call see the new settings.
+    pub async fn user_changed(&self, user: UserKey) {
+        if let Some(entry) = self.inner.registry.session(user) {
+            let _ = entry.addr.send(Reload).await;
+        }
+    }
+
+    /// Closes every connection of a user (token revoked).
+    pub async fn disconnect_user(&self, user: UserKey) {
+        if let Some(entry) = self.inner.registry.session(user) {
+            let _ = entry
+                .addr
+                .send(CloseAll(CloseReason::Policy, "token revoked"))
+                .await;
+        }
+    }
+
+    /// Registers a connection and returns its id and the `hello` seq; from here on every
+    /// stored message for the user after that seq reaches the connection's outbox.
+    pub async fn connect(
+        &self,
+        user: UserKey,
+        platform: crate::domain::Platform,
+        outbox: Arc<Outbox>,
+    ) -> Result<(u64, u64), DispatchError> {
+        let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        let conn = ConnRef {
+            id,
+            platform,
+            outbox: outbox.clone(),
+        };
+        // Registered before the seq is read, so nothing appended after the read is missed.
+        let mut registered = false;
+        for _ in 0..2 {
+            let entry = self.session(user);
+            if entry.addr.send(Connect(conn.clone())).await.is_ok() {
+                registered = true;
+                break;
+            }
+            self.inner.registry.remove_session(user, entry.generation);
+        }
+        if !registered {
+            return Err(DispatchError::Invalid("session unavailable".into()));
+        }
+        match self.inner.store.latest_seq(user).await {
+            Ok(seq) => {
+                outbox.start_live(seq);
+                Ok((id, seq))
+            }
+            Err(e) => {
+                self.disconnect(user, id).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Removes a connection from its session.
+    pub async fn disconnect(&self, user: UserKey, conn: u64) {
+        if let Some(entry) = self.inner.registry.session(user) {
+            let _ = entry.addr.send(Disconnect(conn)).await;
+        }
+    }
+
+    /// Loaded user sessions (a gauge for tests and metrics).
+    pub fn session_count(&self) -> usize {
+        self.inner.registry.session_count()
+    }
+
+    /// Graceful shutdown: every WebSocket gets a close frame (1001, reconnect elsewhere), then
+    /// queued push jobs are flushed.
+    pub async fn shutdown(&self, within: Duration) {
+        for entry in self.inner.registry.sessions() {
+            let _ = entry
+                .addr
+                .send(CloseAll(CloseReason::GoingAway, "server shutting down"))
+                .await;
+        }
+        self.inner.push.flush(within).await;
+    }
+}

@@ -1,0 +1,382 @@
+//! The outbound side of one WebSocket: a bounded queue that the dispatcher fills from any
+//! thread and the HTTP worker drains as the response body.
+//!
+//! - **Bounded:** past `capacity` frames the connection is closed (1013, "resync") instead of
+//!   growing or silently dropping; the client reconnects and syncs (SPEC §5.5).
+//! - **Coalesced:** one wake-up drains every queued frame into one buffer, so a burst is one
+//!   socket write, not one per frame.
+//! - **In seq order:** stored messages carry their inbox seq. Deliveries for one user can race
+//!   (a group fan-out and a peer send finish in either order), so the outbox releases them in
+//!   seq order, holding a frame briefly while an earlier seq is still on its way. A client can
+//!   therefore treat the highest seq it has seen as its sync cursor. Frames at or below the
+//!   `hello` seq are dropped: the client gets those by `sync`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::Stream;
+use futures_util::task::AtomicWaker;
+
+use super::frame::Spliced;
+
+/// One queued frame.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    /// A complete JSON text frame.
+    Text(Bytes),
+    /// A message frame shared by many recipients; `u64` is this recipient's seq.
+    Spliced(Arc<Spliced>, u64),
+    /// WebSocket-level ping (keep-alive).
+    Ping,
+    /// WebSocket-level pong answering a client ping.
+    Pong(Bytes),
+}
+
+/// Why the server closes a connection (RFC 6455 close codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// 1000: idle timeout, or the client closed first.
+    Normal,
+    /// 1001: the server is shutting down; reconnect elsewhere.
+    GoingAway,
+    /// 1008: too many bad frames, or the token was revoked.
+    Policy,
+    /// 1009: a frame over the size limit.
+    TooBig,
+    /// 1013: the outbound queue overflowed; reconnect and sync.
+    Overflow,
+}
+
+impl CloseReason {
+    fn code(self) -> u16 {
+        match self {
+            CloseReason::Normal => 1000,
+            CloseReason::GoingAway => 1001,
+            CloseReason::Policy => 1008,
+            CloseReason::TooBig => 1009,
+            CloseReason::Overflow => 1013,
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    queue: VecDeque<Frame>,
+    /// Next inbox seq to release; `None` until the connection's `hello` seq is known.
+    next_seq: Option<u64>,
+    /// Stored-message frames that arrived ahead of an earlier seq.
+    held: BTreeMap<u64, Frame>,
+    /// When the oldest held frame started waiting.
+    held_since: Option<Instant>,
+    /// Set once: the close frame to send after the queue drains.
+    close: Option<(CloseReason, String)>,
+    /// The close frame went out (or the peer is gone): the stream is over.
+    finished: bool,
+}
+
+pub struct Outbox {
+    state: Mutex<State>,
+    waker: AtomicWaker,
+    /// Wakes the connection's reader when the server decides to close.
+    closing: tokio::sync::Notify,
+    /// Frames queued or held before the connection is closed as too slow.
+    capacity: usize,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            state: Mutex::default(),
+            waker: AtomicWaker::new(),
+            closing: tokio::sync::Notify::new(),
+            capacity,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues a control or reply frame. False if the connection is closing.
+    pub fn push(&self, frame: Frame) -> bool {
+        let mut st = self.lock();
+        let ok = self.enqueue(&mut st, frame);
+        drop(st);
+        self.waker.wake();
+        ok
+    }
+
+    /// Queues a stored message with inbox seq `seq`, keeping seq order (see module docs).
+    pub fn push_seq(&self, seq: u64, frame: Frame) -> bool {
+        let mut st = self.lock();
+        if st.close.is_some() {
+            return false;
+        }
+        let ok = match st.next_seq {
+            Some(next) if seq < next => true, // already covered by hello/sync or a duplicate
+            Some(next) if seq == next => {
+                st.next_seq = Some(seq + 1);
+                let ok = self.enqueue(&mut st, frame);
+                self.release_ready(&mut st);
+                ok
+            }
+            _ => {
+                st.held.insert(seq, frame);
+                st.held_since.get_or_insert_with(Instant::now);
+                if st.queue.len() + st.held.len() > self.capacity {
+                    self.overflow(&mut st);
+                    false
+                } else {
+                    true
+                }
+            }
+        };
+        drop(st);
+        self.waker.wake();
+        ok
+    }
+
+    /// The connection's `hello` seq is known: frames at or below it are dropped (the client
+    /// syncs them), the ones after it are released in order.
+    pub fn start_live(&self, hello_seq: u64) {
+        let mut st = self.lock();
+        st.next_seq = Some(hello_seq + 1);
+        st.held = st.held.split_off(&(hello_seq + 1));
+        self.release_ready(&mut st);
+        drop(st);
+        self.waker.wake();
+    }
+
+    /// Releases held frames that waited longer than `max_wait` for an earlier seq that never
+    /// came (e.g. a store write that timed out after assigning its seq). The client sees a seq
+    /// gap and syncs it.
+    pub fn release_stale(&self, max_wait: Duration) {
+        let mut st = self.lock();
+        if st.held_since.is_some_and(|t| t.elapsed() >= max_wait) && st.next_seq.is_some() {
+            if let Some((&first, _)) = st.held.first_key_value() {
+                st.next_seq = Some(first);
+            }
+            self.release_ready(&mut st);
+            drop(st);
+            self.waker.wake();
+        }
+    }
+
+    /// Starts closing: queued frames are still written, then the close frame. Idempotent.
+    pub fn close(&self, reason: CloseReason, text: impl Into<String>) {
+        let mut st = self.lock();
+        if st.close.is_none() {
+            st.close = Some((reason, text.into()));
+            st.held.clear();
+        }
+        drop(st);
+        self.waker.wake();
+        self.closing.notify_one();
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.lock().close.is_some()
+    }
+
+    /// Resolves once the server has decided to close this connection.
+    pub async fn closed(&self) {
+        self.closing.notified().await
+    }
+
+    /// The highest seq released to the live stream so far (the `hello` seq at first).
+    pub fn live_seq(&self) -> u64 {
+        self.lock().next_seq.map_or(0, |n| n.saturating_sub(1))
+    }
+
+    /// Frames waiting to be written (queued and held).
+    pub fn backlog(&self) -> usize {
+        let st = self.lock();
+        st.queue.len() + st.held.len()
+    }
+
+    fn enqueue(&self, st: &mut State, frame: Frame) -> bool {
+        if st.close.is_some() {
+            return false;
+        }
+        if st.queue.len() + st.held.len() >= self.capacity {
+            self.overflow(st);
+            return false;
+        }
+        st.queue.push_back(frame);
+        true
+    }
+
+    fn release_ready(&self, st: &mut State) {
+        while let Some(next) = st.next_seq {
+            let Some(frame) = st.held.remove(&next) else {
+                break;
+            };
+            st.next_seq = Some(next + 1);
+            st.queue.push_back(frame);
+        }
+        if st.held.is_empty() {
+            st.held_since = None;
+        }
+    }
+
+    fn overflow(&self, st: &mut State) {
+        metrics::counter!("imd_ws_queue_overflows_total").increment(1);
+        st.queue.clear();
+        st.held.clear();
+        st.close = Some((
+            CloseReason::Overflow,
+            "outbound queue overflow; reconnect and sync".into(),
+        ));
+        self.closing.notify_one();
+    }
+}
+
+/// The response body of a WebSocket: encoded frames, drained in batches.
+pub struct OutboxStream {
+    outbox: Arc<Outbox>,
+}
+
+impl OutboxStream {
+    pub fn new(outbox: Arc<Outbox>) -> Self {
+        OutboxStream { outbox }
+    }
+}
+
+/// Most bytes one poll hands to the socket writer.
+const MAX_CHUNK: usize = 256 * 1024;
+
+impl Stream for OutboxStream {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let outbox = &self.outbox;
+        let mut st = outbox.lock();
+        if st.finished {
+            return Poll::Ready(None);
+        }
+        if st.queue.is_empty() && st.close.is_none() {
+            drop(st);
+            outbox.waker.register(cx.waker());
+            st = outbox.lock();
+            if st.queue.is_empty() && st.close.is_none() {
+                return Poll::Pending;
+            }
+        }
+        let mut buf = BytesMut::new();
+        while let Some(frame) = st.queue.pop_front() {
+            encode(&frame, &mut buf);
+            if buf.len() >= MAX_CHUNK {
+                break;
+            }
+        }
+        if st.queue.is_empty() {
+            if st.queue.capacity() > 64 {
+                st.queue = VecDeque::new(); // an idle connection keeps no big buffer
+            }
+            if let Some((reason, text)) = &st.close {
+                let mut payload = reason.code().to_be_bytes().to_vec();
+                payload.extend_from_slice(text.as_bytes());
+                payload.truncate(123);
+                write_frame(&mut buf, 0x8, &[&payload]);
+                st.finished = true;
+            }
+        } else {
+            cx.waker().wake_by_ref(); // more to write: come back after this chunk
+        }
+        Poll::Ready(Some(Ok(buf.freeze())))
+    }
+}
+
+/// Encodes one frame (server frames are not masked, RFC 6455 §5.1).
+fn encode(frame: &Frame, buf: &mut BytesMut) {
+    match frame {
+        Frame::Text(b) => write_frame(buf, 0x1, &[b]),
+        Frame::Spliced(parts, seq) => {
+            let mut digits = itoa::Buffer::new();
+            let digits = digits.format(*seq).as_bytes();
+            write_frame(buf, 0x1, &[&parts.head, digits, &parts.tail]);
+        }
+        Frame::Ping => write_frame(buf, 0x9, &[]),
+        Frame::Pong(b) => write_frame(buf, 0xA, &[b]),
+    }
+}
+
+fn write_frame(buf: &mut BytesMut, opcode: u8, parts: &[&[u8]]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    buf.reserve(len + 10);
+    buf.put_u8(0x80 | opcode);
+    if len < 126 {
+        buf.put_u8(len as u8);
+    } else if len <= 0xFFFF {
+        buf.put_u8(126);
+        buf.put_u16(len as u16);
+    } else {
+        buf.put_u8(127);
+        buf.put_u64(len as u64);
+    }
+    for p in parts {
+        buf.put_slice(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &'static str) -> Frame {
+        Frame::Text(Bytes::from_static(s.as_bytes()))
+    }
+
+    fn queued(o: &Outbox) -> Vec<String> {
+        o.lock()
+            .queue
+            .iter()
+            .map(|f| match f {
+                Frame::Text(b) => String::from_utf8_lossy(b).into_owned(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stored_frames_are_released_in_seq_order_after_hello() {
+        let o = Outbox::new(16);
+        assert!(o.push_seq(5, text("5")));
+        assert!(o.push_seq(7, text("7")));
+        assert!(o.push_seq(4, text("4")));
+        o.start_live(4); // seq 4 and below come by sync
+        assert_eq!(queued(&o), vec!["5"]);
+        assert!(o.push_seq(6, text("6")));
+        assert_eq!(queued(&o), vec!["5", "6", "7"]);
+        assert!(o.push_seq(6, text("dup")));
+        assert_eq!(queued(&o).len(), 3);
+    }
+
+    #[test]
+    fn a_gap_that_never_fills_is_released_after_the_wait() {
+        let o = Outbox::new(16);
+        o.start_live(0);
+        o.push_seq(3, text("3"));
+        assert!(queued(&o).is_empty());
+        o.release_stale(Duration::ZERO);
+        assert_eq!(queued(&o), vec!["3"]);
+        o.push_seq(4, text("4"));
+        assert_eq!(queued(&o), vec!["3", "4"]);
+    }
+
+    #[test]
+    fn overflow_closes_instead_of_growing() {
+        let o = Outbox::new(2);
+        assert!(o.push(text("a")));
+        assert!(o.push(text("b")));
+        assert!(!o.push(text("c")));
+        assert!(o.is_closing());
+        assert_eq!(o.backlog(), 0);
+    }
+}

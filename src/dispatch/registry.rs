@@ -1,0 +1,101 @@
+//! Where actors live: the session registry (dashmap) and the dispatch arbiters, one per core,
+//! that actors are spread over by hash so both cores do dispatch work.
+
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix::{Addr, ArbiterHandle};
+use dashmap::DashMap;
+
+use super::session::{SessionShared, UserSession};
+use crate::domain::UserKey;
+
+/// A loaded session: its mailbox and the view fan-out reads.
+#[derive(Clone)]
+pub struct SessionEntry {
+    pub addr: Addr<UserSession>,
+    #[allow(dead_code)] // read by group fan-out
+    pub shared: Arc<SessionShared>,
+    pub generation: u64,
+}
+
+pub struct Registry {
+    sessions: DashMap<UserKey, SessionEntry>,
+    arbiters: Vec<actix::Arbiter>,
+    hasher: std::collections::hash_map::RandomState,
+    next_generation: AtomicU64,
+}
+
+impl Registry {
+    /// Starts `threads` dispatch arbiters (0 = one per core).
+    pub fn new(threads: usize) -> Registry {
+        let n = match threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        Registry {
+            sessions: DashMap::new(),
+            arbiters: (0..n).map(|_| actix::Arbiter::new()).collect(),
+            hasher: Default::default(),
+            next_generation: AtomicU64::new(1),
+        }
+    }
+
+    /// The arbiter an actor keyed by `key` lives on.
+    pub fn arbiter_for(&self, key: impl Hash) -> ArbiterHandle {
+        let i = (self.hasher.hash_one(key) % self.arbiters.len() as u64) as usize;
+        self.arbiters[i].handle()
+    }
+
+    pub fn session(&self, user: UserKey) -> Option<SessionEntry> {
+        self.sessions.get(&user).map(|e| e.clone())
+    }
+
+    /// The user's session, started with `make` if there is none.
+    pub fn session_or_start(
+        &self,
+        user: UserKey,
+        make: impl FnOnce(u64, Arc<SessionShared>) -> UserSession + Send + 'static,
+    ) -> SessionEntry {
+        self.sessions
+            .entry(user)
+            .or_insert_with(|| {
+                let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+                let shared = Arc::new(SessionShared::default());
+                let for_actor = shared.clone();
+                let addr = actix::Actor::start_in_arbiter(&self.arbiter_for(user), move |_| {
+                    make(generation, for_actor)
+                });
+                SessionEntry {
+                    addr,
+                    shared,
+                    generation,
+                }
+            })
+            .clone()
+    }
+
+    /// Forgets a session, unless a newer one already took its place.
+    pub fn remove_session(&self, user: UserKey, generation: u64) {
+        self.sessions
+            .remove_if(&user, |_, e| e.generation == generation);
+    }
+
+    /// Every loaded session (shutdown, revocation sweeps).
+    pub fn sessions(&self) -> Vec<SessionEntry> {
+        self.sessions.iter().map(|e| e.value().clone()).collect()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        for a in &self.arbiters {
+            a.stop();
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! `UserSession`: one actor per user with live connections or recent traffic.
+//!
+//! It owns the user's connection list (platform, device id, outbox), do-not-disturb peers,
+//! `mute` and bound push tokens — loaded lazily from the store when it starts and reloaded when
+//! the users API changes them — and decides per message whether to deliver to connections
+//! and/or create a push job (SPEC §6). It is the only writer of `SessionShared`, the
+//! read-mostly view that group fan-out reads directly so a 10,000-member fan-out does not send
+//! 10,000 actor messages. It stops itself when idle.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, Weak};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use super::outbox::{CloseReason, Frame, Outbox};
+use super::registry::Registry;
+use crate::domain::{DeviceToken, Platform, Uid, UserKey};
+use crate::push::{PushJob, PushQueue};
+use crate::store::Store;
+
+/// One live connection as the session and fan-out see it.
+#[derive(Clone)]
+pub struct ConnRef {
+    pub id: u64,
+    pub platform: Platform,
+    pub outbox: Arc<Outbox>,
+}
+
+/// What fan-out may read without messaging the actor.
+#[derive(Default)]
+pub struct SessionShared {
+    /// Live connections; written only by the session actor.
+    conns: RwLock<Arc<[ConnRef]>>,
+    /// The user's `mute`: a desktop/web connection counts as online for push only while set.
+    mute: AtomicBool,
+}
+
+impl SessionShared {
+    /// The current connections (a cheap snapshot).
+    pub fn conns(&self) -> Arc<[ConnRef]> {
+        self.conns
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn set_conns(&self, conns: Vec<ConnRef>) {
+        let conns: Arc<[ConnRef]> = conns.into();
+        match self.conns.write() {
+            Ok(mut c) => *c = conns,
+            Err(p) => *p.into_inner() = conns,
+        }
+    }
+
+    /// SPEC §6: online for push when any iOS/Android connection is open, or a desktop/web one
+    /// while the user's `mute` is on.
+    pub fn online_for_push(&self) -> bool {
+        let mute = self.mute.load(Ordering::Relaxed);
+        self.conns().iter().any(|c| c.platform.is_mobile() || mute)
+    }
+
+    /// Queues a stored message on every connection except `exclude`; returns deliveries made.
+    pub fn deliver_seq(&self, seq: u64, frame: &Frame, exclude: Option<u64>) -> usize {
+        let conns = self.conns();
+        let mut n = 0;
+        for c in conns.iter().filter(|c| Some(c.id) != exclude) {
+            if c.outbox.push_seq(seq, frame.clone()) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Queues an unstored frame (notification) on every connection.
+    pub fn deliver(&self, frame: &Frame) -> usize {
+        self.conns()
+            .iter()
+            .filter(|c| c.outbox.push(frame.clone()))
+            .count()
+    }
+}
+
+/// Settings loaded from the store.
+#[derive(Default)]
+struct Settings {
+    dnd_peers: HashSet<Uid>,
+    tokens: Vec<DeviceToken>,
+}
+
+pub struct UserSession {
+    user: UserKey,
+    /// Identifies this incarnation in the registry (a newer one may replace it).
+    generation: u64,
+    shared: Arc<SessionShared>,
+    conns: Vec<ConnRef>,
+    /// `None` until loaded (or after a failed load: retried on the next message).
+    settings: Option<Settings>,
+    store: Store,
+    push: PushQueue,
+    registry: Weak<Registry>,
+    idle_after: Duration,
+    last_active: Instant,
+}
+
+impl UserSession {
+    pub fn new(
+        user: UserKey,
+        generation: u64,
+        shared: Arc<SessionShared>,
+        store: Store,
+        push: PushQueue,
+        registry: Weak<Registry>,
+        idle_after: Duration,
+    ) -> Self {
+        UserSession {
+            user,
+            generation,
+            shared,
+            conns: Vec::new(),
+            settings: None,
+            store,
+            push,
+            registry,
+            idle_after,
+            last_active: Instant::now(),
+        }
+    }
+
+    /// Loads settings, holding the mailbox until done so no decision uses stale defaults.
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let user = self.user;
+        ctx.wait(
+            async move { store.load_user(user).await }
+                .into_actor(self)
+                .map(|res, act, _| match res {
+                    Ok(record) => {
+                        act.shared.mute.store(record.mute, Ordering::Relaxed);
+                        act.settings = Some(Settings {
+                            dnd_peers: record.dnd_peers.into_iter().collect(),
+                            tokens: record.device_tokens,
+                        });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "session: could not load user settings"),
+                }),
+        );
+    }
+
+    fn publish_conns(&self) {
+        self.shared.set_conns(self.conns.clone());
+    }
+}
+
+impl Actor for UserSession {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+        metrics::gauge!("imd_sessions").increment(1.0);
+        self.load(ctx);
+        let every = (self.idle_after / 2).max(Duration::from_millis(200));
+        ctx.run_interval(every, |act, ctx| {
+            if act.conns.is_empty() && act.last_active.elapsed() >= act.idle_after {
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        metrics::gauge!("imd_sessions").decrement(1.0);
+        if let Some(registry) = self.registry.upgrade() {
+            registry.remove_session(self.user, self.generation);
+        }
+        for c in &self.conns {
+            c.outbox.close(CloseReason::GoingAway, "session ended");
+        }
+    }
+}
+
+/// A new connection joins the session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Connect(pub ConnRef);
+
+impl Handler<Connect> for UserSession {
+    type Result = ();
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
+        self.last_active = Instant::now();
+        self.conns.push(msg.0);
+        self.publish_conns();
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect(pub u64);
+
+impl Handler<Disconnect> for UserSession {
+    type Result = ();
+    fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
+        self.last_active = Instant::now();
+        self.conns.retain(|c| c.id != msg.0);
+        self.publish_conns();
+    }
+}
+
+/// What to do for a recipient who is not online (SPEC §6).
+#[derive(Clone)]
+pub enum PushIntent {
+    /// Push unless the receiver has do-not-disturb for `from`.
+    Peer { from: Uid, job: PushJob },
+    /// Push (system and customer messages).
+    Always(PushJob),
+}
+
+/// A message for this user: a stored one (with its inbox seq) or an unstored notification.
+#[derive(Message, Clone)]
+#[rtype(result = "usize")]
+pub struct Deliver {
+    pub frame: Frame,
+    /// Inbox seq; `None` for notifications.
+    pub seq: Option<u64>,
+    /// The sending connection, which gets an `ack` instead.
+    pub exclude: Option<u64>,
+    pub push: Option<PushIntent>,
+}
+
+impl Handler<Deliver> for UserSession {
+    type Result = usize;
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) -> usize {
+        self.last_active = Instant::now();
+        if self.settings.is_none() && msg.push.is_some() {
+            // Load failed earlier; try again for later messages, decide this one now.
+            self.load(ctx);
+        }
+        let delivered = match msg.seq {
+            Some(seq) => self.shared.deliver_seq(seq, &msg.frame, msg.exclude),
+            None => self.shared.deliver(&msg.frame),
+        };
+        metrics::counter!("imd_deliveries_total").increment(delivered as u64);
+        if let Some(intent) = msg.push
+            && !self.shared.online_for_push()
+        {
+            let (job, dnd_from) = match intent {
+                PushIntent::Peer { from, job } => (job, Some(from)),
+                PushIntent::Always(job) => (job, None),
+            };
+            let settings = self.settings.as_ref();
+            let muted =
+                dnd_from.is_some_and(|from| settings.is_some_and(|s| s.dnd_peers.contains(&from)));
+            if !muted {
+                self.push
+                    .submit(with_tokens(job, settings.map(|s| &s.tokens)));
+            }
+        }
+        delivered
+    }
+}
+
+fn with_tokens(mut job: PushJob, known: Option<&Vec<DeviceToken>>) -> PushJob {
+    if let Some(known) = known {
+        match &mut job {
+            PushJob::Peer { tokens, .. }
+            | PushJob::System { tokens, .. }
+            | PushJob::Customer { tokens, .. } => *tokens = Some(known.clone()),
+            PushJob::Group { .. } => {}
+        }
+    }
+    job
+}
+
+/// The users API changed this user's settings: reload them.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reload;
+
+impl Handler<Reload> for UserSession {
+    type Result = ();
+    fn handle(&mut self, _: Reload, ctx: &mut Context<Self>) {
+        self.load(ctx);
+    }
+}
+
+/// Close every connection (token revoked, shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseAll(pub CloseReason, pub &'static str);
+
+impl Handler<CloseAll> for UserSession {
+    type Result = ();
+    fn handle(&mut self, msg: CloseAll, _: &mut Context<Self>) {
+        for c in &self.conns {
+            c.outbox.close(msg.0, msg.1);
+        }
+    }
+}
