@@ -1,0 +1,157 @@
+//! Memory backend: inboxes, message ids, idempotency records and acknowledged positions.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::MemoryStore;
+use crate::domain::{DeviceToken, UserKey};
+use crate::store::{Append, Appended, StoreResult, sort_tokens};
+
+impl MemoryStore {
+    pub async fn device_tokens(&self, users: &[UserKey]) -> StoreResult<Vec<Vec<DeviceToken>>> {
+        Ok(users
+            .iter()
+            .map(|u| {
+                let mut t = self
+                    .users
+                    .get(u)
+                    .map(|r| r.device_tokens.clone())
+                    .unwrap_or_default();
+                sort_tokens(&mut t);
+                t
+            })
+            .collect())
+    }
+
+    pub async fn next_message_id(&self) -> StoreResult<u64> {
+        Ok(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub async fn append(&self, a: &Append<'_>) -> StoreResult<Appended> {
+        // Holding the idempotency entry makes check-and-store atomic for that key.
+        let mut slot = match a.idempotency {
+            Some((key, _)) => {
+                if self.idempotency.len() > 100_000 {
+                    let now = Instant::now();
+                    self.idempotency.retain(|_, v| v.2 > now);
+                }
+                let entry = self.idempotency.entry(key.to_string());
+                if let dashmap::Entry::Occupied(e) = &entry
+                    && e.get().2 > Instant::now()
+                {
+                    let (id, first_seq, _) = *e.get();
+                    return Ok(Appended {
+                        id,
+                        seqs: Vec::new(),
+                        first_seq,
+                        replayed: true,
+                    });
+                }
+                Some(entry)
+            }
+            None => None,
+        };
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut seqs = Vec::with_capacity(a.inboxes.len());
+        let mut text = String::new();
+        for user in a.inboxes {
+            let mut inbox = self.inboxes.entry(*user).or_default();
+            inbox.seq += 1;
+            let seq = inbox.seq;
+            text.clear();
+            text.push_str("{\"id\":");
+            text.push_str(itoa::Buffer::new().format(id));
+            text.push_str(",\"seq\":");
+            text.push_str(itoa::Buffer::new().format(seq));
+            text.push(',');
+            text.push_str(a.body);
+            inbox.entries.push_back(text.as_str().into());
+            while inbox.entries.len() as u64 > self.inbox_len {
+                inbox.entries.pop_front();
+            }
+            seqs.push(seq);
+        }
+        let first_seq = seqs.first().copied().unwrap_or(0);
+        if let (Some(entry), Some((_, ttl))) = (slot.take(), a.idempotency) {
+            entry.insert((id, first_seq, Instant::now() + Duration::from_secs(ttl)));
+        }
+        Ok(Appended {
+            id,
+            seqs,
+            first_seq,
+            replayed: false,
+        })
+    }
+
+    pub async fn latest_seq(&self, user: UserKey) -> StoreResult<u64> {
+        Ok(self.inboxes.get(&user).map_or(0, |i| i.seq))
+    }
+
+    pub async fn inbox_after(
+        &self,
+        user: UserKey,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let Some(inbox) = self.inboxes.get(&user) else {
+            return Ok(Vec::new());
+        };
+        let first = inbox.seq + 1 - inbox.entries.len() as u64;
+        let start = after.saturating_add(1).max(first);
+        let end = upto.min(inbox.seq);
+        if start > end {
+            return Ok(Vec::new());
+        }
+        let skip = (start - first) as usize;
+        let take = ((end - start + 1) as usize).min(limit);
+        Ok(inbox
+            .entries
+            .iter()
+            .skip(skip)
+            .take(take)
+            .map(|s| s.to_string())
+            .collect())
+    }
+
+    pub async fn inbox_latest(
+        &self,
+        user: UserKey,
+        before: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let Some(inbox) = self.inboxes.get(&user) else {
+            return Ok(Vec::new());
+        };
+        let first = inbox.seq + 1 - inbox.entries.len() as u64;
+        let end = match before {
+            Some(b) => (b.saturating_sub(first) as usize).min(inbox.entries.len()),
+            None => inbox.entries.len(),
+        };
+        let start = end.saturating_sub(limit);
+        Ok(inbox
+            .entries
+            .range(start..end)
+            .map(|s| s.to_string())
+            .collect())
+    }
+
+    pub async fn set_ack(&self, user: UserKey, device: &str, seq: u64) -> StoreResult<()> {
+        let mut inbox = self.inboxes.entry(user).or_default();
+        let seq = seq.min(inbox.seq);
+        let slot = inbox.acks.entry(device.to_string()).or_insert(0);
+        *slot = (*slot).max(seq);
+        Ok(())
+    }
+
+    pub async fn unread_count(&self, user: UserKey, device: &str) -> StoreResult<u64> {
+        let Some(inbox) = self.inboxes.get(&user) else {
+            return Ok(0);
+        };
+        let acked = inbox.acks.get(device).copied().unwrap_or(0);
+        Ok(inbox
+            .seq
+            .saturating_sub(acked)
+            .min(inbox.entries.len() as u64))
+    }
+}

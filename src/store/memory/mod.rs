@@ -1,0 +1,175 @@
+//! The in-process store: dashmap tables, nothing on disk. The default for trying the service out
+//! and for benchmarks of the dispatcher alone; it forgets everything on restart.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+
+use super::{StoreResult, UserPatch, UserRecord, sort_tokens};
+
+mod messages;
+use crate::domain::{DeviceToken, PushProvider, Uid, UserKey};
+
+#[derive(Default)]
+struct UserRow {
+    token: Option<String>,
+    name: String,
+    mute: bool,
+    forbidden: bool,
+    dnd_peers: BTreeSet<Uid>,
+    device_tokens: Vec<DeviceToken>,
+}
+
+#[derive(Default)]
+struct Inbox {
+    /// Newest seq ever assigned (survives trimming).
+    seq: u64,
+    /// Stored JSON of the newest messages, oldest first; `entries[i]` has seq
+    /// `seq - entries.len() + 1 + i`.
+    entries: VecDeque<Box<str>>,
+    /// Acknowledged position per device key.
+    acks: HashMap<String, u64>,
+}
+
+pub struct MemoryStore {
+    /// Message ids, shared by every kind of message.
+    next_id: AtomicU64,
+    /// Per-user inboxes.
+    inboxes: DashMap<UserKey, Inbox>,
+    /// Idempotency key → (first result, expiry).
+    idempotency: DashMap<String, (u64, u64, Instant)>,
+    /// Bearer token → owner. Written by grant, removed by revoke.
+    tokens: DashMap<String, UserKey>,
+    /// Per-user settings and token.
+    users: DashMap<UserKey, UserRow>,
+    /// Messages kept per inbox (older ones are trimmed).
+    inbox_len: u64,
+}
+
+impl MemoryStore {
+    pub fn new(inbox_len: u64) -> Self {
+        MemoryStore {
+            next_id: AtomicU64::new(1),
+            inboxes: DashMap::new(),
+            idempotency: DashMap::new(),
+            tokens: DashMap::new(),
+            users: DashMap::new(),
+            inbox_len,
+        }
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    pub async fn grant_token(
+        &self,
+        user: UserKey,
+        name: Option<&str>,
+        fresh: &str,
+    ) -> StoreResult<String> {
+        let mut row = self.users.entry(user).or_default();
+        if let Some(name) = name {
+            row.name = name.to_string();
+        }
+        let token = match &row.token {
+            Some(t) => t.clone(),
+            None => {
+                row.token = Some(fresh.to_string());
+                fresh.to_string()
+            }
+        };
+        self.tokens.insert(token.clone(), user);
+        Ok(token)
+    }
+
+    pub async fn resolve_token(&self, token: &str) -> StoreResult<Option<UserKey>> {
+        Ok(self.tokens.get(token).map(|e| *e.value()))
+    }
+
+    pub async fn revoke_token(&self, user: UserKey) -> StoreResult<bool> {
+        let old = self
+            .users
+            .get_mut(&user)
+            .and_then(|mut row| row.token.take());
+        if let Some(old) = &old {
+            self.tokens.remove(old);
+        }
+        Ok(old.is_some())
+    }
+
+    pub async fn update_user(&self, user: UserKey, patch: &UserPatch) -> StoreResult<()> {
+        let mut row = self.users.entry(user).or_default();
+        if let Some(name) = &patch.name {
+            row.name = name.clone();
+        }
+        if let Some((peer, on)) = patch.do_not_disturb {
+            if on {
+                row.dnd_peers.insert(peer);
+            } else {
+                row.dnd_peers.remove(&peer);
+            }
+        }
+        if let Some(mute) = patch.mute {
+            row.mute = mute;
+        }
+        if let Some(forbidden) = patch.forbidden {
+            row.forbidden = forbidden;
+        }
+        Ok(())
+    }
+
+    pub async fn bind_device_tokens(
+        &self,
+        user: UserKey,
+        tokens: &[(PushProvider, String)],
+        now: u64,
+    ) -> StoreResult<()> {
+        let mut row = self.users.entry(user).or_default();
+        for (provider, token) in tokens {
+            row.device_tokens.retain(|t| t.provider != *provider);
+            row.device_tokens.push(DeviceToken {
+                provider: *provider,
+                token: token.clone(),
+                bound_at: now,
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn unbind_device_tokens(
+        &self,
+        user: UserKey,
+        tokens: &[(PushProvider, String)],
+    ) -> StoreResult<usize> {
+        let Entry::Occupied(mut row) = self.users.entry(user) else {
+            return Ok(0);
+        };
+        let row = row.get_mut();
+        let before = row.device_tokens.len();
+        row.device_tokens.retain(|t| {
+            !tokens
+                .iter()
+                .any(|(p, tok)| t.provider == *p && t.token == *tok)
+        });
+        Ok(before - row.device_tokens.len())
+    }
+
+    pub async fn load_user(&self, user: UserKey) -> StoreResult<UserRecord> {
+        let Some(row) = self.users.get(&user) else {
+            return Ok(UserRecord::default());
+        };
+        let mut device_tokens = row.device_tokens.clone();
+        sort_tokens(&mut device_tokens);
+        Ok(UserRecord {
+            name: row.name.clone(),
+            mute: row.mute,
+            forbidden: row.forbidden,
+            dnd_peers: row.dnd_peers.iter().copied().collect(),
+            device_tokens,
+        })
+    }
+}

@@ -1,0 +1,168 @@
+//! Redis backend: inboxes (lists of stored JSON, trimmed), message ids, idempotency records,
+//! acknowledged positions.
+
+use std::collections::HashMap;
+
+use redis::{AsyncCommands, RedisError};
+
+use super::scripts::{APPEND, INBOX_AFTER, INBOX_LATEST, SET_ACK, UNREAD};
+use super::{RedisStore, parse_user};
+use crate::domain::{DeviceToken, UserKey};
+use crate::store::{Append, Appended, StoreError, StoreResult, keys};
+
+impl RedisStore {
+    pub async fn device_tokens(&self, users: &[UserKey]) -> StoreResult<Vec<Vec<DeviceToken>>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for u in users {
+            pipe.hgetall(keys::user(*u));
+        }
+        let all: Vec<HashMap<String, String>> = self.run(pipe.query_async(&mut c)).await?;
+        Ok(all.iter().map(|f| parse_user(f).device_tokens).collect())
+    }
+
+    pub async fn next_message_id(&self) -> StoreResult<u64> {
+        let mut c = self.conn.clone();
+        self.run(c.incr(keys::MESSAGE_ID, 1)).await
+    }
+
+    pub async fn append(&self, a: &Append<'_>) -> StoreResult<Appended> {
+        let mut inv = APPEND.prepare_invoke();
+        inv.key(keys::MESSAGE_ID);
+        match a.idempotency {
+            Some((key, _)) => inv.key(keys::idempotency(key)),
+            None => inv.key("imd:idem:-"),
+        };
+        for user in a.inboxes {
+            inv.key(keys::inbox_seq(*user)).key(keys::inbox(*user));
+        }
+        inv.arg(a.body)
+            .arg(self.inbox_len)
+            .arg(a.idempotency.map_or(0, |(_, ttl)| ttl.max(1)));
+        // Big fan-outs take a dedicated connection so they do not hold up small commands.
+        let reply: redis::Value = if a.inboxes.len() > 64 {
+            let pool = self.pool.clone();
+            self.run(async move {
+                let mut c = pool.get().await.map_err(|e| match e {
+                    bb8::RunError::User(e) => e,
+                    bb8::RunError::TimedOut => RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "redis pool checkout timed out",
+                    )),
+                })?;
+                inv.invoke_async(&mut *c).await
+            })
+            .await?
+        } else {
+            let mut c = self.conn.clone();
+            self.run(inv.invoke_async(&mut c)).await?
+        };
+        parse_appended(reply)
+    }
+
+    pub async fn latest_seq(&self, user: UserKey) -> StoreResult<u64> {
+        let mut c = self.conn.clone();
+        let v: Option<u64> = self.run(c.get(keys::inbox_seq(user))).await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    pub async fn inbox_after(
+        &self,
+        user: UserKey,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let mut c = self.conn.clone();
+        let mut inv = INBOX_AFTER.prepare_invoke();
+        inv.key(keys::inbox_seq(user))
+            .key(keys::inbox(user))
+            .arg(after)
+            .arg(upto)
+            .arg(limit);
+        self.run(inv.invoke_async(&mut c)).await
+    }
+
+    pub async fn inbox_latest(
+        &self,
+        user: UserKey,
+        before: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let mut c = self.conn.clone();
+        let mut inv = INBOX_LATEST.prepare_invoke();
+        inv.key(keys::inbox_seq(user))
+            .key(keys::inbox(user))
+            .arg(before.unwrap_or(0))
+            .arg(limit);
+        self.run(inv.invoke_async(&mut c)).await
+    }
+
+    pub async fn set_ack(&self, user: UserKey, device: &str, seq: u64) -> StoreResult<()> {
+        let mut c = self.conn.clone();
+        let mut inv = SET_ACK.prepare_invoke();
+        inv.key(keys::acks(user))
+            .key(keys::inbox_seq(user))
+            .arg(device)
+            .arg(seq);
+        let _: i64 = self.run(inv.invoke_async(&mut c)).await?;
+        Ok(())
+    }
+
+    pub async fn unread_count(&self, user: UserKey, device: &str) -> StoreResult<u64> {
+        let mut c = self.conn.clone();
+        let mut inv = UNREAD.prepare_invoke();
+        inv.key(keys::acks(user))
+            .key(keys::inbox_seq(user))
+            .key(keys::inbox(user))
+            .arg(device);
+        let n: i64 = self.run(inv.invoke_async(&mut c)).await?;
+        Ok(n.max(0) as u64)
+    }
+}
+
+/// Reads the APPEND script's reply.
+fn parse_appended(reply: redis::Value) -> StoreResult<Appended> {
+    use redis::Value;
+    let corrupt = || StoreError::Corrupt("unexpected reply from the append script".into());
+    let int = |v: &Value| match v {
+        Value::Int(n) => Some(*n as u64),
+        _ => None,
+    };
+    let Value::Array(items) = reply else {
+        return Err(corrupt());
+    };
+    match items.as_slice() {
+        [Value::Int(0), prev] => {
+            let text: String = redis::from_redis_value_ref(prev).map_err(|_| corrupt())?;
+            let (id, seq) = text.split_once(':').ok_or_else(corrupt)?;
+            Ok(Appended {
+                id: id.parse().map_err(|_| corrupt())?,
+                seqs: Vec::new(),
+                first_seq: seq.parse().map_err(|_| corrupt())?,
+                replayed: true,
+            })
+        }
+        [Value::Int(1), id, seqs] => {
+            let id = int(id).ok_or_else(corrupt)?;
+            let seqs: Vec<u64> = match seqs {
+                Value::Array(v) => v
+                    .iter()
+                    .map(int)
+                    .collect::<Option<_>>()
+                    .ok_or_else(corrupt)?,
+                _ => return Err(corrupt()),
+            };
+            Ok(Appended {
+                id,
+                first_seq: seqs.first().copied().unwrap_or(0),
+                seqs,
+                replayed: false,
+            })
+        }
+        _ => Err(corrupt()),
+    }
+}

@@ -1,0 +1,236 @@
+//! The Redis backend (redis 1.x).
+//!
+//! Request-path commands go over one multiplexed `ConnectionManager`: concurrent requests are
+//! pipelined on it automatically and it reconnects by itself after Redis restarts. Bulk work
+//! (group fan-out writes) takes a dedicated connection from a bb8 pool so a long pipeline never
+//! queues in front of small request-path commands. Multi-step writes are Lua scripts: one
+//! round-trip, atomic, nothing half-written.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, RedisError};
+
+use self::scripts::{GRANT, REVOKE, UNBIND, UPDATE_USER};
+
+mod messages;
+mod scripts;
+
+use super::{StoreError, StoreResult, UserPatch, UserRecord, keys, sort_tokens};
+use crate::config::StoreSettings;
+use crate::domain::{DeviceToken, PushProvider, Uid, UserKey};
+
+pub struct RedisStore {
+    /// Multiplexed, self-reconnecting connection for request-path commands.
+    conn: ConnectionManager,
+    /// Dedicated connections for bulk pipelines.
+    #[allow(dead_code)]
+    pool: bb8::Pool<redis::Client>,
+    /// Bound on every operation; past it the request gets a 503.
+    timeout: Duration,
+    /// Messages kept per inbox.
+    inbox_len: u64,
+}
+
+fn flag(b: bool) -> &'static str {
+    if b { "1" } else { "0" }
+}
+
+pub(super) fn map_err(e: RedisError) -> StoreError {
+    match e.kind() {
+        redis::ErrorKind::UnexpectedReturnType | redis::ErrorKind::Parse => {
+            StoreError::Corrupt(e.to_string())
+        }
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+impl RedisStore {
+    pub async fn open(settings: &StoreSettings, inbox_len: u64) -> anyhow::Result<RedisStore> {
+        let timeout = Duration::from_millis(settings.timeout_ms);
+        let client = redis::Client::open(settings.redis_url.as_str())
+            .map_err(|e| anyhow::anyhow!("store.redis_url {:?}: {e}", settings.redis_url))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(|e| anyhow::anyhow!("redis connection manager: {e}"))?;
+        let pool = bb8::Pool::builder()
+            .max_size(settings.pool_size)
+            .min_idle(Some(0))
+            .connection_timeout(timeout)
+            .build_unchecked(client);
+        Ok(RedisStore {
+            conn,
+            pool,
+            timeout,
+            inbox_len,
+        })
+    }
+
+    /// Runs one operation under the store timeout, mapping failures.
+    async fn run<T>(&self, op: impl Future<Output = Result<T, RedisError>>) -> StoreResult<T> {
+        match tokio::time::timeout(self.timeout, op).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(map_err(e)),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer from redis within {} ms",
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        let mut c = self.conn.clone();
+        let _: String = self.run(redis::cmd("PING").query_async(&mut c)).await?;
+        Ok(())
+    }
+
+    pub async fn grant_token(
+        &self,
+        user: UserKey,
+        name: Option<&str>,
+        fresh: &str,
+    ) -> StoreResult<String> {
+        let mut c = self.conn.clone();
+        let mut inv = GRANT.prepare_invoke();
+        inv.key(keys::user(user))
+            .arg(fresh)
+            .arg(user.app.0)
+            .arg(user.uid.0)
+            .arg(flag(name.is_some()))
+            .arg(name.unwrap_or(""));
+        self.run(inv.invoke_async(&mut c)).await
+    }
+
+    pub async fn resolve_token(&self, token: &str) -> StoreResult<Option<UserKey>> {
+        let mut c = self.conn.clone();
+        let (uid, app): (Option<String>, Option<String>) = self
+            .run(
+                redis::cmd("HMGET")
+                    .arg(keys::access_token(token))
+                    .arg("user_id")
+                    .arg("app_id")
+                    .query_async(&mut c),
+            )
+            .await?;
+        let parse = |s: Option<String>| s.and_then(|s| crate::domain::parse_id(&s).ok());
+        Ok(match (parse(app), parse(uid)) {
+            (Some(app), Some(uid)) => Some(UserKey::new(crate::domain::AppId(app), Uid(uid))),
+            _ => None,
+        })
+    }
+
+    pub async fn revoke_token(&self, user: UserKey) -> StoreResult<bool> {
+        let mut c = self.conn.clone();
+        let mut inv = REVOKE.prepare_invoke();
+        inv.key(keys::user(user));
+        let n: i64 = self.run(inv.invoke_async(&mut c)).await?;
+        Ok(n == 1)
+    }
+
+    pub async fn update_user(&self, user: UserKey, patch: &UserPatch) -> StoreResult<()> {
+        let mut c = self.conn.clone();
+        let mut inv = UPDATE_USER.prepare_invoke();
+        let (dnd_peer, dnd_on) = patch.do_not_disturb.unwrap_or((Uid(0), false));
+        inv.key(keys::user(user))
+            .key(keys::user_peer_dnd(user))
+            .key(keys::conversations_dnd(user))
+            .arg(user.app.0)
+            .arg(user.uid.0)
+            .arg(flag(patch.name.is_some()))
+            .arg(patch.name.as_deref().unwrap_or(""))
+            .arg(flag(patch.do_not_disturb.is_some()))
+            .arg(dnd_peer.0)
+            .arg(flag(dnd_on))
+            .arg(flag(patch.mute.is_some()))
+            .arg(flag(patch.mute.unwrap_or(false)))
+            .arg(flag(patch.forbidden.is_some()))
+            .arg(flag(patch.forbidden.unwrap_or(false)));
+        let _: i64 = self.run(inv.invoke_async(&mut c)).await?;
+        Ok(())
+    }
+
+    pub async fn bind_device_tokens(
+        &self,
+        user: UserKey,
+        tokens: &[(PushProvider, String)],
+        now: u64,
+    ) -> StoreResult<()> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.conn.clone();
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(keys::user(user));
+        for (provider, token) in tokens {
+            cmd.arg(provider.token_field()).arg(token);
+            cmd.arg(provider.timestamp_field()).arg(now);
+        }
+        let _: i64 = self.run(cmd.query_async(&mut c)).await?;
+        Ok(())
+    }
+
+    pub async fn unbind_device_tokens(
+        &self,
+        user: UserKey,
+        tokens: &[(PushProvider, String)],
+    ) -> StoreResult<usize> {
+        if tokens.is_empty() {
+            return Ok(0);
+        }
+        let mut c = self.conn.clone();
+        let mut inv = UNBIND.prepare_invoke();
+        inv.key(keys::user(user));
+        for (provider, token) in tokens {
+            inv.arg(provider.token_field()).arg(token);
+        }
+        let n: i64 = self.run(inv.invoke_async(&mut c)).await?;
+        Ok(n.max(0) as usize)
+    }
+
+    pub async fn load_user(&self, user: UserKey) -> StoreResult<UserRecord> {
+        let mut c = self.conn.clone();
+        let fields: HashMap<String, String> = self.run(c.hgetall(keys::user(user))).await?;
+        Ok(parse_user(&fields))
+    }
+}
+
+/// Reads the original user hash layout.
+pub(super) fn parse_user(fields: &HashMap<String, String>) -> UserRecord {
+    let truthy = |k: &str| fields.get(k).is_some_and(|v| v == "1" || v == "true");
+    let mut record = UserRecord {
+        name: fields.get("name").cloned().unwrap_or_default(),
+        mute: truthy("mute"),
+        forbidden: truthy("forbidden"),
+        ..UserRecord::default()
+    };
+    for (field, value) in fields {
+        if let Some(peer) = field.strip_prefix("peer_") {
+            if value == "1"
+                && let Ok(peer) = crate::domain::parse_id(peer)
+            {
+                record.dnd_peers.push(Uid(peer));
+            }
+        } else if let Some(provider) = PushProvider::from_token_field(field)
+            && !value.is_empty()
+        {
+            let bound_at = fields
+                .get(provider.timestamp_field())
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0);
+            record.device_tokens.push(DeviceToken {
+                provider,
+                token: value.clone(),
+                bound_at,
+            });
+        }
+    }
+    record.dnd_peers.sort_unstable();
+    sort_tokens(&mut record.device_tokens);
+    record
+}
