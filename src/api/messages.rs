@@ -16,12 +16,17 @@ use crate::store::device_key;
 pub fn dispatch_error(e: DispatchError) -> ApiError {
     match e {
         DispatchError::Store(e) => e.into(),
-        DispatchError::Invalid(msg) => ApiError::bad_request("invalid_request", msg),
+        other => {
+            let (status, code) = other.status_and_code();
+            let status = actix_web::http::StatusCode::from_u16(status)
+                .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
+            ApiError::new(status, code, other.to_string())
+        }
     }
 }
 
 /// `content` as stored text: a string, or an object's JSON text; 413 past the limit.
-fn content(state: &AppState, v: &Value) -> ApiResult<String> {
+pub(super) fn content(state: &AppState, v: &Value) -> ApiResult<String> {
     crate::dispatch::content_text(v, state.settings.limits.content).map_err(
         |(code, msg)| match code {
             "content_too_large" => ApiError::too_large(code, msg),
@@ -32,7 +37,7 @@ fn content(state: &AppState, v: &Value) -> ApiResult<String> {
 
 /// The idempotency key of a send: the `Idempotency-Key` header or the body's `client_msg_id`,
 /// namespaced by app and endpoint.
-fn idempotency(
+pub(super) fn idempotency(
     req: &HttpRequest,
     app: AppId,
     endpoint: &str,

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod body;
+mod groups;
 mod health;
 pub mod messages;
 mod users;
@@ -51,7 +52,27 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/messages/offline").route(web::get().to(messages::offline)))
     .service(resource("/messages/peers").route(web::post().to(messages::peers)))
     .service(resource("/messages/systems").route(web::post().to(messages::systems)))
-    .service(resource("/messages/notifications").route(web::post().to(messages::notifications)));
+    .service(resource("/messages/notifications").route(web::post().to(messages::notifications)))
+    .service(resource("/messages/groups").route(web::post().to(groups::send)))
+    .service(resource("/messages/groups/notifications").route(web::post().to(groups::notify)))
+    .service(resource("/groups").route(web::post().to(groups::create)))
+    .service(
+        resource("/groups/{gid}")
+            .route(web::get().to(groups::info))
+            .route(web::patch().to(groups::rename))
+            .route(web::delete().to(groups::disband)),
+    )
+    .service(resource("/groups/{gid}/upgrade").route(web::post().to(groups::upgrade)))
+    .service(
+        resource("/groups/{gid}/members")
+            .route(web::post().to(groups::add_members))
+            .route(web::delete().to(groups::remove_members)),
+    )
+    .service(
+        resource("/groups/{gid}/members/{mid}")
+            .route(web::delete().to(groups::leave))
+            .route(web::patch().to(groups::update_member)),
+    );
 }
 
 async fn method_not_allowed(req: HttpRequest) -> ApiError {

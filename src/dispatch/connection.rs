@@ -14,7 +14,7 @@ use tokio_util::codec::Decoder;
 
 use super::outbox::{CloseReason, Frame, Outbox, OutboxStream};
 use super::{DispatchError, Dispatcher, PeerSend, frame};
-use crate::domain::{Platform, Uid, UserKey};
+use crate::domain::{GroupId, Platform, Uid, UserKey};
 use crate::store::{device_key, stored_seq};
 
 /// Who is on the other end.
@@ -83,9 +83,8 @@ enum ClientFrame {
         after: u64,
         limit: Option<usize>,
     },
-    #[allow(dead_code)] // answered once super groups exist
     SyncGroup {
-        group_id: crate::domain::GroupId,
+        group_id: GroupId,
         after: u64,
     },
     Ack {
@@ -234,12 +233,8 @@ impl Connection {
                 }
             }
             ClientFrame::Sync { after, limit } => self.sync(after, limit).await,
-            ClientFrame::SyncGroup { .. } => {
-                self.reply(frame::error(
-                    reference.as_ref(),
-                    "not_group_member",
-                    "not a member of a super group with that id",
-                ));
+            ClientFrame::SyncGroup { group_id, after } => {
+                self.sync_group(reference, group_id, after).await
             }
             ClientFrame::Send { kind, to, content } => {
                 self.send(reference, &kind, to, content).await
@@ -304,12 +299,13 @@ impl Connection {
                 "`to` must be a positive integer",
             );
         }
+        let (app, uid) = (self.info.user.app, self.info.user.uid);
         let result = match kind {
             "peer" => {
                 self.dispatcher
                     .send_peer(PeerSend {
-                        app: self.info.user.app,
-                        sender: self.info.user.uid,
+                        app,
+                        sender: uid,
                         receiver: Uid(to),
                         content: &content,
                         idempotency,
@@ -317,31 +313,65 @@ impl Connection {
                     })
                     .await
             }
+            "group" => {
+                self.dispatcher
+                    .send_group(
+                        app,
+                        uid,
+                        GroupId(to),
+                        &content,
+                        idempotency,
+                        Some(self.conn_id),
+                    )
+                    .await
+            }
             other => {
-                let msg = format!("unsupported send kind {other:?}");
+                let msg = format!("unsupported send kind {other:?}; expected peer or group");
                 return self.bad_frame(reference.as_ref(), "invalid_frame", &msg);
             }
         };
         match result {
+            Ok(sent) if sent.timeline => {
+                self.reply(frame::ack_group(reference.as_ref(), sent.id, sent.seq));
+            }
             Ok(sent) if sent.replayed => {
                 self.reply(frame::ack(reference.as_ref(), sent.id, sent.seq));
             }
             Ok(sent) => {
                 // The ack takes the message's place in this connection's seq order.
-                self.outbox.push_seq(
-                    sent.seq,
-                    Frame::Text(frame::ack(reference.as_ref(), sent.id, sent.seq)),
-                );
+                let ack = frame::ack(reference.as_ref(), sent.id, sent.seq);
+                self.outbox.push_seq(sent.seq, Frame::Text(ack));
             }
-            Err(DispatchError::Store(e)) => {
+            Err(e) => {
+                let (_, code) = e.status_and_code();
                 self.reply(frame::error(
                     reference.as_ref(),
-                    "store_unavailable",
+                    code,
                     &format!("not sent: {e}"),
                 ));
             }
-            Err(DispatchError::Invalid(msg)) => {
-                self.reply(frame::error(reference.as_ref(), "invalid_frame", &msg))
+        }
+    }
+
+    /// A super group's timeline after `after` (from the member's join on), in pages.
+    async fn sync_group(&mut self, reference: Option<Value>, gid: GroupId, after: u64) {
+        metrics::counter!("imd_ws_sync_requests_total").increment(1);
+        let limits = self.dispatcher.limits();
+        let limit = limits.sync_batch.min(limits.outbound_queue / 2).max(1);
+        match self
+            .dispatcher
+            .sync_group(self.info.user, gid, after, limit)
+            .await
+        {
+            Ok((records, last, more)) => {
+                for r in &records {
+                    self.reply(frame::stored_message(r));
+                }
+                self.reply(frame::sync_group_end(gid, last, more));
+            }
+            Err(e) => {
+                let (_, code) = e.status_and_code();
+                self.reply(frame::error(reference.as_ref(), code, &e.to_string()));
             }
         }
     }

@@ -169,6 +169,23 @@ pub fn ack(reference: Option<&serde_json::Value>, id: u64, seq: u64) -> Bytes {
     Bytes::from(s)
 }
 
+/// The ack of a super-group send: its position on the group timeline.
+pub fn ack_group(reference: Option<&serde_json::Value>, id: u64, group_seq: u64) -> Bytes {
+    let mut s = String::from(r#"{"type":"ack","ref":"#);
+    s.push_str(&reference.map_or_else(|| "null".to_string(), |r| r.to_string()));
+    push_num(&mut s, ",\"id\":", id);
+    push_num(&mut s, ",\"group_seq\":", group_seq);
+    s.push('}');
+    Bytes::from(s)
+}
+
+/// Ends a `sync_group` batch.
+pub fn sync_group_end(gid: GroupId, group_seq: u64, more: bool) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"type":"sync_end","group_id":{gid},"group_seq":{group_seq},"more":{more}}}"#
+    ))
+}
+
 pub fn error(reference: Option<&serde_json::Value>, code: &str, message: &str) -> Bytes {
     let mut v = serde_json::json!({ "type": "error", "error": code, "message": message });
     if let Some(r) = reference {

@@ -7,7 +7,11 @@
 //! connections' outboxes and decides on push.
 
 mod connection;
+mod fanout;
 pub mod frame;
+mod group;
+mod groups;
+mod members;
 pub mod outbox;
 mod registry;
 mod session;
@@ -20,6 +24,8 @@ use actix::MailboxError;
 
 pub use self::connection::{ConnectionInfo, content_text};
 use self::frame::{Body, Kind, Spliced};
+pub use self::group::{GroupView, MemberSpec, MemberView};
+pub use self::groups::NewGroup;
 use self::outbox::{CloseReason, Frame, Outbox};
 use self::registry::{Registry, SessionEntry};
 use self::session::{
@@ -37,16 +43,48 @@ pub enum DispatchError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Invalid(String),
+    #[error("no such group")]
+    GroupNotFound,
+    #[error("the sender is not a member of the group")]
+    NotGroupMember,
+    #[error("the sender is muted in this group")]
+    MemberMuted,
+    #[error("{0}")]
+    GroupTooLarge(String),
+    #[error("that group id is taken")]
+    GroupIdTaken,
+    #[error("the master cannot leave the group; disband it instead")]
+    MasterCannotLeave,
+}
+
+impl DispatchError {
+    /// HTTP status and stable error code for this refusal.
+    pub fn status_and_code(&self) -> (u16, &'static str) {
+        match self {
+            DispatchError::Store(StoreError::Unavailable(_)) => (503, "store_unavailable"),
+            DispatchError::Store(StoreError::Corrupt(_)) => (500, "internal"),
+            DispatchError::Invalid(_) => (400, "invalid_request"),
+            DispatchError::GroupNotFound => (404, "group_not_found"),
+            DispatchError::NotGroupMember => (403, "not_group_member"),
+            DispatchError::MemberMuted => (403, "member_muted"),
+            DispatchError::GroupTooLarge(_) => (400, "group_too_large"),
+            DispatchError::GroupIdTaken => (409, "group_id_taken"),
+            DispatchError::MasterCannotLeave => (400, "master_cannot_leave"),
+        }
+    }
 }
 
 /// The result of a stored send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sent {
     pub id: u64,
-    /// The seq in the sender's inbox (peer) or the receiver's (system).
+    /// The seq in the sender's inbox (peer, normal group) or the receiver's (system); the
+    /// `group_seq` when `timeline` is set.
     pub seq: u64,
     /// True if this was a retry answered from the idempotency record: nothing was sent again.
     pub replayed: bool,
+    /// Stored on a super group's timeline: `seq` is a `group_seq`.
+    pub timeline: bool,
 }
 
 /// A send request shared by the HTTP and WebSocket paths.
@@ -70,7 +108,7 @@ struct Inner {
     store: Store,
     push: PushQueue,
     registry: Arc<Registry>,
-    limits: Limits,
+    limits: Arc<Limits>,
     next_conn: AtomicU64,
 }
 
@@ -82,7 +120,7 @@ impl Dispatcher {
                 store,
                 push,
                 registry: Arc::new(Registry::new(threads)),
-                limits,
+                limits: Arc::new(limits),
                 next_conn: AtomicU64::new(1),
             }),
         }
@@ -165,6 +203,7 @@ impl Dispatcher {
             id: appended.id,
             seq: appended.first_seq,
             replayed: appended.replayed,
+            timeline: false,
         };
         if appended.replayed {
             return Ok(sent);
@@ -255,6 +294,7 @@ impl Dispatcher {
             id: appended.id,
             seq: appended.first_seq,
             replayed: appended.replayed,
+            timeline: false,
         })
     }
 

@@ -8,20 +8,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use actix::{Addr, ArbiterHandle};
 use dashmap::DashMap;
 
+use super::group::GroupActor;
 use super::session::{SessionShared, UserSession};
-use crate::domain::UserKey;
+use crate::domain::{GroupId, UserKey};
 
 /// A loaded session: its mailbox and the view fan-out reads.
 #[derive(Clone)]
 pub struct SessionEntry {
     pub addr: Addr<UserSession>,
-    #[allow(dead_code)] // read by group fan-out
     pub shared: Arc<SessionShared>,
+    pub generation: u64,
+}
+
+/// A loaded group actor.
+#[derive(Clone)]
+pub struct GroupEntry {
+    pub addr: Addr<GroupActor>,
     pub generation: u64,
 }
 
 pub struct Registry {
     sessions: DashMap<UserKey, SessionEntry>,
+    groups: DashMap<GroupId, GroupEntry>,
     arbiters: Vec<actix::Arbiter>,
     hasher: std::collections::hash_map::RandomState,
     next_generation: AtomicU64,
@@ -36,6 +44,7 @@ impl Registry {
         };
         Registry {
             sessions: DashMap::new(),
+            groups: DashMap::new(),
             arbiters: (0..n).map(|_| actix::Arbiter::new()).collect(),
             hasher: Default::default(),
             next_generation: AtomicU64::new(1),
@@ -46,6 +55,11 @@ impl Registry {
     pub fn arbiter_for(&self, key: impl Hash) -> ArbiterHandle {
         let i = (self.hasher.hash_one(key) % self.arbiters.len() as u64) as usize;
         self.arbiters[i].handle()
+    }
+
+    /// Runs `f` on a loaded session's shared view without cloning the entry.
+    pub fn with_session<R>(&self, user: UserKey, f: impl FnOnce(&SessionShared) -> R) -> Option<R> {
+        self.sessions.get(&user).map(|e| f(&e.shared))
     }
 
     pub fn session(&self, user: UserKey) -> Option<SessionEntry> {
@@ -89,6 +103,35 @@ impl Registry {
 
     pub fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+}
+
+impl Registry {
+    /// The group's actor, started with `make` (it loads the group itself) if not loaded.
+    pub fn group_or_start(
+        &self,
+        gid: GroupId,
+        make: impl FnOnce(u64) -> GroupActor + Send + 'static,
+    ) -> GroupEntry {
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| {
+                let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+                let addr = actix::Actor::start_in_arbiter(&self.arbiter_for(gid), move |_| {
+                    make(generation)
+                });
+                GroupEntry { addr, generation }
+            })
+            .clone()
+    }
+
+    pub fn remove_group(&self, gid: GroupId, generation: u64) {
+        self.groups
+            .remove_if(&gid, |_, e| e.generation == generation);
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
     }
 }
 

@@ -75,9 +75,15 @@ impl SessionShared {
 
     /// Queues an unstored frame (notification) on every connection.
     pub fn deliver(&self, frame: &Frame) -> usize {
+        self.deliver_except(frame, None)
+    }
+
+    /// Queues a frame outside the inbox seq order (super-group messages, notifications) on
+    /// every connection except `exclude`.
+    pub fn deliver_except(&self, frame: &Frame, exclude: Option<u64>) -> usize {
         self.conns()
             .iter()
-            .filter(|c| c.outbox.push(frame.clone()))
+            .filter(|c| Some(c.id) != exclude && c.outbox.push(frame.clone()))
             .count()
     }
 }

@@ -3,7 +3,7 @@
 //! Names GoBelieve used keep their exact spelling and field names (SPEC §7), so tokens and
 //! settings written by an existing deployment keep working and its push daemon can read ours.
 
-use crate::domain::{AppId, Uid, UserKey};
+use crate::domain::{AppId, GroupId, Uid, UserKey};
 
 /// Hash `{user_id, app_id, user_name, notification_on}`: bearer token → user (original).
 pub fn access_token(token: &str) -> String {
@@ -60,4 +60,32 @@ pub fn acks(u: UserKey) -> String {
 /// First result (`<id>:<seq>`) of a send with an idempotency key; expires.
 pub fn idempotency(key: &str) -> String {
     format!("imd:idem:{key}")
+}
+
+/// Hash `{app, name, master, super}` of a group.
+pub fn group(gid: GroupId) -> String {
+    format!("imd:group:{gid}")
+}
+
+/// Hash uid → `joined_at,join_seq,mute,dnd,nickname`.
+pub fn group_members(gid: GroupId) -> String {
+    format!("imd:group:{gid}:members")
+}
+
+/// Counter for allocated group ids (ids named by the app are skipped over).
+pub const GROUP_IDS: &str = "imd:group:ids";
+
+/// List: a super group's timeline of stored JSON, oldest first.
+pub fn timeline(gid: GroupId) -> String {
+    format!("imd:gtl:{gid}")
+}
+
+/// Newest `group_seq` of a super group's timeline.
+pub fn timeline_seq(gid: GroupId) -> String {
+    format!("imd:gseq:{gid}")
+}
+
+/// Set of group ids on do-not-disturb (original API's copy).
+pub fn user_group_dnd(u: UserKey) -> String {
+    format!("users_{}_{}_group_do_not_disturb", u.app, u.uid)
 }

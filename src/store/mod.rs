@@ -6,6 +6,7 @@
 //! futures on the hot path. Every method returns `StoreError` for a backend failure; the API
 //! layer turns `Unavailable` into a 503.
 
+mod groups;
 pub mod keys;
 mod memory;
 mod redis;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use crate::config::{StoreKind, StoreSettings};
 use crate::domain::{DeviceToken, PushProvider, Uid, UserKey};
 
+pub use self::groups::{GroupEvent, GroupRecord, MemberPatch, MemberRecord};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 
@@ -237,9 +239,10 @@ impl Store {
     }
 }
 
-/// The seq of a stored message (its JSON starts with `{"id":N,"seq":M,`).
+/// The seq of a stored message (its JSON starts with `{"id":N,"seq":M,` or, on a super-group
+/// timeline, `{"id":N,"group_seq":M,`).
 pub fn stored_seq(stored: &str) -> Option<u64> {
-    let rest = &stored[stored.find("\"seq\":")? + 6..];
+    let rest = &stored[stored.find("seq\":")? + 5..];
     let end = rest.find(|c: char| !c.is_ascii_digit())?;
     rest[..end].parse().ok()
 }

@@ -8,6 +8,7 @@ mod redis_server;
 mod auth;
 mod cli;
 mod conventions;
+mod groups;
 mod health;
 mod messaging;
 mod push;

@@ -27,9 +27,14 @@ impl MemoryStore {
         Ok(self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
-    pub async fn append(&self, a: &Append<'_>) -> StoreResult<Appended> {
-        // Holding the idempotency entry makes check-and-store atomic for that key.
-        let mut slot = match a.idempotency {
+    /// Runs `store` (which appends with the given message id and returns the new seqs) unless
+    /// the idempotency key was seen; holding the key's entry makes check-and-store atomic.
+    pub(super) fn append_with(
+        &self,
+        idempotency: Option<(&str, u64)>,
+        store: impl FnOnce(u64) -> Vec<u64>,
+    ) -> StoreResult<Appended> {
+        let slot = match idempotency {
             Some((key, _)) => {
                 if self.idempotency.len() > 100_000 {
                     let now = Instant::now();
@@ -52,27 +57,9 @@ impl MemoryStore {
             None => None,
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut seqs = Vec::with_capacity(a.inboxes.len());
-        let mut text = String::new();
-        for user in a.inboxes {
-            let mut inbox = self.inboxes.entry(*user).or_default();
-            inbox.seq += 1;
-            let seq = inbox.seq;
-            text.clear();
-            text.push_str("{\"id\":");
-            text.push_str(itoa::Buffer::new().format(id));
-            text.push_str(",\"seq\":");
-            text.push_str(itoa::Buffer::new().format(seq));
-            text.push(',');
-            text.push_str(a.body);
-            inbox.entries.push_back(text.as_str().into());
-            while inbox.entries.len() as u64 > self.inbox_len {
-                inbox.entries.pop_front();
-            }
-            seqs.push(seq);
-        }
+        let seqs = store(id);
         let first_seq = seqs.first().copied().unwrap_or(0);
-        if let (Some(entry), Some((_, ttl))) = (slot.take(), a.idempotency) {
+        if let (Some(entry), Some((_, ttl))) = (slot, idempotency) {
             entry.insert((id, first_seq, Instant::now() + Duration::from_secs(ttl)));
         }
         Ok(Appended {
@@ -80,6 +67,20 @@ impl MemoryStore {
             seqs,
             first_seq,
             replayed: false,
+        })
+    }
+
+    pub async fn append(&self, a: &Append<'_>) -> StoreResult<Appended> {
+        self.append_with(a.idempotency, |id| {
+            a.inboxes
+                .iter()
+                .map(|u| {
+                    self.inboxes
+                        .entry(*u)
+                        .or_default()
+                        .push(id, "seq", a.body, self.inbox_len)
+                })
+                .collect()
         })
     }
 
@@ -94,24 +95,11 @@ impl MemoryStore {
         upto: u64,
         limit: usize,
     ) -> StoreResult<Vec<String>> {
-        let Some(inbox) = self.inboxes.get(&user) else {
-            return Ok(Vec::new());
-        };
-        let first = inbox.seq + 1 - inbox.entries.len() as u64;
-        let start = after.saturating_add(1).max(first);
-        let end = upto.min(inbox.seq);
-        if start > end {
-            return Ok(Vec::new());
-        }
-        let skip = (start - first) as usize;
-        let take = ((end - start + 1) as usize).min(limit);
-        Ok(inbox
-            .entries
-            .iter()
-            .skip(skip)
-            .take(take)
-            .map(|s| s.to_string())
-            .collect())
+        Ok(self
+            .inboxes
+            .get(&user)
+            .map(|i| i.after(after, upto, limit))
+            .unwrap_or_default())
     }
 
     pub async fn inbox_latest(

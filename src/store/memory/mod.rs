@@ -10,8 +10,9 @@ use dashmap::mapref::entry::Entry;
 
 use super::{StoreResult, UserPatch, UserRecord, sort_tokens};
 
+mod groups;
 mod messages;
-use crate::domain::{DeviceToken, PushProvider, Uid, UserKey};
+use crate::domain::{DeviceToken, GroupId, PushProvider, Uid, UserKey};
 
 #[derive(Default)]
 struct UserRow {
@@ -34,7 +35,53 @@ struct Inbox {
     acks: HashMap<String, u64>,
 }
 
+impl Inbox {
+    /// Appends a stored record with the next seq (`field` names it: `seq` or `group_seq`),
+    /// trimming to `keep` entries; returns the seq.
+    fn push(&mut self, id: u64, field: &str, body: &str, keep: u64) -> u64 {
+        self.seq += 1;
+        let mut text = String::with_capacity(body.len() + 40);
+        text.push_str("{\"id\":");
+        text.push_str(itoa::Buffer::new().format(id));
+        text.push_str(",\"");
+        text.push_str(field);
+        text.push_str("\":");
+        text.push_str(itoa::Buffer::new().format(self.seq));
+        text.push(',');
+        text.push_str(body);
+        self.entries.push_back(text.into());
+        while self.entries.len() as u64 > keep {
+            self.entries.pop_front();
+        }
+        self.seq
+    }
+
+    /// Records with `after < seq <= upto`, oldest first, at most `limit`.
+    fn after(&self, after: u64, upto: u64, limit: usize) -> Vec<String> {
+        let first = self.seq + 1 - self.entries.len() as u64;
+        let start = after.saturating_add(1).max(first);
+        let end = upto.min(self.seq);
+        if start > end {
+            return Vec::new();
+        }
+        let skip = (start - first) as usize;
+        let take = ((end - start + 1) as usize).min(limit);
+        self.entries
+            .iter()
+            .skip(skip)
+            .take(take)
+            .map(|s| s.to_string())
+            .collect()
+    }
+}
+
 pub struct MemoryStore {
+    /// Group ids handed out when a create does not name one.
+    next_group: AtomicU64,
+    /// Groups with their members.
+    groups: DashMap<GroupId, groups::GroupRow>,
+    /// Super-group timelines (acks unused).
+    timelines: DashMap<GroupId, Inbox>,
     /// Message ids, shared by every kind of message.
     next_id: AtomicU64,
     /// Per-user inboxes.
@@ -52,6 +99,9 @@ pub struct MemoryStore {
 impl MemoryStore {
     pub fn new(inbox_len: u64) -> Self {
         MemoryStore {
+            next_group: AtomicU64::new(1),
+            groups: DashMap::new(),
+            timelines: DashMap::new(),
             next_id: AtomicU64::new(1),
             inboxes: DashMap::new(),
             idempotency: DashMap::new(),

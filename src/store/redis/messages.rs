@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use redis::{AsyncCommands, RedisError};
+use redis::AsyncCommands;
 
 use super::scripts::{APPEND, INBOX_AFTER, INBOX_LATEST, SET_ACK, UNREAD};
 use super::{RedisStore, parse_user};
@@ -41,25 +41,10 @@ impl RedisStore {
         }
         inv.arg(a.body)
             .arg(self.inbox_len)
-            .arg(a.idempotency.map_or(0, |(_, ttl)| ttl.max(1)));
+            .arg(a.idempotency.map_or(0, |(_, ttl)| ttl.max(1)))
+            .arg("seq");
         // Big fan-outs take a dedicated connection so they do not hold up small commands.
-        let reply: redis::Value = if a.inboxes.len() > 64 {
-            let pool = self.pool.clone();
-            self.run(async move {
-                let mut c = pool.get().await.map_err(|e| match e {
-                    bb8::RunError::User(e) => e,
-                    bb8::RunError::TimedOut => RedisError::from(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "redis pool checkout timed out",
-                    )),
-                })?;
-                inv.invoke_async(&mut *c).await
-            })
-            .await?
-        } else {
-            let mut c = self.conn.clone();
-            self.run(inv.invoke_async(&mut c)).await?
-        };
+        let reply = self.eval(&inv, a.inboxes.len() > 64).await?;
         parse_appended(reply)
     }
 
@@ -125,7 +110,7 @@ impl RedisStore {
 }
 
 /// Reads the APPEND script's reply.
-fn parse_appended(reply: redis::Value) -> StoreResult<Appended> {
+pub(super) fn parse_appended(reply: redis::Value) -> StoreResult<Appended> {
     use redis::Value;
     let corrupt = || StoreError::Corrupt("unexpected reply from the append script".into());
     let int = |v: &Value| match v {

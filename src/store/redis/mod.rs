@@ -15,6 +15,7 @@ use redis::{AsyncCommands, RedisError};
 
 use self::scripts::{GRANT, REVOKE, UNBIND, UPDATE_USER};
 
+mod groups;
 mod messages;
 mod scripts;
 
@@ -81,6 +82,32 @@ impl RedisStore {
                 "no answer from redis within {} ms",
                 self.timeout.as_millis()
             ))),
+        }
+    }
+
+    /// Runs a script, on a dedicated pooled connection when `bulk` (long scripts must not hold
+    /// up the small commands queued behind them on the multiplexed connection).
+    async fn eval<T: redis::FromRedisValue>(
+        &self,
+        inv: &redis::ScriptInvocation<'_>,
+        bulk: bool,
+    ) -> StoreResult<T> {
+        if bulk {
+            let pool = self.pool.clone();
+            self.run(async move {
+                let mut c = pool.get().await.map_err(|e| match e {
+                    bb8::RunError::User(e) => e,
+                    bb8::RunError::TimedOut => RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "redis pool checkout timed out",
+                    )),
+                })?;
+                inv.invoke_async(&mut *c).await
+            })
+            .await
+        } else {
+            let mut c = self.conn.clone();
+            self.run(inv.invoke_async(&mut c)).await
         }
     }
 

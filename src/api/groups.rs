@@ -1,0 +1,356 @@
+//! SPEC §4.2 group management and the group rows of §4.3 (all server auth).
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::ServerAuth;
+use super::body::{JsonBody, JsonDoc, path_id};
+use super::messages::{content, dispatch_error, idempotency};
+use crate::dispatch::{MemberSpec, NewGroup};
+use crate::domain::{Flag, GroupId, Uid};
+use crate::error::{ApiError, ApiResult, ok, ok_empty};
+use crate::state::AppState;
+use crate::store::MemberPatch;
+
+/// Longest group name or nickname accepted, bytes.
+const MAX_NAME: usize = 1024;
+
+fn gid(req: &HttpRequest) -> ApiResult<GroupId> {
+    path_id(req, "gid", GroupId::parse)
+}
+
+fn check_name(field: &str, name: &str) -> ApiResult<()> {
+    if name.len() > MAX_NAME {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("is longer than {MAX_NAME} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn opt_string(v: Option<&Value>, field: &str) -> ApiResult<Option<String>> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => {
+            check_name(field, s)?;
+            Ok(Some(s.clone()))
+        }
+        Some(_) => Err(ApiError::invalid_field(field, "must be a string")),
+    }
+}
+
+/// A member given as a uid (number or decimal string) or as `{uid, name?, avatar?}`.
+fn parse_member(v: &Value, path: &str) -> ApiResult<MemberSpec> {
+    let uid = |v: &Value, path: &str| {
+        serde_json::from_value::<Uid>(v.clone()).map_err(|e| ApiError::invalid_field(path, e))
+    };
+    match v {
+        Value::Number(_) | Value::String(_) => Ok(MemberSpec {
+            uid: uid(v, path)?,
+            name: None,
+            avatar: None,
+        }),
+        Value::Object(o) => {
+            let id = o.get("uid").ok_or_else(|| {
+                ApiError::bad_request("missing_field", format!("`{path}.uid` is required"))
+            })?;
+            Ok(MemberSpec {
+                uid: uid(id, &format!("{path}.uid"))?,
+                name: opt_string(o.get("name"), &format!("{path}.name"))?,
+                avatar: opt_string(o.get("avatar"), &format!("{path}.avatar"))?,
+            })
+        }
+        _ => Err(ApiError::invalid_field(
+            path,
+            "must be a uid or an object {uid, name?, avatar?}",
+        )),
+    }
+}
+
+fn parse_members(v: &Value, path: &str) -> ApiResult<Vec<MemberSpec>> {
+    let items = v
+        .as_array()
+        .ok_or_else(|| ApiError::invalid_field(path, "must be an array"))?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, m)| parse_member(m, &format!("{path}[{i}]")))
+        .collect()
+}
+
+#[derive(Deserialize)]
+pub struct CreateBody {
+    master: Uid,
+    name: String,
+    #[serde(rename = "super")]
+    is_super: Option<Flag>,
+    members: Value,
+    group_id: Option<GroupId>,
+}
+
+/// POST /groups → `{group_id}`.
+pub async fn create(
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+    JsonBody(b): JsonBody<CreateBody>,
+) -> ApiResult<HttpResponse> {
+    check_name("name", &b.name)?;
+    let members = parse_members(&b.members, "members")?;
+    let group = NewGroup {
+        group_id: b.group_id.unwrap_or(GroupId(0)),
+        master: b.master,
+        name: b.name,
+        is_super: b.is_super.is_some_and(|f| f.0),
+        members,
+        posted_members: b.members,
+    };
+    let gid = state
+        .dispatcher
+        .create_group(auth.0.id, group)
+        .await
+        .map_err(dispatch_error)?;
+    Ok(ok(json!({ "group_id": gid })))
+}
+
+/// GET /groups/{gid}
+pub async fn info(
+    req: HttpRequest,
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let view = state
+        .dispatcher
+        .group_info(auth.0.id, gid(&req)?)
+        .await
+        .map_err(dispatch_error)?;
+    Ok(ok(view))
+}
+
+#[derive(Deserialize)]
+pub struct RenameBody {
+    name: String,
+}
+
+/// PATCH /groups/{gid} `{name}`
+pub async fn rename(
+    req: HttpRequest,
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+    JsonBody(b): JsonBody<RenameBody>,
+) -> ApiResult<HttpResponse> {
+    check_name("name", &b.name)?;
+    state
+        .dispatcher
+        .rename_group(auth.0.id, gid(&req)?, &b.name)
+        .await
+        .map_err(dispatch_error)?;
+    Ok(ok_empty())
+}
+
+/// DELETE /groups/{gid}: disband.
+pub async fn disband(
+    req: HttpRequest,
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    state
+        .dispatcher
+        .disband_group(auth.0.id, gid(&req)?)
+        .await
+        .map_err(dispatch_error)?;
+    Ok(ok_empty())
+}
+
+/// POST /groups/{gid}/upgrade: normal → super.
+pub async fn upgrade(
+    req: HttpRequest,
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    state
+        .dispatcher
+        .upgrade_group(auth.0.id, gid(&req)?)
+        .await
+        .map_err(dispatch_error)?;
+    Ok(ok(json!({ "super": true })))
+}
+
+/// POST /groups/{gid}/members: `{members:[…], inviter?}`, a bare array, or one member object.
+pub async fn add_members(
+    req: HttpRequest,
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+    JsonDoc(body): JsonDoc<Value>,
+) -> ApiResult<HttpResponse> {
+    let gid = gid(&req)?;
+    let (members, inviter) = match &body {
+        Value::Array(_) => (parse_members(&body, "members")?, None),
+        Value::Object(o) if o.contains_key("members") => {
+            let inviter = match o.get("inviter") {
+                None | Some(Value::Null) => None,
+                Some(v @ Value::Object(_)) => {
+                    let spec = parse_member(v, "inviter")?;
+                    let mut inv = json!({ "uid": spec.uid });
+                    if let Some(n) = spec.name {
+                        inv["name"] = json!(n);
+                    }
+                    Some(inv)
+                }
+                Some(_) => {
+                    return Err(ApiError::invalid_field(
+                        "inviter",
+                        "must be an object {uid, name?}",
+                    ));
+                }
+            };
+            (parse_members(&o["members"], "members")?, inviter)
+        }
+        Value::Object(_) => (vec![parse_member(&body, "member")?], None),
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "body must be {\"members\": [...]}, an array of members, or one member object",
+            ));
+        }
+    };
+    let added = state
+        .dispatcher
+        .add_members(auth.0.id, gid, members, inviter)
+        .await
+        .map_err(dispatch_error)?;
+    Ok(ok(json!({ "added": added })))
+}
+
+/// DELETE /groups/{gid}/members: an array of uids or member objects (or `{members:[…]}`).
+pub async fn remove_members(
+    req: HttpRequest,
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+    JsonDoc(body): JsonDoc<Value>,
+) -> ApiResult<HttpResponse> {
+    let gid = gid(&req)?;
+    let list = match &body {
+        Value::Object(o) if o.contains_key("members") => &o["members"],
+        other => other,
+    };
+    let members = parse_members(list, "members")?;
+    if members.is_empty() {
+        return Err(ApiError::bad_request(
+            "no_members",
+            "the list of members to remove is empty",
+        ));
+    }
+    let removed = state
+        .dispatcher
+        .remove_members(auth.0.id, gid, members)
+        .await
+        .map_err(dispatch_error)?;
+    Ok(ok(json!({ "removed": removed })))
+}
+
+/// DELETE /groups/{gid}/members/{mid}: a member leaves.
+pub async fn leave(
+    req: HttpRequest,
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let gid = gid(&req)?;
+    let mid = path_id(&req, "mid", Uid::parse)?;
+    let spec = MemberSpec {
+        uid: mid,
+        name: None,
+        avatar: None,
+    };
+    let removed = state
+        .dispatcher
+        .remove_members(auth.0.id, gid, vec![spec])
+        .await
+        .map_err(dispatch_error)?;
+    Ok(ok(json!({ "removed": removed })))
+}
+
+#[derive(Deserialize)]
+pub struct MemberBody {
+    do_not_disturb: Option<Flag>,
+    nickname: Option<String>,
+    mute: Option<Flag>,
+}
+
+/// PATCH /groups/{gid}/members/{mid}: any of `do_not_disturb`, `nickname`, `mute`.
+pub async fn update_member(
+    req: HttpRequest,
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+    JsonBody(b): JsonBody<MemberBody>,
+) -> ApiResult<HttpResponse> {
+    let gid = gid(&req)?;
+    let mid = path_id(&req, "mid", Uid::parse)?;
+    if let Some(n) = &b.nickname {
+        check_name("nickname", n)?;
+    }
+    let patch = MemberPatch {
+        mute: b.mute.map(|f| f.0),
+        dnd: b.do_not_disturb.map(|f| f.0),
+        nickname: b.nickname,
+    };
+    if patch == MemberPatch::default() {
+        return Err(ApiError::bad_request(
+            "no_action",
+            "body must contain at least one of `do_not_disturb`, `nickname`, `mute`",
+        ));
+    }
+    state
+        .dispatcher
+        .update_member(auth.0.id, gid, mid, patch)
+        .await
+        .map_err(dispatch_error)?;
+    Ok(ok_empty())
+}
+
+#[derive(Deserialize)]
+pub struct GroupMessageBody {
+    sender: Uid,
+    receiver: GroupId,
+    content: Value,
+    client_msg_id: Option<Value>,
+}
+
+/// POST /messages/groups (S): the sender must be a member and not muted.
+pub async fn send(
+    req: HttpRequest,
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+    JsonBody(b): JsonBody<GroupMessageBody>,
+) -> ApiResult<HttpResponse> {
+    let content = content(&state, &b.content)?;
+    let idem = idempotency(&req, auth.0.id, "groups", &b.client_msg_id)?;
+    let sent = state
+        .dispatcher
+        .send_group(auth.0.id, b.sender, b.receiver, &content, idem, None)
+        .await
+        .map_err(dispatch_error)?;
+    Ok(ok(json!({ "msg_id": sent.id })))
+}
+
+#[derive(Deserialize)]
+pub struct GroupNotificationBody {
+    group_id: GroupId,
+    content: Value,
+}
+
+/// POST /messages/groups/notifications (S): an app-defined group notification.
+pub async fn notify(
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+    JsonBody(b): JsonBody<GroupNotificationBody>,
+) -> ApiResult<HttpResponse> {
+    let content = content(&state, &b.content)?;
+    let sent = state
+        .dispatcher
+        .send_group_notification(auth.0.id, b.group_id, &content)
+        .await
+        .map_err(dispatch_error)?;
+    Ok(ok(json!({ "msg_id": sent.id })))
+}

@@ -1,0 +1,509 @@
+//! `GroupActor`: one per loaded group, the single writer of its membership and its message
+//! order. Every send and every change goes through its mailbox, so a send never races a
+//! membership change and all members see one order. It loads lazily from the store, holds
+//! members compactly (`Members`), fans messages out itself (`fanout`) and stops when idle.
+//!
+//! Each command runs to completion (store write, notifications, fan-out) before the next one
+//! starts (`AtomicResponse`): a group is sequential, groups run in parallel on the dispatch
+//! arbiters.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::fanout::{deliver_seqs, deliver_shared};
+use super::frame::{self, Body, Kind, Spliced};
+use super::members::Members;
+use super::outbox::Frame;
+use super::registry::Registry;
+use super::{DispatchError, Sent};
+use crate::config::Limits;
+use crate::domain::{AppId, GroupId, Uid, UserKey, now_millis, now_secs};
+use crate::push::{PushJob, PushQueue};
+use crate::store::{Append, GroupRecord, MemberPatch, Store, StoreError};
+
+/// What a group actor needs from outside.
+#[derive(Clone)]
+pub struct Env {
+    pub store: Store,
+    pub push: PushQueue,
+    pub registry: Weak<Registry>,
+    pub limits: Arc<Limits>,
+}
+
+struct GroupState {
+    app: AppId,
+    name: String,
+    master: Uid,
+    is_super: bool,
+    members: Members,
+}
+
+/// A member as given to add/remove requests (name/avatar only travel in notifications).
+#[derive(Debug, Clone)]
+pub struct MemberSpec {
+    pub uid: Uid,
+    pub name: Option<String>,
+    pub avatar: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MemberView {
+    pub uid: Uid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nickname: Option<String>,
+    pub mute: bool,
+    pub do_not_disturb: bool,
+}
+
+/// GET /groups/{gid}.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupView {
+    pub group_id: GroupId,
+    pub name: String,
+    pub master: Uid,
+    #[serde(rename = "super")]
+    pub is_super: bool,
+    pub members: Vec<MemberView>,
+}
+
+/// Commands, all checked against the caller's app (another app's group is "not found").
+pub enum GroupCmd {
+    Send {
+        app: AppId,
+        sender: Uid,
+        content: String,
+        idempotency: Option<String>,
+        origin: Option<u64>,
+    },
+    /// A group notification with the given content (app-defined, or `create`).
+    Notify {
+        app: AppId,
+        content: String,
+    },
+    Rename {
+        app: AppId,
+        name: String,
+    },
+    Disband {
+        app: AppId,
+    },
+    Add {
+        app: AppId,
+        members: Vec<MemberSpec>,
+        inviter: Option<Value>,
+    },
+    Remove {
+        app: AppId,
+        members: Vec<MemberSpec>,
+    },
+    Upgrade {
+        app: AppId,
+    },
+    Update {
+        app: AppId,
+        uid: Uid,
+        patch: MemberPatch,
+    },
+    Info {
+        app: AppId,
+    },
+    /// For `sync_group`: the member's join seq on the timeline.
+    JoinSeq {
+        app: AppId,
+        uid: Uid,
+    },
+}
+
+pub enum GroupReply {
+    Sent(Sent),
+    /// Members the change applied to (added / removed), or empty.
+    Changed(Vec<Uid>),
+    Info(GroupView),
+    JoinSeq(u64),
+}
+
+impl Message for GroupCmd {
+    type Result = Result<GroupReply, DispatchError>;
+}
+
+pub struct GroupActor {
+    gid: GroupId,
+    generation: u64,
+    /// `None` until loaded, and for a group that does not exist.
+    state: Option<GroupState>,
+    env: Env,
+    last_active: Instant,
+}
+
+type Reply = AtomicResponse<GroupActor, Result<GroupReply, DispatchError>>;
+
+fn done(r: Result<GroupReply, DispatchError>) -> Reply {
+    AtomicResponse::new(Box::pin(fut::ready(r)))
+}
+
+impl GroupActor {
+    pub fn new(gid: GroupId, generation: u64, env: Env) -> Self {
+        GroupActor {
+            gid,
+            generation,
+            state: None,
+            env,
+            last_active: Instant::now(),
+        }
+    }
+
+    fn state(&self, app: AppId) -> Result<&GroupState, DispatchError> {
+        match &self.state {
+            Some(s) if s.app == app => Ok(s),
+            _ => Err(DispatchError::GroupNotFound),
+        }
+    }
+
+    fn body(&self, kind: Kind, sender: Option<Uid>, content: &str) -> String {
+        frame::body(&Body {
+            kind,
+            sender,
+            receiver: self.gid.0,
+            group_id: Some(self.gid),
+            content,
+            timestamp: now_millis(),
+        })
+    }
+
+    /// The timestamped JSON of a SPEC §4.2 notification: `{"<op>": {group_id, …, timestamp}}`.
+    fn note(&self, op: &str, mut fields: Value) -> String {
+        fields["group_id"] = json!(self.gid);
+        fields["timestamp"] = json!(now_secs());
+        json!({ op: fields }).to_string()
+    }
+
+    fn snapshot(&self) -> (AppId, bool, Arc<[Uid]>) {
+        match &self.state {
+            Some(s) => (s.app, s.is_super, s.members.uids().collect()),
+            None => (AppId(0), false, Arc::from(Vec::new())),
+        }
+    }
+
+    /// Stores and fans out a group message from `sender` (a member, not muted).
+    fn send(
+        &mut self,
+        app: AppId,
+        sender: Uid,
+        content: String,
+        idem: Option<String>,
+        origin: Option<u64>,
+    ) -> Reply {
+        let st = match self.state(app) {
+            Ok(st) => st,
+            Err(e) => return done(Err(e)),
+        };
+        match st.members.get(sender) {
+            None => return done(Err(DispatchError::NotGroupMember)),
+            Some(m) if m.mute => return done(Err(DispatchError::MemberMuted)),
+            Some(_) => {}
+        }
+        let body = self.body(Kind::Group, Some(sender), &content);
+        let store = self.env.store.clone();
+        let ttl = self.env.limits.idempotency_ttl_secs;
+        let gid = self.gid;
+        if st.is_super {
+            let fut = async move {
+                let r = store
+                    .append_timeline(gid, &body, idem.as_deref().map(|k| (k, ttl)))
+                    .await;
+                (r, body)
+            };
+            return AtomicResponse::new(Box::pin(fut.into_actor(self).map(
+                move |(r, body), act, _| {
+                    let a = r?;
+                    if !a.replayed {
+                        let frame = Frame::Text(
+                            Spliced::with_field(a.id, "group_seq", &body).render(a.first_seq),
+                        );
+                        act.fan_out_super(&frame, origin, Some((sender, &content)));
+                    }
+                    Ok(GroupReply::Sent(Sent {
+                        id: a.id,
+                        seq: a.first_seq,
+                        replayed: a.replayed,
+                        timeline: true,
+                    }))
+                },
+            )));
+        }
+        // Normal group: one inbox entry per member, the sender's first (its seq is the ack's).
+        let inboxes: Vec<UserKey> = std::iter::once(sender)
+            .chain(st.members.uids().filter(|u| *u != sender))
+            .map(|u| UserKey::new(app, u))
+            .collect();
+        let fut = async move {
+            let r = store
+                .append(&Append {
+                    inboxes: &inboxes,
+                    body: &body,
+                    idempotency: idem.as_deref().map(|k| (k, ttl)),
+                })
+                .await;
+            (r, body, inboxes)
+        };
+        AtomicResponse::new(Box::pin(fut.into_actor(self).map(
+            move |(r, body, inboxes), act, _| {
+                let a = r?;
+                if !a.replayed {
+                    act.fan_out_normal(
+                        &inboxes,
+                        &a.seqs,
+                        &Spliced::new(a.id, &body),
+                        origin,
+                        Some((sender, &content)),
+                    );
+                }
+                Ok(GroupReply::Sent(Sent {
+                    id: a.id,
+                    seq: a.first_seq,
+                    replayed: a.replayed,
+                    timeline: false,
+                }))
+            },
+        )))
+    }
+
+    /// Live delivery of a stored normal-group message; push for members not online (the
+    /// sender and members with the group on do-not-disturb excepted).
+    fn fan_out_normal(
+        &self,
+        inboxes: &[UserKey],
+        seqs: &[u64],
+        parts: &Arc<Spliced>,
+        origin: Option<u64>,
+        push: Option<(Uid, &str)>,
+    ) {
+        let Some(registry) = self.env.registry.upgrade() else {
+            return;
+        };
+        let mut offline = Vec::new();
+        let recipients = inboxes.iter().copied().zip(seqs.iter().copied());
+        deliver_seqs(&registry, recipients, parts, origin, |u| {
+            offline.push(u.uid)
+        });
+        self.push_group(offline, push);
+    }
+
+    fn fan_out_super(&self, frame: &Frame, origin: Option<u64>, push: Option<(Uid, &str)>) {
+        let (Some(registry), Some(st)) = (self.env.registry.upgrade(), &self.state) else {
+            return;
+        };
+        let mut offline = Vec::new();
+        let recipients = st.members.uids().map(|u| UserKey::new(st.app, u));
+        deliver_shared(&registry, recipients, frame, origin, |u| {
+            offline.push(u.uid)
+        });
+        self.push_group(offline, push);
+    }
+
+    fn push_group(&self, offline: Vec<Uid>, push: Option<(Uid, &str)>) {
+        let (Some((sender, content)), Some(st)) = (push, &self.state) else {
+            return;
+        };
+        let receivers: Vec<Uid> = offline
+            .into_iter()
+            .filter(|u| *u != sender && st.members.get(*u).is_some_and(|m| !m.dnd))
+            .collect();
+        if !receivers.is_empty() {
+            self.env.push.submit(PushJob::Group {
+                app: st.app,
+                sender,
+                group_id: self.gid,
+                receivers,
+                content: content.into(),
+                tokens: None,
+            });
+        }
+    }
+}
+
+/// Delivers a group notification (never pushed): on the timeline for the members of a super
+/// group, in the inboxes of everyone else (`extras`: leavers, disbanded members) and of all
+/// recipients of a normal group. Returns the message id.
+async fn notify(
+    env: Env,
+    (app, gid, is_super): (AppId, GroupId, bool),
+    members: Arc<[Uid]>,
+    extras: Vec<Uid>,
+    body: String,
+) -> Result<u64, StoreError> {
+    let registry = env.registry.upgrade();
+    let mut id = 0;
+    if is_super && !members.is_empty() {
+        let a = env.store.append_timeline(gid, &body, None).await?;
+        id = a.id;
+        let frame = Frame::Text(Spliced::with_field(a.id, "group_seq", &body).render(a.first_seq));
+        if let Some(r) = &registry {
+            deliver_shared(
+                r,
+                members.iter().map(|u| UserKey::new(app, *u)),
+                &frame,
+                None,
+                |_| {},
+            );
+        }
+    }
+    let mut inbox_users: Vec<UserKey> = extras.iter().map(|u| UserKey::new(app, *u)).collect();
+    if !is_super {
+        inbox_users.extend(
+            members
+                .iter()
+                .filter(|u| !extras.contains(u))
+                .map(|u| UserKey::new(app, *u)),
+        );
+    }
+    // Chunks bound one script's run time (a disbanded super group may be huge).
+    for chunk in inbox_users.chunks(1000) {
+        let a = env
+            .store
+            .append(&Append {
+                inboxes: chunk,
+                body: &body,
+                idempotency: None,
+            })
+            .await?;
+        if id == 0 {
+            id = a.id;
+        }
+        if let Some(r) = &registry {
+            let parts = Spliced::new(a.id, &body);
+            deliver_seqs(
+                r,
+                chunk.iter().copied().zip(a.seqs.iter().copied()),
+                &parts,
+                None,
+                |_| {},
+            );
+        }
+    }
+    Ok(id)
+}
+
+impl Actor for GroupActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(256);
+        metrics::gauge!("imd_group_actors").increment(1.0);
+        let store = self.env.store.clone();
+        let gid = self.gid;
+        ctx.wait(
+            async move { store.load_group(gid).await }
+                .into_actor(self)
+                .map(|r, act, ctx| match r {
+                    Ok(Some(record)) => act.state = Some(GroupState::from(record)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        // Unloadable: stop, so the next command starts a fresh load.
+                        tracing::warn!(group = %act.gid, error = %e, "group: load failed");
+                        ctx.stop();
+                    }
+                }),
+        );
+        let idle = Duration::from_secs(self.env.limits.actor_idle_secs);
+        ctx.run_interval(
+            (idle / 2).max(Duration::from_millis(200)),
+            move |act, ctx| {
+                let limit = if act.state.is_some() {
+                    idle
+                } else {
+                    idle.min(Duration::from_secs(5))
+                };
+                if act.last_active.elapsed() >= limit {
+                    ctx.stop();
+                }
+            },
+        );
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        metrics::gauge!("imd_group_actors").decrement(1.0);
+        if let Some(r) = self.env.registry.upgrade() {
+            r.remove_group(self.gid, self.generation);
+        }
+    }
+}
+
+impl From<GroupRecord> for GroupState {
+    fn from(r: GroupRecord) -> Self {
+        GroupState {
+            app: r.app,
+            name: r.name,
+            master: r.master,
+            is_super: r.is_super,
+            members: Members::from_records(r.members),
+        }
+    }
+}
+
+impl Handler<GroupCmd> for GroupActor {
+    type Result = Reply;
+
+    fn handle(&mut self, cmd: GroupCmd, ctx: &mut Context<Self>) -> Reply {
+        self.last_active = Instant::now();
+        match cmd {
+            GroupCmd::Send {
+                app,
+                sender,
+                content,
+                idempotency,
+                origin,
+            } => self.send(app, sender, content, idempotency, origin),
+            GroupCmd::Info { app } => done(
+                self.state(app)
+                    .map(|st| GroupReply::Info(st.view(self.gid))),
+            ),
+            GroupCmd::JoinSeq { app, uid } => self.join_seq(app, uid),
+            other => self.change(other, ctx),
+        }
+    }
+}
+
+impl GroupState {
+    fn view(&self, gid: GroupId) -> GroupView {
+        GroupView {
+            group_id: gid,
+            name: self.name.clone(),
+            master: self.master,
+            is_super: self.is_super,
+            members: self
+                .members
+                .iter()
+                .map(|m| MemberView {
+                    uid: m.uid,
+                    nickname: self.members.nickname(m.uid).map(str::to_string),
+                    mute: m.mute,
+                    do_not_disturb: m.dnd,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl GroupActor {
+    fn join_seq(&mut self, app: AppId, uid: Uid) -> Reply {
+        match self.state(app) {
+            Err(e) => done(Err(e)),
+            Ok(st) if !st.members.contains(uid) => done(Err(DispatchError::NotGroupMember)),
+            Ok(_) => {
+                let (store, gid) = (self.env.store.clone(), self.gid);
+                let fut = async move { store.member(gid, uid).await };
+                AtomicResponse::new(Box::pin(
+                    fut.into_actor(self)
+                        .map(|r, _, _| Ok(GroupReply::JoinSeq(r?.map_or(0, |m| m.join_seq)))),
+                ))
+            }
+        }
+    }
+}
+
+mod change;

@@ -1,0 +1,286 @@
+//! The `Dispatcher`'s group side: creating groups, and routing every other group operation to
+//! the group's actor (started on demand).
+
+use std::time::Duration;
+
+use actix::MailboxError;
+use serde_json::{Value, json};
+
+use super::group::{Env, GroupActor, GroupCmd, GroupReply, GroupView, MemberSpec};
+use super::{DispatchError, Dispatcher, Sent};
+use crate::domain::{AppId, GroupId, Uid, UserKey, now_secs};
+use crate::store::{GroupRecord, MemberPatch, MemberRecord};
+
+/// POST /groups, validated.
+pub struct NewGroup {
+    /// 0 = allocate one.
+    pub group_id: GroupId,
+    pub master: Uid,
+    pub name: String,
+    pub is_super: bool,
+    pub members: Vec<MemberSpec>,
+    /// The members exactly as posted, echoed in the `create` notification.
+    pub posted_members: Value,
+}
+
+impl Dispatcher {
+    fn group_env(&self) -> Env {
+        Env {
+            store: self.inner.store.clone(),
+            push: self.inner.push.clone(),
+            registry: self.weak_registry(),
+            limits: self.inner.limits.clone(),
+        }
+    }
+
+    /// Sends a command to the group's actor, retrying once if it was just stopping.
+    async fn group(
+        &self,
+        gid: GroupId,
+        make_cmd: impl Fn() -> GroupCmd,
+    ) -> Result<GroupReply, DispatchError> {
+        for _ in 0..2 {
+            let env = self.group_env();
+            let entry = self
+                .inner
+                .registry
+                .group_or_start(gid, move |generation| GroupActor::new(gid, generation, env));
+            match entry.addr.send(make_cmd()).await {
+                Ok(reply) => return reply,
+                Err(MailboxError::Closed) | Err(MailboxError::Timeout) => {
+                    self.inner.registry.remove_group(gid, entry.generation);
+                    actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+        Err(DispatchError::Store(crate::store::StoreError::Unavailable(
+            "group could not be loaded".into(),
+        )))
+    }
+
+    /// Creates a group (the master is always a member) and announces it to the members.
+    pub async fn create_group(&self, app: AppId, g: NewGroup) -> Result<GroupId, DispatchError> {
+        let limits = &self.inner.limits;
+        let mut uids: Vec<Uid> = g
+            .members
+            .iter()
+            .map(|m| m.uid)
+            .chain(std::iter::once(g.master))
+            .collect();
+        uids.sort_unstable();
+        uids.dedup();
+        let limit = if g.is_super {
+            limits.super_group_members
+        } else {
+            limits.normal_group_members
+        };
+        if uids.len() > limit {
+            let hint = if g.is_super {
+                ""
+            } else {
+                "; create a super group (\"super\": true) for more"
+            };
+            return Err(DispatchError::GroupTooLarge(format!(
+                "{} members, but a {} group holds at most {limit}{hint}",
+                uids.len(),
+                if g.is_super { "super" } else { "normal" }
+            )));
+        }
+        let now = now_secs();
+        let record = GroupRecord {
+            id: g.group_id,
+            app,
+            name: g.name.clone(),
+            master: g.master,
+            is_super: g.is_super,
+            members: uids.iter().map(|u| MemberRecord::new(*u, now, 0)).collect(),
+        };
+        let gid = self
+            .inner
+            .store
+            .create_group(&record)
+            .await?
+            .ok_or(DispatchError::GroupIdTaken)?;
+        let note = json!({ "create": {
+            "group_id": gid, "master": g.master, "name": g.name,
+            "members": g.posted_members, "timestamp": now,
+        }});
+        let content = note.to_string();
+        if let Err(e) = self
+            .group(gid, || GroupCmd::Notify {
+                app,
+                content: content.clone(),
+            })
+            .await
+        {
+            tracing::warn!(group = %gid, error = %e, "create notification not sent");
+        }
+        Ok(gid)
+    }
+
+    /// A group message from `sender`: membership and mute are checked by the group's actor.
+    pub async fn send_group(
+        &self,
+        app: AppId,
+        sender: Uid,
+        gid: GroupId,
+        content: &str,
+        idempotency: Option<String>,
+        origin: Option<u64>,
+    ) -> Result<Sent, DispatchError> {
+        let cmd = || GroupCmd::Send {
+            app,
+            sender,
+            content: content.to_string(),
+            idempotency: idempotency.clone(),
+            origin,
+        };
+        match self.group(gid, cmd).await? {
+            GroupReply::Sent(sent) => Ok(sent),
+            _ => Err(DispatchError::Invalid("unexpected group reply".into())),
+        }
+    }
+
+    /// An app-defined group notification to every member (stored, never pushed).
+    pub async fn send_group_notification(
+        &self,
+        app: AppId,
+        gid: GroupId,
+        content: &str,
+    ) -> Result<Sent, DispatchError> {
+        match self
+            .group(gid, || GroupCmd::Notify {
+                app,
+                content: content.to_string(),
+            })
+            .await?
+        {
+            GroupReply::Sent(sent) => Ok(sent),
+            _ => Err(DispatchError::Invalid("unexpected group reply".into())),
+        }
+    }
+
+    async fn change(
+        &self,
+        gid: GroupId,
+        cmd: impl Fn() -> GroupCmd,
+    ) -> Result<Vec<Uid>, DispatchError> {
+        match self.group(gid, cmd).await? {
+            GroupReply::Changed(uids) => Ok(uids),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    pub async fn rename_group(
+        &self,
+        app: AppId,
+        gid: GroupId,
+        name: &str,
+    ) -> Result<(), DispatchError> {
+        self.change(gid, || GroupCmd::Rename {
+            app,
+            name: name.to_string(),
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn disband_group(&self, app: AppId, gid: GroupId) -> Result<(), DispatchError> {
+        self.change(gid, || GroupCmd::Disband { app })
+            .await
+            .map(drop)
+    }
+
+    pub async fn upgrade_group(&self, app: AppId, gid: GroupId) -> Result<(), DispatchError> {
+        self.change(gid, || GroupCmd::Upgrade { app })
+            .await
+            .map(drop)
+    }
+
+    /// Adds members (existing ones are left alone); returns the ones added.
+    pub async fn add_members(
+        &self,
+        app: AppId,
+        gid: GroupId,
+        members: Vec<MemberSpec>,
+        inviter: Option<Value>,
+    ) -> Result<Vec<Uid>, DispatchError> {
+        self.change(gid, || GroupCmd::Add {
+            app,
+            members: members.clone(),
+            inviter: inviter.clone(),
+        })
+        .await
+    }
+
+    /// Removes members; returns the ones that were members.
+    pub async fn remove_members(
+        &self,
+        app: AppId,
+        gid: GroupId,
+        members: Vec<MemberSpec>,
+    ) -> Result<Vec<Uid>, DispatchError> {
+        self.change(gid, || GroupCmd::Remove {
+            app,
+            members: members.clone(),
+        })
+        .await
+    }
+
+    pub async fn update_member(
+        &self,
+        app: AppId,
+        gid: GroupId,
+        uid: Uid,
+        patch: MemberPatch,
+    ) -> Result<(), DispatchError> {
+        self.change(gid, || GroupCmd::Update {
+            app,
+            uid,
+            patch: patch.clone(),
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn group_info(&self, app: AppId, gid: GroupId) -> Result<GroupView, DispatchError> {
+        match self.group(gid, || GroupCmd::Info { app }).await? {
+            GroupReply::Info(view) => Ok(view),
+            _ => Err(DispatchError::Invalid("unexpected group reply".into())),
+        }
+    }
+
+    /// A super group's timeline after `after` for a member (from their join on):
+    /// (stored records, the last `group_seq` covered, more to come).
+    pub async fn sync_group(
+        &self,
+        user: UserKey,
+        gid: GroupId,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<String>, u64, bool), DispatchError> {
+        let join_seq = match self
+            .group(gid, || GroupCmd::JoinSeq {
+                app: user.app,
+                uid: user.uid,
+            })
+            .await?
+        {
+            GroupReply::JoinSeq(s) => s,
+            _ => 0,
+        };
+        let from = after.max(join_seq);
+        let records = self.inner.store.timeline_after(gid, from, limit).await?;
+        let last = records
+            .last()
+            .and_then(|r| crate::store::stored_seq(r))
+            .unwrap_or(from);
+        let more = records.len() == limit;
+        Ok((records, last, more))
+    }
+
+    /// Loaded group actors.
+    pub fn group_count(&self) -> usize {
+        self.inner.registry.group_count()
+    }
+}

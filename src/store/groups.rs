@@ -1,0 +1,229 @@
+//! Groups in the store: the record, its members with their settings, the super-group timeline
+//! and the `group_manager_stream` events the original im server consumes.
+
+use super::{Appended, Store, StoreResult};
+use crate::domain::{AppId, GroupId, Uid};
+
+/// One member as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub uid: Uid,
+    /// Seconds since the epoch.
+    pub joined_at: u64,
+    /// The super-group timeline seq at join: a member syncs only what came after.
+    pub join_seq: u64,
+    /// May not send to this group.
+    pub mute: bool,
+    /// Do-not-disturb for this group: no push.
+    pub dnd: bool,
+    pub nickname: Option<String>,
+}
+
+impl MemberRecord {
+    pub fn new(uid: Uid, joined_at: u64, join_seq: u64) -> Self {
+        MemberRecord {
+            uid,
+            joined_at,
+            join_seq,
+            mute: false,
+            dnd: false,
+            nickname: None,
+        }
+    }
+
+    /// `joined_at,join_seq,mute,dnd,nickname` (nickname last: it may contain commas).
+    pub(crate) fn encode(&self) -> String {
+        format!(
+            "{},{},{},{},{}",
+            self.joined_at,
+            self.join_seq,
+            u8::from(self.mute),
+            u8::from(self.dnd),
+            self.nickname.as_deref().unwrap_or("")
+        )
+    }
+
+    pub(crate) fn decode(uid: Uid, s: &str) -> Option<Self> {
+        let mut parts = s.splitn(5, ',');
+        let joined_at = parts.next()?.parse().ok()?;
+        let join_seq = parts.next()?.parse().ok()?;
+        let mute = parts.next()? == "1";
+        let dnd = parts.next()? == "1";
+        let nickname = parts.next().filter(|n| !n.is_empty()).map(str::to_string);
+        Some(MemberRecord {
+            uid,
+            joined_at,
+            join_seq,
+            mute,
+            dnd,
+            nickname,
+        })
+    }
+}
+
+/// A whole group as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub id: GroupId,
+    pub app: AppId,
+    pub name: String,
+    pub master: Uid,
+    pub is_super: bool,
+    /// Ascending by uid.
+    pub members: Vec<MemberRecord>,
+}
+
+/// Member settings to change; every `Some` is applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberPatch {
+    pub mute: Option<bool>,
+    pub dnd: Option<bool>,
+    pub nickname: Option<String>,
+}
+
+/// A `group_manager_stream` entry in the original event format (reference §5). The store adds
+/// `previous_action_id` and `action_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupEvent {
+    Disband,
+    Upgrade { app: AppId },
+    MemberAdd(Uid),
+    MemberRemove(Uid),
+    MemberMute(Uid, bool),
+}
+
+impl GroupEvent {
+    /// `[name, <event>, field, value, …]` as the stream entry's fields.
+    pub(crate) fn fields(&self, gid: GroupId) -> Vec<String> {
+        let g = gid.to_string();
+        let v = |pairs: &[(&str, String)], name: &str| {
+            let mut out = vec![
+                "name".to_string(),
+                name.to_string(),
+                "group_id".to_string(),
+                g.clone(),
+            ];
+            for (k, val) in pairs {
+                out.push((*k).to_string());
+                out.push(val.clone());
+            }
+            out
+        };
+        match self {
+            GroupEvent::Disband => v(&[], "group_disband"),
+            GroupEvent::Upgrade { app } => v(
+                &[("app_id", app.to_string()), ("super", "1".into())],
+                "group_upgrade",
+            ),
+            GroupEvent::MemberAdd(m) => v(&[("member_id", m.to_string())], "group_member_add"),
+            GroupEvent::MemberRemove(m) => {
+                v(&[("member_id", m.to_string())], "group_member_remove")
+            }
+            GroupEvent::MemberMute(m, on) => v(
+                &[
+                    ("member_id", m.to_string()),
+                    ("mute", u8::from(*on).to_string()),
+                ],
+                "group_member_mute",
+            ),
+        }
+    }
+}
+
+macro_rules! backend {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            Store::Memory($s) => $call,
+            Store::Redis($s) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// Creates a group with `record.id`, or a fresh id when it is 0. `None`: the id is taken.
+    pub async fn create_group(&self, record: &GroupRecord) -> StoreResult<Option<GroupId>> {
+        backend!(self, s => s.create_group(record).await)
+    }
+
+    pub async fn load_group(&self, gid: GroupId) -> StoreResult<Option<GroupRecord>> {
+        backend!(self, s => s.load_group(gid).await)
+    }
+
+    pub async fn rename_group(&self, gid: GroupId, name: &str) -> StoreResult<()> {
+        backend!(self, s => s.rename_group(gid, name).await)
+    }
+
+    pub async fn upgrade_group(&self, gid: GroupId, events: &[GroupEvent]) -> StoreResult<()> {
+        backend!(self, s => s.upgrade_group(gid, events).await)
+    }
+
+    /// Removes the group, its members and its timeline.
+    pub async fn delete_group(&self, gid: GroupId, events: &[GroupEvent]) -> StoreResult<()> {
+        backend!(self, s => s.delete_group(gid, events).await)
+    }
+
+    /// Adds members (callers pass only new ones; existing entries are never overwritten).
+    pub async fn add_members(
+        &self,
+        gid: GroupId,
+        members: &[MemberRecord],
+        events: &[GroupEvent],
+    ) -> StoreResult<()> {
+        backend!(self, s => s.add_members(gid, members, events).await)
+    }
+
+    pub async fn remove_members(
+        &self,
+        gid: GroupId,
+        members: &[Uid],
+        events: &[GroupEvent],
+    ) -> StoreResult<()> {
+        backend!(self, s => s.remove_members(gid, members, events).await)
+    }
+
+    /// Stores a member's new settings (`member` is the full updated record); DND is also
+    /// written where the original components read it (`users_<app>_<uid>` `group_<gid>`, …).
+    pub async fn update_member(
+        &self,
+        app: AppId,
+        gid: GroupId,
+        member: &MemberRecord,
+        events: &[GroupEvent],
+    ) -> StoreResult<()> {
+        backend!(self, s => s.update_member(app, gid, member, events).await)
+    }
+
+    /// A member's stored record, if a member.
+    pub async fn member(&self, gid: GroupId, uid: Uid) -> StoreResult<Option<MemberRecord>> {
+        backend!(self, s => s.member(gid, uid).await)
+    }
+
+    /// Appends to a super group's timeline (`group_seq`), with optional idempotency.
+    pub async fn append_timeline(
+        &self,
+        gid: GroupId,
+        body: &str,
+        idempotency: Option<(&str, u64)>,
+    ) -> StoreResult<Appended> {
+        let started = std::time::Instant::now();
+        let r = backend!(self, s => s.append_timeline(gid, body, idempotency).await);
+        metrics::histogram!("imd_store_op_duration_seconds", "op" => "append_timeline")
+            .record(started.elapsed().as_secs_f64());
+        r
+    }
+
+    /// Timeline entries with `group_seq > after`, oldest first, at most `limit`.
+    pub async fn timeline_after(
+        &self,
+        gid: GroupId,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        backend!(self, s => s.timeline_after(gid, after, limit).await)
+    }
+
+    /// The newest `group_seq` (0 when empty).
+    pub async fn timeline_seq(&self, gid: GroupId) -> StoreResult<u64> {
+        backend!(self, s => s.timeline_seq(gid).await)
+    }
+}
