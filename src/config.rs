@@ -22,8 +22,18 @@ pub struct Settings {
     pub push: PushSettings,
     pub log: LogSettings,
     pub limits: Limits,
+    pub customers: CustomerSettings,
     #[serde(default)]
     pub apps: Vec<AppSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerSettings {
+    /// Customer uids start above this.
+    pub uid_base: u64,
+    /// POST /auth/customer per client IP per minute; 0 = unlimited.
+    pub register_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -34,6 +44,8 @@ pub struct HttpSettings {
     pub workers: usize,
     pub trusted_proxies: Vec<IpNet>,
     pub shutdown_timeout_secs: u64,
+    /// Allowed CORS origins of the browser-facing endpoints; "*" = any.
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -164,7 +176,8 @@ impl Settings {
                 .separator("__")
                 .try_parsing(true)
                 .list_separator(",")
-                .with_list_parse_key("http.trusted_proxies"),
+                .with_list_parse_key("http.trusted_proxies")
+                .with_list_parse_key("http.cors_origins"),
         );
         let settings: Settings = builder
             .build()
@@ -222,6 +235,9 @@ impl Settings {
                 "log.level {:?} is not a valid level or filter",
                 self.log.level
             ));
+        }
+        if self.customers.uid_base >= crate::domain::MAX_ID / 2 {
+            return fail("customers.uid_base leaves no room for customer uids".into());
         }
         let mut seen = std::collections::HashSet::new();
         for app in &self.apps {

@@ -14,6 +14,7 @@ use crate::apps::Apps;
 use crate::config::Settings;
 use crate::dispatch::Dispatcher;
 use crate::push::PushQueue;
+use crate::ratelimit::RateLimiter;
 use crate::state::AppState;
 use crate::store::Store;
 
@@ -60,14 +61,17 @@ impl Application {
             apps: Apps::new(&settings.apps),
             store,
             dispatcher,
+            register_limiter: RateLimiter::per_minute(settings.customers.register_per_minute),
             settings: settings.clone(),
         });
         let app_state = state.clone();
+        let cors_origins = settings.http.cors_origins.clone();
         let server = HttpServer::new(move || {
+            let origins = cors_origins.clone();
             App::new()
                 .app_data(app_state.clone())
                 .wrap(from_fn(api::observe))
-                .configure(api::routes)
+                .configure(move |cfg| api::routes(cfg, &origins))
                 .default_service(web::to(api::not_found))
         })
         .workers(workers)

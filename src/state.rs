@@ -1,11 +1,13 @@
 //! `AppState`: what every request handler can reach. Built once in `startup`, shared by all
 //! HTTP workers through `web::Data` (an `Arc`).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::apps::Apps;
 use crate::config::Settings;
 use crate::dispatch::Dispatcher;
+use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 
 pub struct AppState {
@@ -13,4 +15,6 @@ pub struct AppState {
     pub apps: Apps,
     pub store: Store,
     pub dispatcher: Dispatcher,
+    /// POST /auth/customer per client IP.
+    pub register_limiter: RateLimiter<IpAddr>,
 }

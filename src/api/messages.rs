@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::auth::{ClientAuth, ServerAuth};
 use super::body::JsonBody;
+use crate::dispatch::frame::Kind;
 use crate::dispatch::{DispatchError, PeerSend};
 use crate::domain::{AppId, Uid, UserKey};
 use crate::error::{ApiError, ApiResult, ok};
@@ -90,6 +91,7 @@ pub async fn peers(
     let sent = state
         .dispatcher
         .send_peer(PeerSend {
+            kind: Kind::Peer,
             app: auth.0.id,
             sender: body.sender,
             receiver: body.receiver,
@@ -186,6 +188,7 @@ pub async fn history(
 #[derive(Deserialize)]
 pub struct OfflineQuery {
     uid: Option<String>,
+    customer_id: Option<String>,
     platform_id: Option<u8>,
     device_id: Option<String>,
 }
@@ -196,10 +199,28 @@ pub async fn offline(
     state: web::Data<AppState>,
     query: web::Query<OfflineQuery>,
 ) -> ApiResult<HttpResponse> {
-    let uid = match &query.uid {
-        Some(u) => Uid::parse(u)
+    let uid = match (&query.uid, &query.customer_id) {
+        (Some(u), _) => Uid::parse(u)
             .map_err(|why| ApiError::bad_request("invalid_query", format!("`uid` {why}")))?,
-        None => return Err(ApiError::bad_request("invalid_query", "`uid` is required")),
+        (None, Some(c)) => {
+            let cid = super::customers::customer_id(&Value::String(c.clone()), "customer_id")?;
+            state
+                .store
+                .find_customer(auth.0.id, &cid)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::not_found(
+                        "unknown_customer",
+                        format!("no customer {cid:?} registered"),
+                    )
+                })?
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "`uid` or `customer_id` is required",
+            ));
+        }
     };
     let device = device_key(
         query.platform_id.unwrap_or(0),

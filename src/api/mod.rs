@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod body;
+mod customers;
 mod groups;
 mod health;
 pub mod messages;
@@ -24,8 +25,28 @@ fn resource(path: &str) -> Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
+/// CORS for the endpoints browsers call (web chat widgets): `origins` from
+/// `http.cors_origins`, `*` = any.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "OPTIONS"])
+        .allowed_headers([
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::CONTENT_TYPE,
+        ])
+        .max_age(21600);
+    for origin in origins {
+        cors = if origin == "*" {
+            cors.allow_any_origin()
+        } else {
+            cors.allowed_origin(origin)
+        };
+    }
+    cors
+}
+
 /// Every route of the service.
-pub fn routes(cfg: &mut web::ServiceConfig) {
+pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
     cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
         ApiError::bad_request("invalid_query", format!("query string: {e}")).into()
     }))
@@ -48,7 +69,31 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(resource("/device/bind").route(web::post().to(users::device_bind)))
     .service(resource("/device/unbind").route(web::post().to(users::device_unbind)))
     .service(resource("/ws").route(web::get().to(ws::connect)))
-    .service(resource("/messages").route(web::get().to(messages::history)))
+    .service(
+        resource("/messages")
+            .wrap(cors(cors_origins))
+            .route(web::get().to(messages::history)),
+    )
+    .service(
+        resource("/auth/customer")
+            .wrap(cors(cors_origins))
+            .route(web::post().to(customers::register)),
+    )
+    .service(
+        resource("/supporters")
+            .wrap(cors(cors_origins))
+            .route(web::get().to(customers::my_supporter)),
+    )
+    .service(
+        resource("/stores/{store_id}/supporters")
+            .route(web::post().to(customers::add_supporter))
+            .route(web::get().to(customers::list_supporters)),
+    )
+    .service(
+        resource("/stores/{store_id}/supporters/{uid}")
+            .route(web::delete().to(customers::remove_supporter)),
+    )
+    .service(resource("/messages/customers").route(web::post().to(customers::send)))
     .service(resource("/messages/offline").route(web::get().to(messages::offline)))
     .service(resource("/messages/peers").route(web::post().to(messages::peers)))
     .service(resource("/messages/systems").route(web::post().to(messages::systems)))

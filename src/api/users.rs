@@ -19,7 +19,7 @@ pub struct GrantBody {
 }
 
 /// A new token: 192 bits from the OS RNG, URL-safe base64 (32 characters).
-fn mint_token() -> ApiResult<String> {
+pub(super) fn mint_token() -> ApiResult<String> {
     let mut raw = [0u8; 24];
     getrandom::fill(&mut raw)
         .map_err(|e| ApiError::internal(format!("OS random source failed: {e}")))?;
@@ -49,6 +49,7 @@ struct DndBody {
 #[derive(Deserialize)]
 pub struct UserBody {
     name: Option<String>,
+    avatar: Option<String>,
     do_not_disturb: Option<DndBody>,
     mute: Option<Flag>,
     forbidden: Option<Flag>,
@@ -64,6 +65,7 @@ pub async fn update(
     let uid = path_id(&req, "uid", Uid::parse)?;
     let patch = UserPatch {
         name: body.name,
+        avatar: body.avatar,
         do_not_disturb: body.do_not_disturb.map(|d| (d.peer_uid, d.on.0)),
         mute: body.mute.map(|f| f.0),
         forbidden: body.forbidden.map(|f| f.0),
@@ -71,7 +73,7 @@ pub async fn update(
     if patch.is_empty() {
         return Err(ApiError::bad_request(
             "no_action",
-            "body must contain at least one of `name`, `do_not_disturb`, `mute`, `forbidden`",
+            "body must contain at least one of `name`, `avatar`, `do_not_disturb`, `mute`, `forbidden`",
         ));
     }
     let user = UserKey::new(auth.0.id, uid);

@@ -301,9 +301,14 @@ impl Connection {
         }
         let (app, uid) = (self.info.user.app, self.info.user.uid);
         let result = match kind {
-            "peer" => {
+            "peer" | "customer" => {
                 self.dispatcher
                     .send_peer(PeerSend {
+                        kind: if kind == "peer" {
+                            frame::Kind::Peer
+                        } else {
+                            frame::Kind::Customer
+                        },
                         app,
                         sender: uid,
                         receiver: Uid(to),
@@ -326,7 +331,8 @@ impl Connection {
                     .await
             }
             other => {
-                let msg = format!("unsupported send kind {other:?}; expected peer or group");
+                let msg =
+                    format!("unsupported send kind {other:?}; expected peer, group or customer");
                 return self.bad_frame(reference.as_ref(), "invalid_frame", &msg);
             }
         };

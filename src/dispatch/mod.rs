@@ -55,6 +55,8 @@ pub enum DispatchError {
     GroupIdTaken,
     #[error("the master cannot leave the group; disband it instead")]
     MasterCannotLeave,
+    #[error("customer messages go only between a customer and their assigned supporter")]
+    NotAssigned,
 }
 
 impl DispatchError {
@@ -70,6 +72,7 @@ impl DispatchError {
             DispatchError::GroupTooLarge(_) => (400, "group_too_large"),
             DispatchError::GroupIdTaken => (409, "group_id_taken"),
             DispatchError::MasterCannotLeave => (400, "master_cannot_leave"),
+            DispatchError::NotAssigned => (403, "not_assigned"),
         }
     }
 }
@@ -89,6 +92,8 @@ pub struct Sent {
 
 /// A send request shared by the HTTP and WebSocket paths.
 pub struct PeerSend<'a> {
+    /// `Peer`, or `Customer` between a customer and their supporter.
+    pub kind: Kind,
     pub app: AppId,
     pub sender: Uid,
     pub receiver: Uid,
@@ -171,13 +176,43 @@ impl Dispatcher {
         0
     }
 
+    /// Customer messages flow only between a customer and their assigned supporter.
+    async fn check_customer_pair(
+        &self,
+        app: AppId,
+        sender: Uid,
+        receiver: Uid,
+    ) -> Result<(), DispatchError> {
+        let store = &self.inner.store;
+        let assigned = |a: Option<(u64, Uid)>, to: Uid| a.is_some_and(|(_, s)| s == to);
+        if assigned(store.assignment(UserKey::new(app, sender)).await?, receiver)
+            || assigned(store.assignment(UserKey::new(app, receiver)).await?, sender)
+        {
+            Ok(())
+        } else {
+            Err(DispatchError::NotAssigned)
+        }
+    }
+
+    /// Live presence: the user has at least one open connection.
+    pub fn is_online(&self, user: UserKey) -> bool {
+        self.inner
+            .registry
+            .with_session(user, |s| !s.conns().is_empty())
+            .unwrap_or(false)
+    }
+
     /// Peer message: stored in the sender's and the receiver's inbox, live to the receiver's
     /// devices and the sender's other devices, pushed to the receiver if not online.
     pub async fn send_peer(&self, req: PeerSend<'_>) -> Result<Sent, DispatchError> {
         let sender = UserKey::new(req.app, req.sender);
         let receiver = UserKey::new(req.app, req.receiver);
+        if req.kind == Kind::Customer {
+            self.check_customer_pair(req.app, req.sender, req.receiver)
+                .await?;
+        }
         let body = frame::body(&Body {
-            kind: Kind::Peer,
+            kind: req.kind,
             sender: Some(req.sender),
             receiver: req.receiver.0,
             group_id: None,
@@ -211,12 +246,22 @@ impl Dispatcher {
         let shared = Spliced::new(appended.id, &body);
         let content: Arc<str> = req.content.into();
         if let [sender_seq, receiver_seq] = appended.seqs[..] {
-            let job = PushJob::Peer {
-                app: req.app,
-                sender: req.sender,
-                receiver: req.receiver,
-                content,
-                tokens: None,
+            let job = match req.kind {
+                Kind::Customer => PushJob::Customer {
+                    sender_app: req.app,
+                    sender: req.sender,
+                    receiver_app: req.app,
+                    receiver: req.receiver,
+                    content,
+                    tokens: None,
+                },
+                _ => PushJob::Peer {
+                    app: req.app,
+                    sender: req.sender,
+                    receiver: req.receiver,
+                    content,
+                    tokens: None,
+                },
             };
             let to_receiver = Deliver {
                 frame: Frame::Spliced(shared.clone(), receiver_seq),

@@ -89,3 +89,21 @@ pub fn timeline_seq(gid: GroupId) -> String {
 pub fn user_group_dnd(u: UserKey) -> String {
     format!("users_{}_{}_group_do_not_disturb", u.app, u.uid)
 }
+
+/// Customer uid of an app's customer id (original key; holds the uid).
+pub fn customer(app: AppId, customer_id: &str) -> String {
+    format!("customer_users_{app}_{customer_id}")
+}
+
+/// Counter behind customer uids (original key).
+pub const CUSTOMER_COUNTER: &str = "customer_client_id";
+
+/// Hash supporter uid → `{"name","avatar"}` of a customer-service store.
+pub fn supporters(store_id: u64) -> String {
+    format!("imd:store:{store_id}:supporters")
+}
+
+/// Hash supporter uid → customers assigned.
+pub fn supporter_load(store_id: u64) -> String {
+    format!("imd:store:{store_id}:load")
+}

@@ -6,6 +6,7 @@
 //! futures on the hot path. Every method returns `StoreError` for a backend failure; the API
 //! layer turns `Unavailable` into a 503.
 
+mod customers;
 mod groups;
 pub mod keys;
 mod memory;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use crate::config::{StoreKind, StoreSettings};
 use crate::domain::{DeviceToken, PushProvider, Uid, UserKey};
 
+pub use self::customers::Supporter;
 pub use self::groups::{GroupEvent, GroupRecord, MemberPatch, MemberRecord};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
@@ -36,6 +38,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserPatch {
     pub name: Option<String>,
+    /// Customers' and supporters' avatar URL.
+    pub avatar: Option<String>,
     /// (peer, on): do-not-disturb for messages from `peer`.
     pub do_not_disturb: Option<(Uid, bool)>,
     pub mute: Option<bool>,
@@ -45,6 +49,7 @@ pub struct UserPatch {
 impl UserPatch {
     pub fn is_empty(&self) -> bool {
         self.name.is_none()
+            && self.avatar.is_none()
             && self.do_not_disturb.is_none()
             && self.mute.is_none()
             && self.forbidden.is_none()
@@ -55,6 +60,7 @@ impl UserPatch {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserRecord {
     pub name: String,
+    pub avatar: String,
     pub mute: bool,
     pub forbidden: bool,
     /// Peers whose messages are not pushed to this user, ascending.

@@ -8,6 +8,7 @@ mod redis_server;
 mod auth;
 mod cli;
 mod conventions;
+mod customers;
 mod groups;
 mod health;
 mod messaging;

@@ -75,6 +75,7 @@ async fn patches_apply_every_given_field() {
         assert_eq!(store.load_user(user).await.ok(), Some(Default::default()));
         let patch = UserPatch {
             name: Some("n".into()),
+            avatar: Some("pic".into()),
             do_not_disturb: Some((Uid(9), true)),
             mute: Some(true),
             forbidden: None,
@@ -97,7 +98,10 @@ async fn patches_apply_every_given_field() {
             .load_user(user)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((r.name.as_str(), r.mute, r.forbidden), ("n", true, false));
+        assert_eq!(
+            (r.name.as_str(), r.avatar.as_str(), r.mute, r.forbidden),
+            ("n", "pic", true, false)
+        );
         assert_eq!(r.dnd_peers, vec![Uid(3), Uid(9)], "{}", store.kind());
         store
             .update_user(

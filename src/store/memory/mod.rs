@@ -10,6 +10,7 @@ use dashmap::mapref::entry::Entry;
 
 use super::{StoreResult, UserPatch, UserRecord, sort_tokens};
 
+mod customers;
 mod groups;
 mod messages;
 use crate::domain::{DeviceToken, GroupId, PushProvider, Uid, UserKey};
@@ -18,6 +19,9 @@ use crate::domain::{DeviceToken, GroupId, PushProvider, Uid, UserKey};
 struct UserRow {
     token: Option<String>,
     name: String,
+    avatar: String,
+    /// Customer-service assignment: (store id, supporter).
+    assignment: Option<(u64, Uid)>,
     mute: bool,
     forbidden: bool,
     dnd_peers: BTreeSet<Uid>,
@@ -76,6 +80,12 @@ impl Inbox {
 }
 
 pub struct MemoryStore {
+    /// Customer uids handed out: `base + n`.
+    next_customer: AtomicU64,
+    /// `<app>:<customer_id>` → customer uid.
+    customers: DashMap<String, Uid>,
+    /// Store id → supporter uid → (name, avatar, customers assigned).
+    supporters: DashMap<u64, std::collections::BTreeMap<Uid, customers::SupporterRow>>,
     /// Group ids handed out when a create does not name one.
     next_group: AtomicU64,
     /// Groups with their members.
@@ -99,6 +109,9 @@ pub struct MemoryStore {
 impl MemoryStore {
     pub fn new(inbox_len: u64) -> Self {
         MemoryStore {
+            next_customer: AtomicU64::new(1),
+            customers: DashMap::new(),
+            supporters: DashMap::new(),
             next_group: AtomicU64::new(1),
             groups: DashMap::new(),
             timelines: DashMap::new(),
@@ -155,6 +168,9 @@ impl MemoryStore {
         let mut row = self.users.entry(user).or_default();
         if let Some(name) = &patch.name {
             row.name = name.clone();
+        }
+        if let Some(avatar) = &patch.avatar {
+            row.avatar = avatar.clone();
         }
         if let Some((peer, on)) = patch.do_not_disturb {
             if on {
@@ -216,6 +232,7 @@ impl MemoryStore {
         sort_tokens(&mut device_tokens);
         Ok(UserRecord {
             name: row.name.clone(),
+            avatar: row.avatar.clone(),
             mute: row.mute,
             forbidden: row.forbidden,
             dnd_peers: row.dnd_peers.iter().copied().collect(),

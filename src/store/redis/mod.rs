@@ -15,6 +15,7 @@ use redis::{AsyncCommands, RedisError};
 
 use self::scripts::{GRANT, REVOKE, UNBIND, UPDATE_USER};
 
+mod customers;
 mod groups;
 mod messages;
 mod scripts;
@@ -177,7 +178,9 @@ impl RedisStore {
             .arg(flag(patch.mute.is_some()))
             .arg(flag(patch.mute.unwrap_or(false)))
             .arg(flag(patch.forbidden.is_some()))
-            .arg(flag(patch.forbidden.unwrap_or(false)));
+            .arg(flag(patch.forbidden.unwrap_or(false)))
+            .arg(flag(patch.avatar.is_some()))
+            .arg(patch.avatar.as_deref().unwrap_or(""));
         let _: i64 = self.run(inv.invoke_async(&mut c)).await?;
         Ok(())
     }
@@ -232,6 +235,7 @@ pub(super) fn parse_user(fields: &HashMap<String, String>) -> UserRecord {
     let truthy = |k: &str| fields.get(k).is_some_and(|v| v == "1" || v == "true");
     let mut record = UserRecord {
         name: fields.get("name").cloned().unwrap_or_default(),
+        avatar: fields.get("avatar").cloned().unwrap_or_default(),
         mute: truthy("mute"),
         forbidden: truthy("forbidden"),
         ..UserRecord::default()

@@ -70,6 +70,7 @@ if ARGV[10] == '1' then
   redis.call('HSET', KEYS[1], 'forbidden', ARGV[11])
   redis.call('PUBLISH', 'speak_forbidden', ARGV[1] .. ',' .. ARGV[2] .. ',' .. ARGV[11])
 end
+if ARGV[12] == '1' then redis.call('HSET', KEYS[1], 'avatar', ARGV[13]) end
 return 1
 "#,
     )
@@ -294,6 +295,36 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 emit(cjson.decode(ARGV[1]))
 return 1
+"#,
+    )
+});
+
+/// KEYS: customer_users_<app>_<customer_id>, customer_client_id. ARGV: uid base.
+/// The customer's uid, allocated as base + counter the first time.
+pub(super) static CUSTOMER_UID: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local uid = redis.call('GET', KEYS[1])
+if uid then return uid end
+uid = string.format('%d', tonumber(ARGV[1]) + redis.call('INCR', KEYS[2]))
+redis.call('SET', KEYS[1], uid)
+return uid
+"#,
+    )
+});
+
+/// KEYS: customer's users_ hash, the store's supporters hash, its load hash.
+/// ARGV: store id, chosen supporter. Keeps a current assignment to a still-registered
+/// supporter; otherwise assigns the chosen one (if still registered). Returns the supporter.
+pub(super) static ASSIGN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local cur = redis.call('HMGET', KEYS[1], 'store_id', 'seller_id')
+if cur[1] == ARGV[1] and cur[2] and redis.call('HEXISTS', KEYS[2], cur[2]) == 1 then return cur[2] end
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 then return false end
+redis.call('HSET', KEYS[1], 'store_id', ARGV[1], 'seller_id', ARGV[2])
+redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
+return ARGV[2]
 "#,
     )
 });

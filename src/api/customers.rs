@@ -1,0 +1,272 @@
+//! SPEC §4.4 customer service: customer tokens, supporters with live presence, assignment,
+//! customer messages.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::{ClientAuth, ServerAuth, client_ip};
+use super::body::{JsonBody, path_id};
+use super::messages::{content, dispatch_error, idempotency};
+use crate::apps::App;
+use crate::dispatch::PeerSend;
+use crate::dispatch::frame::Kind;
+use crate::domain::{AppId, Uid, UserKey, parse_id};
+use crate::error::{ApiError, ApiResult, ok};
+use crate::state::AppState;
+use crate::store::{Supporter, UserPatch};
+
+#[derive(Deserialize)]
+pub struct RegisterBody {
+    appid: AppId,
+    customer_id: Value,
+    name: Option<String>,
+    avatar: Option<String>,
+}
+
+/// A customer id: a non-empty string (or number) of at most 128 characters.
+pub(super) fn customer_id(v: &Value, field: &str) -> ApiResult<String> {
+    let id = match v {
+        Value::String(s) => s.trim().to_string(),
+        Value::Number(n) => n.to_string(),
+        _ => {
+            return Err(ApiError::invalid_field(
+                field,
+                "must be a string or a number",
+            ));
+        }
+    };
+    if id.is_empty() || id.len() > 128 {
+        return Err(ApiError::invalid_field(
+            field,
+            "must be 1 to 128 characters",
+        ));
+    }
+    Ok(id)
+}
+
+/// POST /auth/customer (no auth) → `{token, store_id, client_id}`.
+pub async fn register(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    JsonBody(b): JsonBody<RegisterBody>,
+) -> ApiResult<HttpResponse> {
+    if let Some(ip) = client_ip(&req, &state.settings.http.trusted_proxies) {
+        state
+            .register_limiter
+            .check(&ip)
+            .map_err(ApiError::rate_limited)?;
+    }
+    let app = state.apps.get(b.appid).ok_or_else(|| {
+        ApiError::bad_request("unknown_app", format!("no app with appid {}", b.appid))
+    })?;
+    if app.store_id == 0 {
+        return Err(ApiError::bad_request(
+            "no_customer_service",
+            "this app has no customer-service store (store_id)",
+        ));
+    }
+    let cid = customer_id(&b.customer_id, "customer_id")?;
+    for (field, v) in [("name", &b.name), ("avatar", &b.avatar)] {
+        if v.as_ref().is_some_and(|s| s.len() > 1024) {
+            return Err(ApiError::invalid_field(field, "is longer than 1024 bytes"));
+        }
+    }
+    let uid = state
+        .store
+        .customer_uid(app.id, &cid, state.settings.customers.uid_base)
+        .await?;
+    let user = UserKey::new(app.id, uid);
+    let token = state
+        .store
+        .grant_token(user, b.name.as_deref(), &super::users::mint_token()?)
+        .await?;
+    if b.avatar.is_some() {
+        let patch = UserPatch {
+            avatar: b.avatar,
+            ..UserPatch::default()
+        };
+        state.store.update_user(user, &patch).await?;
+    }
+    Ok(ok(
+        json!({ "token": token, "store_id": app.store_id, "client_id": uid }),
+    ))
+}
+
+/// The store in the path, which must be the authenticated app's.
+fn own_store(req: &HttpRequest, app: &App) -> ApiResult<u64> {
+    let store_id = path_id(req, "store_id", parse_id)?;
+    if app.store_id == 0 || app.store_id != store_id {
+        return Err(ApiError::not_found(
+            "store_not_found",
+            format!("this app has no store {store_id}"),
+        ));
+    }
+    Ok(store_id)
+}
+
+#[derive(Deserialize)]
+pub struct SupporterBody {
+    uid: Uid,
+    name: String,
+    avatar: Option<String>,
+}
+
+/// POST /stores/{store_id}/supporters (S)
+pub async fn add_supporter(
+    req: HttpRequest,
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+    JsonBody(b): JsonBody<SupporterBody>,
+) -> ApiResult<HttpResponse> {
+    let store_id = own_store(&req, &auth.0)?;
+    if b.name.len() > 1024 || b.avatar.as_ref().is_some_and(|a| a.len() > 1024) {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "`name` and `avatar` are at most 1024 bytes",
+        ));
+    }
+    state
+        .store
+        .add_supporter(store_id, b.uid, &b.name, b.avatar.as_deref().unwrap_or(""))
+        .await?;
+    Ok(ok(json!({ "uid": b.uid })))
+}
+
+/// DELETE /stores/{store_id}/supporters/{uid} (S)
+pub async fn remove_supporter(
+    req: HttpRequest,
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let store_id = own_store(&req, &auth.0)?;
+    let uid = path_id(&req, "uid", Uid::parse)?;
+    let removed = state.store.remove_supporter(store_id, uid).await?;
+    Ok(ok(json!({ "removed": removed })))
+}
+
+fn status(state: &AppState, app: AppId, uid: Uid) -> &'static str {
+    if state.dispatcher.is_online(UserKey::new(app, uid)) {
+        "online"
+    } else {
+        "offline"
+    }
+}
+
+/// GET /stores/{store_id}/supporters (S): every supporter with live status.
+pub async fn list_supporters(
+    req: HttpRequest,
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let store_id = own_store(&req, &auth.0)?;
+    let list: Vec<Value> = state
+        .store
+        .supporters(store_id)
+        .await?
+        .into_iter()
+        .map(|s| {
+            json!({
+                "uid": s.uid, "name": s.name, "avatar": s.avatar, "assigned": s.assigned,
+                "status": status(&state, auth.0.id, s.uid),
+            })
+        })
+        .collect();
+    Ok(ok(list))
+}
+
+#[derive(Deserialize)]
+pub struct SupporterQuery {
+    store_id: Option<String>,
+}
+
+/// The supporter to assign: an online one with the fewest customers, else any with the fewest.
+fn choose(state: &AppState, app: AppId, all: &[Supporter]) -> Option<Uid> {
+    let least = |it: &mut dyn Iterator<Item = &Supporter>| {
+        it.min_by_key(|s| (s.assigned, s.uid)).map(|s| s.uid)
+    };
+    least(
+        &mut all
+            .iter()
+            .filter(|s| state.dispatcher.is_online(UserKey::new(app, s.uid))),
+    )
+    .or_else(|| least(&mut all.iter()))
+}
+
+/// GET /supporters?store_id= (C, a customer's token) → the customer's supporter.
+pub async fn my_supporter(
+    auth: ClientAuth,
+    state: web::Data<AppState>,
+    q: web::Query<SupporterQuery>,
+) -> ApiResult<HttpResponse> {
+    let raw = q
+        .store_id
+        .as_deref()
+        .ok_or_else(|| ApiError::bad_request("invalid_query", "`store_id` is required"))?;
+    let store_id = parse_id(raw)
+        .map_err(|why| ApiError::bad_request("invalid_query", format!("`store_id` {why}")))?;
+    if auth.app.store_id != store_id {
+        return Err(ApiError::not_found(
+            "store_not_found",
+            format!("this app has no store {store_id}"),
+        ));
+    }
+    for _ in 0..3 {
+        let all = state.store.supporters(store_id).await?;
+        let current = match state.store.assignment(auth.user).await? {
+            Some((s, uid)) if s == store_id && all.iter().any(|x| x.uid == uid) => Some(uid),
+            _ => None,
+        };
+        let Some(chosen) = current.or_else(|| choose(&state, auth.app.id, &all)) else {
+            return Err(ApiError::not_found(
+                "no_supporter",
+                "this store has no supporters",
+            ));
+        };
+        if let Some(uid) = state.store.assign(auth.user, store_id, chosen).await?
+            && let Some(s) = all.iter().find(|s| s.uid == uid)
+        {
+            return Ok(ok(json!({
+                "seller_id": s.uid, "name": s.name, "avatar": s.avatar,
+                "status": status(&state, auth.app.id, s.uid),
+            })));
+        }
+        // The chosen supporter was unregistered meanwhile: choose again.
+    }
+    Err(ApiError::unavailable(
+        "supporters changed while assigning; retry",
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct CustomerMessageBody {
+    sender: Uid,
+    receiver: Uid,
+    content: Value,
+    client_msg_id: Option<Value>,
+}
+
+/// POST /messages/customers (S): between a customer and their assigned supporter.
+pub async fn send(
+    req: HttpRequest,
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+    JsonBody(b): JsonBody<CustomerMessageBody>,
+) -> ApiResult<HttpResponse> {
+    let content = content(&state, &b.content)?;
+    let idem = idempotency(&req, auth.0.id, "customers", &b.client_msg_id)?;
+    let sent = state
+        .dispatcher
+        .send_peer(PeerSend {
+            kind: Kind::Customer,
+            app: auth.0.id,
+            sender: b.sender,
+            receiver: b.receiver,
+            content: &content,
+            idempotency: idem,
+            origin: None,
+        })
+        .await
+        .map_err(dispatch_error)?;
+    Ok(ok(json!({ "msg_id": sent.id })))
+}

@@ -1,0 +1,68 @@
+//! Keyed token buckets: `per_minute` requests per key, bursting up to that many. Used for the
+//! unauthenticated customer registration (per client IP) and per-app send limits.
+
+use std::hash::Hash;
+use std::time::Instant;
+
+use dashmap::DashMap;
+
+pub struct RateLimiter<K: Eq + Hash> {
+    /// Tokens added per second.
+    rate: f64,
+    /// Bucket size.
+    burst: f64,
+    /// (tokens left, last refill) per key.
+    buckets: DashMap<K, (f64, Instant)>,
+}
+
+impl<K: Eq + Hash + Clone> RateLimiter<K> {
+    /// `per_minute` = 0 disables limiting.
+    pub fn per_minute(per_minute: u32) -> Self {
+        RateLimiter {
+            rate: f64::from(per_minute) / 60.0,
+            burst: f64::from(per_minute),
+            buckets: DashMap::new(),
+        }
+    }
+
+    /// Takes one token for `key`; `Err(seconds)` to wait when there is none.
+    pub fn check(&self, key: &K) -> Result<(), u64> {
+        if self.rate == 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if self.buckets.len() > 100_000 {
+            // Forget keys whose buckets are full again: they carry no state worth keeping.
+            let (rate, burst) = (self.rate, self.burst);
+            self.buckets.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate < burst
+            });
+        }
+        let mut entry = self.buckets.entry(key.clone()).or_insert((self.burst, now));
+        let (tokens, at) = &mut *entry;
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / self.rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_allowed_then_refused_with_a_wait() {
+        let rl = RateLimiter::per_minute(3);
+        assert!(rl.check(&"a").is_ok());
+        assert!(rl.check(&"a").is_ok());
+        assert!(rl.check(&"a").is_ok());
+        assert_eq!(rl.check(&"a"), Err(20));
+        assert!(rl.check(&"b").is_ok(), "keys are independent");
+        assert!(RateLimiter::per_minute(0).check(&"x").is_ok());
+    }
+}
