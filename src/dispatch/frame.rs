@@ -187,11 +187,17 @@ pub fn sync_group_end(gid: GroupId, group_seq: u64, more: bool) -> Bytes {
 }
 
 pub fn error(reference: Option<&serde_json::Value>, code: &str, message: &str) -> Bytes {
-    let mut v = serde_json::json!({ "type": "error", "error": code, "message": message });
+    let mut s = String::from(r#"{"type":"error""#);
     if let Some(r) = reference {
-        v["ref"] = r.clone();
+        s.push_str(",\"ref\":");
+        s.push_str(&r.to_string());
     }
-    Bytes::from(v.to_string())
+    s.push_str(",\"error\":");
+    push_json_str(&mut s, code);
+    s.push_str(",\"message\":");
+    push_json_str(&mut s, message);
+    s.push('}');
+    Bytes::from(s)
 }
 
 #[cfg(test)]
