@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use im_dispatcher::config::Settings;
-use im_dispatcher::startup::Application;
+use im_dispatcher::startup::{Application, ShutdownSignal};
 
 #[derive(Parser)]
 #[command(
@@ -44,8 +44,13 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
         }
     };
     im_dispatcher::telemetry::init_tracing(&settings.log);
-    let result = actix_web::rt::System::new()
-        .block_on(async move { Application::build(settings).await?.run_until_signal().await });
+    let result = actix_web::rt::System::new().block_on(async move {
+        let signal = ShutdownSignal::install()?;
+        Application::build(settings)
+            .await?
+            .run_until_signal(signal)
+            .await
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -106,10 +106,10 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM, then stops accepting, lets in-flight requests finish and
     /// exits.
-    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+    pub async fn run_until_signal(self, signal: ShutdownSignal) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let server = actix_web::rt::spawn(self.server);
-        let signal = shutdown_signal().await;
+        let signal = signal.recv().await;
         tracing::info!(
             signal,
             "shutting down: no new connections, finishing in-flight requests"
@@ -125,25 +125,42 @@ impl Application {
     }
 }
 
-async fn shutdown_signal() -> &'static str {
+/// SIGINT/SIGTERM, listened for from the moment this is created (before anything is logged
+/// as listening, so an early signal is never the default "terminate at once").
+pub struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                "SIGINT"
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    pub fn install() -> std::io::Result<ShutdownSignal> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(ShutdownSignal {
+                int: signal(SignalKind::interrupt())?,
+                term: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignal {})
+    }
+
+    async fn recv(mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.int.recv() => "SIGINT",
+                _ = self.term.recv() => "SIGTERM",
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "SIGINT"
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
     }
 }
 
