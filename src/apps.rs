@@ -8,6 +8,7 @@ use md5::{Digest, Md5};
 
 use crate::config::AppSettings;
 use crate::domain::AppId;
+use crate::ratelimit::RateLimiter;
 
 /// One app as the request path needs it.
 pub struct App {
@@ -21,6 +22,15 @@ pub struct App {
     pub store_id: u64,
     /// Peers allowed to use the server credentials; empty = any.
     pub allowed_ips: Vec<IpNet>,
+    /// Messages this app may send per second (HTTP sends and WebSocket sends together).
+    pub sends: RateLimiter<()>,
+}
+
+impl App {
+    /// Takes one send from the app's budget; `Err(seconds)` to wait.
+    pub fn take_send(&self) -> Result<(), u64> {
+        self.sends.check(&())
+    }
 }
 
 impl std::fmt::Debug for App {
@@ -49,7 +59,8 @@ pub struct Apps {
 }
 
 impl Apps {
-    pub fn new(settings: &[AppSettings]) -> Apps {
+    /// `default_sends_per_sec` applies to apps without their own `sends_per_sec`.
+    pub fn new(settings: &[AppSettings], default_sends_per_sec: u32) -> Apps {
         let by_id = settings
             .iter()
             .map(|a| {
@@ -60,6 +71,9 @@ impl Apps {
                     secret_md5_hex: md5_hex(&a.secret),
                     store_id: a.store_id,
                     allowed_ips: a.allowed_ips.clone(),
+                    sends: RateLimiter::per_second(
+                        a.sends_per_sec.unwrap_or(default_sends_per_sec),
+                    ),
                 };
                 (app.id, Arc::new(app))
             })

@@ -46,6 +46,8 @@ pub struct HttpSettings {
     pub shutdown_timeout_secs: u64,
     /// Allowed CORS origins of the browser-facing endpoints; "*" = any.
     pub cors_origins: Vec<String>,
+    /// A separate address for GET /metrics; empty = the main listener.
+    pub metrics_listen: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -116,6 +118,10 @@ pub struct Limits {
     pub sync_batch: usize,
     pub idempotency_ttl_secs: u64,
     pub actor_idle_secs: u64,
+    pub ws_connections_per_user: usize,
+    pub ws_max_connections: usize,
+    pub inflight_requests: usize,
+    pub app_sends_per_sec: u32,
 }
 
 #[derive(Clone, Deserialize)]
@@ -129,6 +135,9 @@ pub struct AppSettings {
     pub store_id: u64,
     #[serde(default)]
     pub allowed_ips: Vec<IpNet>,
+    /// Sends per second; `None` = `limits.app_sends_per_sec`.
+    #[serde(default)]
+    pub sends_per_sec: Option<u32>,
 }
 
 /// Secrets stay out of debug output (and so out of logs).
@@ -219,6 +228,9 @@ impl Settings {
             ("limits.outbound_queue", l.outbound_queue),
             ("limits.ws_max_frame", l.ws_max_frame),
             ("limits.sync_batch", l.sync_batch),
+            ("limits.ws_connections_per_user", l.ws_connections_per_user),
+            ("limits.ws_max_connections", l.ws_max_connections),
+            ("limits.inflight_requests", l.inflight_requests),
         ] {
             if v == 0 {
                 return fail(format!("{name} must be at least 1"));
@@ -234,6 +246,14 @@ impl Settings {
             return fail(format!(
                 "log.level {:?} is not a valid level or filter",
                 self.log.level
+            ));
+        }
+        if !self.http.metrics_listen.is_empty()
+            && self.http.metrics_listen.parse::<SocketAddr>().is_err()
+        {
+            return fail(format!(
+                "http.metrics_listen {:?} is not an ip:port",
+                self.http.metrics_listen
             ));
         }
         if self.customers.uid_base >= crate::domain::MAX_ID / 2 {

@@ -44,6 +44,11 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
         }
     };
     im_dispatcher::telemetry::init_tracing(&settings.log);
+    // Every WebSocket is a file descriptor: use all the process may have.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::info!(open_files = n, "file descriptor limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the file descriptor limit"),
+    }
     let result = actix_web::rt::System::new().block_on(async move {
         let signal = ShutdownSignal::install()?;
         Application::build(settings)

@@ -1,5 +1,5 @@
-//! Keyed token buckets: `per_minute` requests per key, bursting up to that many. Used for the
-//! unauthenticated customer registration (per client IP) and per-app send limits.
+//! Token buckets: a rate with a burst, per key. Used for the unauthenticated customer
+//! registration (per client IP) and for send endpoints (per app).
 
 use std::hash::Hash;
 use std::time::Instant;
@@ -7,7 +7,7 @@ use std::time::Instant;
 use dashmap::DashMap;
 
 pub struct RateLimiter<K: Eq + Hash> {
-    /// Tokens added per second.
+    /// Tokens added per second; 0 = unlimited.
     rate: f64,
     /// Bucket size.
     burst: f64,
@@ -16,11 +16,20 @@ pub struct RateLimiter<K: Eq + Hash> {
 }
 
 impl<K: Eq + Hash + Clone> RateLimiter<K> {
-    /// `per_minute` = 0 disables limiting.
+    /// `per_minute` requests a minute, bursting up to that many; 0 = unlimited.
     pub fn per_minute(per_minute: u32) -> Self {
+        Self::new(f64::from(per_minute) / 60.0, f64::from(per_minute))
+    }
+
+    /// `per_second`, bursting up to one second's worth; 0 = unlimited.
+    pub fn per_second(per_second: u32) -> Self {
+        Self::new(f64::from(per_second), f64::from(per_second))
+    }
+
+    fn new(rate: f64, burst: f64) -> Self {
         RateLimiter {
-            rate: f64::from(per_minute) / 60.0,
-            burst: f64::from(per_minute),
+            rate,
+            burst: burst.max(1.0),
             buckets: DashMap::new(),
         }
     }
@@ -64,5 +73,8 @@ mod tests {
         assert_eq!(rl.check(&"a"), Err(20));
         assert!(rl.check(&"b").is_ok(), "keys are independent");
         assert!(RateLimiter::per_minute(0).check(&"x").is_ok());
+        let fast = RateLimiter::per_second(2);
+        assert!(fast.check(&1).is_ok() && fast.check(&1).is_ok());
+        assert_eq!(fast.check(&1), Err(1));
     }
 }

@@ -21,6 +21,9 @@ use crate::store::Store;
 pub struct Application {
     addr: SocketAddr,
     server: Server,
+    /// The separate /metrics listener, when `http.metrics_listen` is set, and its address.
+    metrics: Option<Server>,
+    metrics_addr: Option<SocketAddr>,
     state: web::Data<AppState>,
 }
 
@@ -58,37 +61,67 @@ impl Application {
         tracing::info!(sink = ?settings.push.sink, "push sink");
         let dispatcher = Dispatcher::new(store.clone(), push, settings.limits.clone(), workers);
         let state = web::Data::new(AppState {
-            apps: Apps::new(&settings.apps),
+            apps: Apps::new(&settings.apps, settings.limits.app_sends_per_sec),
             store,
             dispatcher,
             register_limiter: RateLimiter::per_minute(settings.customers.register_per_minute),
+            inflight: Default::default(),
             settings: settings.clone(),
         });
         let app_state = state.clone();
         let cors_origins = settings.http.cors_origins.clone();
+        let metrics_apart = !settings.http.metrics_listen.is_empty();
         let server = HttpServer::new(move || {
             let origins = cors_origins.clone();
             App::new()
                 .app_data(app_state.clone())
+                .wrap(from_fn(api::limit_inflight))
                 .wrap(from_fn(api::observe))
-                .configure(move |cfg| api::routes(cfg, &origins))
+                .configure(move |cfg| api::routes(cfg, &origins, !metrics_apart))
                 .default_service(web::to(api::not_found))
         })
         .workers(workers)
         .disable_signals()
         .shutdown_timeout(settings.http.shutdown_timeout_secs)
+        .backlog(4096)
+        .max_connections(settings.limits.ws_max_connections.max(25_000))
         .listen(listener)?
         .run();
         tracing::info!("listening on {addr}");
+        let metrics = if metrics_apart {
+            let at = &settings.http.metrics_listen;
+            let server = HttpServer::new(|| {
+                App::new()
+                    .route("/metrics", web::get().to(api::metrics))
+                    .default_service(web::to(api::not_found))
+            })
+            .workers(1)
+            .disable_signals()
+            .bind(at)
+            .map_err(|e| anyhow::anyhow!("cannot listen on http.metrics_listen {at}: {e}"))?;
+            let bound = server.addrs().first().copied();
+            tracing::info!("metrics on {}", bound.map_or(at.clone(), |a| a.to_string()));
+            (Some(server.run()), bound)
+        } else {
+            (None, None)
+        };
+        let (metrics, metrics_addr) = metrics;
         Ok(Application {
             addr,
             server,
+            metrics,
+            metrics_addr,
             state,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics` is served when it has its own listener.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub fn state(&self) -> web::Data<AppState> {
@@ -101,25 +134,39 @@ impl Application {
 
     /// Serves until the server is stopped through its handle.
     pub async fn run(self) -> std::io::Result<()> {
-        self.server.await
+        let metrics = self.metrics.map(|m| (m.handle(), actix_web::rt::spawn(m)));
+        let r = self.server.await;
+        if let Some((handle, task)) = metrics {
+            handle.stop(false).await;
+            let _ = task.await;
+        }
+        r
     }
 
     /// Serves until SIGINT/SIGTERM, then stops accepting, lets in-flight requests finish and
     /// exits.
     pub async fn run_until_signal(self, signal: ShutdownSignal) -> anyhow::Result<()> {
         let handle = self.server.handle();
+        let metrics = self.metrics.map(|m| (m.handle(), actix_web::rt::spawn(m)));
         let server = actix_web::rt::spawn(self.server);
         let signal = signal.recv().await;
         tracing::info!(
             signal,
             "shutting down: no new connections, finishing in-flight requests"
         );
+        handle.pause().await;
+        let grace = Duration::from_secs(self.state.settings.http.shutdown_timeout_secs);
+        self.state.dispatcher.shutdown(grace).await;
         let stop = handle.stop(true);
-        let grace = Duration::from_secs(self.state.settings.http.shutdown_timeout_secs + 5);
+        let grace = grace + Duration::from_secs(5);
         if tokio::time::timeout(grace, stop).await.is_err() {
             tracing::warn!("shutdown grace period over; exiting");
         }
         let _ = server.await;
+        if let Some((handle, task)) = metrics {
+            handle.stop(false).await;
+            let _ = task.await;
+        }
         tracing::info!("stopped");
         Ok(())
     }

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use crate::apps::Apps;
 use crate::config::Settings;
@@ -17,4 +18,6 @@ pub struct AppState {
     pub dispatcher: Dispatcher,
     /// POST /auth/customer per client IP.
     pub register_limiter: RateLimiter<IpAddr>,
+    /// Requests being handled now (bounded by `limits.inflight_requests`).
+    pub inflight: AtomicUsize,
 }

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::auth::{ClientAuth, ServerAuth, client_ip};
 use super::body::{JsonBody, path_id};
-use super::messages::{content, dispatch_error, idempotency};
+use super::messages::{content, dispatch_error, idempotency, take_send};
 use crate::apps::App;
 use crate::dispatch::PeerSend;
 use crate::dispatch::frame::Kind;
@@ -253,6 +253,7 @@ pub async fn send(
     state: web::Data<AppState>,
     JsonBody(b): JsonBody<CustomerMessageBody>,
 ) -> ApiResult<HttpResponse> {
+    take_send(&auth.0)?;
     let content = content(&state, &b.content)?;
     let idem = idempotency(&req, auth.0.id, "customers", &b.client_msg_id)?;
     let sent = state

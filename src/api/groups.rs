@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::auth::ServerAuth;
 use super::body::{JsonBody, JsonDoc, path_id};
-use super::messages::{content, dispatch_error, idempotency};
+use super::messages::{content, dispatch_error, idempotency, take_send};
 use crate::dispatch::{MemberSpec, NewGroup};
 use crate::domain::{Flag, GroupId, Uid};
 use crate::error::{ApiError, ApiResult, ok, ok_empty};
@@ -324,6 +324,7 @@ pub async fn send(
     state: web::Data<AppState>,
     JsonBody(b): JsonBody<GroupMessageBody>,
 ) -> ApiResult<HttpResponse> {
+    take_send(&auth.0)?;
     let content = content(&state, &b.content)?;
     let idem = idempotency(&req, auth.0.id, "groups", &b.client_msg_id)?;
     let sent = state
@@ -346,6 +347,7 @@ pub async fn notify(
     state: web::Data<AppState>,
     JsonBody(b): JsonBody<GroupNotificationBody>,
 ) -> ApiResult<HttpResponse> {
+    take_send(&auth.0)?;
     let content = content(&state, &b.content)?;
     let sent = state
         .dispatcher

@@ -26,6 +26,11 @@ pub fn dispatch_error(e: DispatchError) -> ApiError {
     }
 }
 
+/// One send from the app's per-second budget (429 with `Retry-After` when spent).
+pub(super) fn take_send(app: &crate::apps::App) -> ApiResult<()> {
+    app.take_send().map_err(ApiError::rate_limited)
+}
+
 /// `content` as stored text: a string, or an object's JSON text; 413 past the limit.
 pub(super) fn content(state: &AppState, v: &Value) -> ApiResult<String> {
     crate::dispatch::content_text(v, state.settings.limits.content).map_err(
@@ -86,6 +91,7 @@ pub async fn peers(
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<PeerBody>,
 ) -> ApiResult<HttpResponse> {
+    take_send(&auth.0)?;
     let content = content(&state, &body.content)?;
     let idempotency = idempotency(&req, auth.0.id, "peers", &body.client_msg_id)?;
     let sent = state
@@ -118,6 +124,7 @@ pub async fn systems(
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<ToUserBody>,
 ) -> ApiResult<HttpResponse> {
+    take_send(&auth.0)?;
     let content = content(&state, &body.content)?;
     let idempotency = idempotency(&req, auth.0.id, "systems", &body.client_msg_id)?;
     let sent = state
@@ -134,6 +141,7 @@ pub async fn notifications(
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<ToUserBody>,
 ) -> ApiResult<HttpResponse> {
+    take_send(&auth.0)?;
     let content = content(&state, &body.content)?;
     let (id, devices) = state
         .dispatcher

@@ -14,11 +14,14 @@ mod ws;
 
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use std::sync::atomic::Ordering;
+
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::{HttpRequest, HttpResponse, Resource, web};
 
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// A resource whose unlisted methods answer 405 in the standard envelope.
 fn resource(path: &str) -> Resource {
@@ -45,8 +48,14 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
     cors
 }
 
-/// Every route of the service.
-pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
+pub use health::metrics;
+
+/// Every route of the service (`/metrics` only when `with_metrics`: it may have its own
+/// listener).
+pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String], with_metrics: bool) {
+    if with_metrics {
+        cfg.service(resource("/metrics").route(web::get().to(health::metrics)));
+    }
     cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
         ApiError::bad_request("invalid_query", format!("query string: {e}")).into()
     }))
@@ -57,8 +66,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String]) {
     )
     .service(resource("/healthz").route(web::get().to(health::healthz)))
     .service(resource("/readyz").route(web::get().to(health::readyz)))
-    .service(resource("/metrics").route(web::get().to(health::metrics)))
     .service(resource("/auth/grant").route(web::post().to(users::grant)))
+    .service(resource("/auth/tokens/{uid}").route(web::delete().to(users::revoke)))
     .service(
         resource("/users/{uid}")
             .route(web::post().to(users::update))
@@ -142,6 +151,47 @@ impl actix_web::Responder for ApiError {
     fn respond_to(self, _: &HttpRequest) -> HttpResponse {
         actix_web::ResponseError::error_response(&self)
     }
+}
+
+/// Refuses (503 `overloaded`) past `limits.inflight_requests` requests at once; health checks
+/// and metrics are exempt so the service stays observable under overload.
+pub async fn limit_inflight<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    struct Slot(web::Data<AppState>);
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let exempt = matches!(req.path(), "/healthz" | "/readyz" | "/metrics");
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let Some(state) = state.filter(|_| !exempt) else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_left_body);
+    };
+    let now = state.inflight.fetch_add(1, Ordering::Relaxed) + 1;
+    let _slot = Slot(state.clone());
+    if now > state.settings.limits.inflight_requests {
+        metrics::counter!("imd_http_overloaded_total").increment(1);
+        let err = ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "too many requests in progress; retry shortly",
+        );
+        let err = ApiError {
+            retry_after: Some(1),
+            ..err
+        };
+        let res = actix_web::ResponseError::error_response(&err);
+        return Ok(req.into_response(res).map_into_right_body());
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
 }
 
 /// Request metrics and the one log line per request (path only: query strings may hold tokens).

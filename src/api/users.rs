@@ -124,6 +124,7 @@ async fn bind_for(
         .store
         .bind_device_tokens(user, &tokens, now_secs())
         .await?;
+    state.dispatcher.user_changed(user).await;
     Ok(ok_empty())
 }
 
@@ -176,4 +177,17 @@ pub async fn device_unbind(
     JsonBody(body): JsonBody<Map<String, Value>>,
 ) -> ApiResult<HttpResponse> {
     unbind_for(&state, auth.user, &body).await
+}
+
+/// DELETE /auth/tokens/{uid} (S): the user's token stops working at once, their connections
+/// are closed, and the next grant issues a new token.
+pub async fn revoke(
+    req: HttpRequest,
+    auth: ServerAuth,
+    state: web::Data<AppState>,
+) -> ApiResult<HttpResponse> {
+    let user = UserKey::new(auth.0.id, path_id(&req, "uid", Uid::parse)?);
+    let revoked = state.store.revoke_token(user).await?;
+    state.dispatcher.disconnect_user(user).await;
+    Ok(ok(serde_json::json!({ "revoked": revoked })))
 }

@@ -46,6 +46,7 @@ pub async fn connect(
     })?;
     let info = ConnectionInfo {
         user: auth.user,
+        app: auth.app.clone(),
         platform: Platform(query.platform_id.unwrap_or(0)),
         device_id,
     };

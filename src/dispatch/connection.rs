@@ -21,6 +21,8 @@ use crate::store::{device_key, stored_seq};
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     pub user: UserKey,
+    /// The user's app: its send budget applies to WebSocket sends too.
+    pub app: Arc<crate::apps::App>,
     pub platform: Platform,
     pub device_id: String,
 }
@@ -37,6 +39,7 @@ impl Dispatcher {
         payload: actix_web::dev::Payload,
     ) -> Result<OutboxStream, DispatchError> {
         let limits = self.limits();
+        let slot = self.connection_slot()?;
         let outbox = Outbox::new(limits.outbound_queue);
         let (conn_id, hello_seq) = self
             .connect(info.user, info.platform, outbox.clone())
@@ -48,6 +51,7 @@ impl Dispatcher {
         )));
         let stream = FrameReader::new(payload, limits.ws_max_frame);
         let conn = Connection {
+            _slot: slot,
             dispatcher: self.clone(),
             device: device_key(info.platform.0, &info.device_id),
             info,
@@ -63,6 +67,8 @@ impl Dispatcher {
 }
 
 struct Connection {
+    /// Counts this connection against `limits.ws_max_connections` until dropped.
+    _slot: super::ConnectionSlot,
     dispatcher: Dispatcher,
     info: ConnectionInfo,
     /// `<platform>:<device_id>`: whose acknowledged position `ack` moves.
@@ -298,6 +304,10 @@ impl Connection {
                 "invalid_frame",
                 "`to` must be a positive integer",
             );
+        }
+        if let Err(wait) = self.info.app.take_send() {
+            let msg = format!("this app's send rate is exceeded; retry in {wait} s");
+            return self.reply(frame::error(reference.as_ref(), "rate_limited", &msg));
         }
         let (app, uid) = (self.info.user.app, self.info.user.uid);
         let result = match kind {

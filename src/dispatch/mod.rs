@@ -16,7 +16,7 @@ pub mod outbox;
 mod registry;
 mod session;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -57,6 +57,10 @@ pub enum DispatchError {
     MasterCannotLeave,
     #[error("customer messages go only between a customer and their assigned supporter")]
     NotAssigned,
+    #[error("this user has too many open connections")]
+    TooManyUserConnections,
+    #[error("the server holds its maximum number of connections; retry later")]
+    TooManyConnections,
 }
 
 impl DispatchError {
@@ -73,6 +77,8 @@ impl DispatchError {
             DispatchError::GroupIdTaken => (409, "group_id_taken"),
             DispatchError::MasterCannotLeave => (400, "master_cannot_leave"),
             DispatchError::NotAssigned => (403, "not_assigned"),
+            DispatchError::TooManyUserConnections => (429, "too_many_connections"),
+            DispatchError::TooManyConnections => (503, "too_many_connections"),
         }
     }
 }
@@ -115,6 +121,17 @@ struct Inner {
     registry: Arc<Registry>,
     limits: Arc<Limits>,
     next_conn: AtomicU64,
+    /// Open WebSocket connections (bounded by `limits.ws_max_connections`).
+    connections: Arc<AtomicUsize>,
+}
+
+/// One open connection's share of `limits.ws_max_connections`, given back on drop.
+pub struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Dispatcher {
@@ -127,6 +144,7 @@ impl Dispatcher {
                 registry: Arc::new(Registry::new(threads)),
                 limits: Arc::new(limits),
                 next_conn: AtomicU64::new(1),
+                connections: Arc::new(AtomicUsize::new(0)),
             }),
         }
     }
@@ -387,6 +405,22 @@ impl Dispatcher {
         }
     }
 
+    /// Reserves room for one more connection, or refuses (503) at `limits.ws_max_connections`.
+    fn connection_slot(&self) -> Result<ConnectionSlot, DispatchError> {
+        let counter = &self.inner.connections;
+        let prev = counter.fetch_add(1, Ordering::Relaxed);
+        let slot = ConnectionSlot(counter.clone());
+        if prev >= self.inner.limits.ws_max_connections {
+            return Err(DispatchError::TooManyConnections);
+        }
+        Ok(slot)
+    }
+
+    /// Open WebSocket connections.
+    pub fn connection_count(&self) -> usize {
+        self.inner.connections.load(Ordering::Relaxed)
+    }
+
     /// Registers a connection and returns its id and the `hello` seq; from here on every
     /// stored message for the user after that seq reaches the connection's outbox.
     pub async fn connect(
@@ -403,13 +437,17 @@ impl Dispatcher {
         };
         // Registered before the seq is read, so nothing appended after the read is missed.
         let mut registered = false;
+        let max = self.inner.limits.ws_connections_per_user;
         for _ in 0..2 {
             let entry = self.session(user);
-            if entry.addr.send(Connect(conn.clone())).await.is_ok() {
-                registered = true;
-                break;
+            match entry.addr.send(Connect(conn.clone(), max)).await {
+                Ok(true) => {
+                    registered = true;
+                    break;
+                }
+                Ok(false) => return Err(DispatchError::TooManyUserConnections),
+                Err(_) => self.inner.registry.remove_session(user, entry.generation),
             }
-            self.inner.registry.remove_session(user, entry.generation);
         }
         if !registered {
             return Err(DispatchError::Invalid("session unavailable".into()));
@@ -441,6 +479,10 @@ impl Dispatcher {
     /// Graceful shutdown: every WebSocket gets a close frame (1001, reconnect elsewhere), then
     /// queued push jobs are flushed.
     pub async fn shutdown(&self, within: Duration) {
+        tracing::info!(
+            sessions = self.inner.registry.session_count(),
+            "closing every WebSocket (1001)"
+        );
         for entry in self.inner.registry.sessions() {
             let _ = entry
                 .addr

@@ -185,17 +185,21 @@ impl Actor for UserSession {
     }
 }
 
-/// A new connection joins the session.
+/// A new connection joins the session, unless the user already holds the maximum (`.1`).
 #[derive(Message)]
-#[rtype(result = "()")]
-pub struct Connect(pub ConnRef);
+#[rtype(result = "bool")]
+pub struct Connect(pub ConnRef, pub usize);
 
 impl Handler<Connect> for UserSession {
-    type Result = ();
-    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
+    type Result = bool;
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) -> bool {
         self.last_active = Instant::now();
+        if self.conns.len() >= msg.1 {
+            return false;
+        }
         self.conns.push(msg.0);
         self.publish_conns();
+        true
     }
 }
 

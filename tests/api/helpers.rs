@@ -50,6 +50,7 @@ pub fn test_settings(backend: Backend) -> (Settings, Option<String>) {
             secret: SECRET_A.into(),
             store_id: 0,
             allowed_ips: vec![],
+            sends_per_sec: None,
         },
         AppSettings {
             id: APP_B,
@@ -58,6 +59,7 @@ pub fn test_settings(backend: Backend) -> (Settings, Option<String>) {
             secret: SECRET_B.into(),
             store_id: 0,
             allowed_ips: vec![],
+            sends_per_sec: None,
         },
     ];
     let redis = match backend {
@@ -84,6 +86,9 @@ pub struct TestApp {
     pub state: web::Data<AppState>,
     /// URL of this test's private Redis database (redis backend only).
     pub redis_url: Option<String>,
+    /// The separate metrics listener, if configured.
+    #[allow(dead_code)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub client: awc::Client,
     handle: ServerHandle,
 }
@@ -110,6 +115,7 @@ pub async fn spawn_with(settings: Settings, redis_url: Option<String>) -> TestAp
         .await
         .unwrap_or_else(|e| panic!("build: {e:#}"));
     let addr = app.local_addr();
+    let metrics_addr = app.metrics_addr();
     let state = app.state();
     let handle = app.handle();
     actix_web::rt::spawn(app.run());
@@ -122,6 +128,7 @@ pub async fn spawn_with(settings: Settings, redis_url: Option<String>) -> TestAp
         addr,
         state,
         redis_url,
+        metrics_addr,
         client,
         handle,
     }
@@ -297,6 +304,19 @@ impl TestApp {
 }
 
 impl Ws {
+    /// Wraps a connection made elsewhere; waits for `hello`.
+    #[allow(dead_code)]
+    pub async fn from_framed(framed: actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>) -> Ws {
+        let mut ws = Ws {
+            framed,
+            hello: Value::Null,
+        };
+        let hello = ws.recv().await;
+        assert_eq!(hello["type"], "hello", "{hello}");
+        ws.hello = hello;
+        ws
+    }
+
     pub async fn send(&mut self, v: Value) {
         use futures_util::SinkExt;
         self.framed

@@ -4,14 +4,18 @@
 
 mod helpers;
 mod redis_server;
+mod security;
 
 mod auth;
 mod cli;
 mod conventions;
 mod customers;
+mod faults;
 mod groups;
 mod health;
+mod limits;
 mod messaging;
+mod process;
 mod push;
 mod store_conformance;
 mod users;

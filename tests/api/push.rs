@@ -86,6 +86,16 @@ async fn a_fully_offline_receiver_gets_a_push_job_with_its_device_tokens_newest_
         .unwrap_or_default();
     assert_eq!(tokens, vec!["gcm-2", "apns-2"]);
     assert_eq!(job["device_tokens"][0]["provider"], "gcm");
+    // The receiver's session is loaded now; a new binding reaches it.
+    app.redis()
+        .hset::<_, _, _, ()>("users_7_2", "gcm_timestamp", 1001)
+        .unwrap_or_default();
+    app.post("/users/2/bind", json!({"xm_device_token": "xm-2"}))
+        .await
+        .data();
+    send(&app, 1, 2, "again").await;
+    let q = wait_queue(&app, "push_queue", 2).await;
+    assert_eq!(q[1]["device_tokens"][0]["token"], "xm-2", "{q:?}");
 }
 
 #[actix_web::test]

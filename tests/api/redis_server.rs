@@ -105,3 +105,86 @@ pub fn connect(url: &str) -> redis::Connection {
         .and_then(|c| c.get_connection())
         .unwrap_or_else(|e| panic!("cannot connect to test redis {url}: {e}"))
 }
+
+/// A redis-server of its own for one test (to pause, kill or restart it), with append-only
+/// persistence in its own directory. Killed when dropped.
+pub struct Dedicated {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+    fsync: &'static str,
+}
+
+impl Dedicated {
+    /// Starts one; `fsync` is the AOF policy (`always` or `everysec`).
+    pub fn start(fsync: &'static str) -> Dedicated {
+        if let Err(msg) = SERVER.get_or_init(start) {
+            panic!("{msg}");
+        }
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("imd-dedicated-{}-{port}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let mut d = Dedicated {
+            port,
+            dir,
+            child: None,
+            fsync,
+        };
+        d.restart();
+        d
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// (Re)starts the server on the same port and directory; its AOF is replayed.
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", self.fsync])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("redis-server: {e}"));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "dedicated redis did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no shutdown save, only what the AOF already holds survives.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn connection(&self) -> redis::Connection {
+        connect(&self.url())
+    }
+}
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

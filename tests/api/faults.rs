@@ -1,0 +1,235 @@
+//! Issue "Reliability and security", items 1 and 5: a numbered stream goes through a fault and
+//! every message that was acknowledged (HTTP 200) arrives exactly once, in order.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::{process, redis_server};
+
+/// Sends `n:<i>` from user 2 to user 1 for each i; returns the numbers that got a 200.
+async fn send_numbers(
+    base: &str,
+    auth: &str,
+    range: std::ops::Range<u32>,
+    timeout: Duration,
+) -> (Vec<u32>, Vec<Duration>) {
+    let client = awc::Client::builder().timeout(timeout).finish();
+    let (mut acked, mut refusals) = (Vec::new(), Vec::new());
+    for i in range {
+        let started = Instant::now();
+        let res = client
+            .post(format!("{base}/messages/peers"))
+            .insert_header(("Authorization", auth))
+            .send_json(&json!({"sender": 2, "receiver": 1, "content": format!("n:{i}")}))
+            .await;
+        match res {
+            Ok(r) if r.status().as_u16() == 200 => acked.push(i),
+            Ok(r) => {
+                assert_eq!(r.status().as_u16(), 503, "a store outage is a 503");
+                refusals.push(started.elapsed());
+            }
+            Err(_) => refusals.push(started.elapsed()),
+        }
+    }
+    (acked, refusals)
+}
+
+/// User 1's inbox by sync: the numbers, in seq order.
+async fn synced_numbers(addr: &str, token: &str) -> Vec<u32> {
+    let (_, framed) = awc::Client::new()
+        .ws(format!("ws://{addr}/ws?token={token}"))
+        .connect()
+        .await
+        .unwrap();
+    let mut ws = Ws::from_framed(framed).await;
+    ws.sync_all(0)
+        .await
+        .iter()
+        .filter_map(|m| m["content"].as_str()?.strip_prefix("n:")?.parse().ok())
+        .collect()
+}
+
+fn assert_exactly_once_in_order(acked: &[u32], received: &[u32]) {
+    let unique: HashSet<u32> = received.iter().copied().collect();
+    assert_eq!(unique.len(), received.len(), "no duplicates: {received:?}");
+    assert!(
+        received.windows(2).all(|w| w[0] < w[1]),
+        "in send order: {received:?}"
+    );
+    let missing: Vec<u32> = acked
+        .iter()
+        .filter(|n| !unique.contains(n))
+        .copied()
+        .collect();
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+}
+
+#[actix_web::test]
+async fn acknowledged_messages_survive_a_sigkill_of_the_service() {
+    let redis = redis_server::Dedicated::start("always");
+    let env = [
+        ("IMD_STORE__KIND", "redis".to_string()),
+        ("IMD_STORE__REDIS_URL", redis.url()),
+        ("IMD_LOG__LEVEL", "warn".into()),
+    ];
+    let mut server = process::Server::start(&env);
+    let auth = process::demo_auth();
+    let (mut acked, _) = send_numbers(&server.base(), &auth, 0..150, Duration::from_secs(5)).await;
+    // Kill it while a stream is in flight.
+    let (base, auth2) = (server.base(), auth.clone());
+    let in_flight = actix_web::rt::spawn(async move {
+        send_numbers(&base, &auth2, 150..400, Duration::from_secs(2)).await
+    });
+    actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    server.signal("KILL");
+    server.wait(Duration::from_secs(5));
+    let (more, lost_requests) = in_flight.await.unwrap();
+    acked.extend(more);
+    let server = process::Server::start(&env);
+    let (after, _) = send_numbers(&server.base(), &auth, 400..450, Duration::from_secs(5)).await;
+    acked.extend(after);
+    let token = {
+        let mut r = awc::Client::new()
+            .post(format!("{}/auth/grant", server.base()))
+            .insert_header(("Authorization", auth.clone()))
+            .send_json(&json!({"uid": 1}))
+            .await
+            .unwrap();
+        r.json::<Value>().await.unwrap()["data"]["token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let received = synced_numbers(&server.addr, &token).await;
+    eprintln!(
+        "SIGKILL: 450 sent, {} acknowledged, {} refused or cut off, {} received",
+        acked.len(),
+        lost_requests.len(),
+        received.len()
+    );
+    assert!(!lost_requests.is_empty(), "the kill happened mid-stream");
+    assert_exactly_once_in_order(&acked, &received);
+}
+
+#[actix_web::test]
+async fn acknowledged_messages_survive_a_redis_restart_under_load() {
+    let mut redis = redis_server::Dedicated::start("always");
+    let (mut s, _) = test_settings(Backend::Memory);
+    s.store.kind = im_dispatcher::config::StoreKind::Redis;
+    s.store.redis_url = redis.url();
+    s.store.timeout_ms = 500;
+    let app = spawn_with(s, None).await;
+    let auth = app.auth_a();
+    let token = app.grant(1).await;
+    let (mut acked, _) = send_numbers(&app.base, &auth, 0..100, Duration::from_secs(5)).await;
+    redis.kill();
+    let (during, refusals) = send_numbers(&app.base, &auth, 100..120, Duration::from_secs(5)).await;
+    assert!(
+        during.is_empty(),
+        "nothing is acknowledged while the store is down"
+    );
+    assert!(
+        refusals.iter().all(|d| *d < Duration::from_secs(2)),
+        "refused quickly: {refusals:?}"
+    );
+    redis.restart();
+    // The service reconnects by itself.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app.call("GET", "/readyz", None, None).await.status != 200 {
+        assert!(Instant::now() < deadline, "did not reconnect to redis");
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (after, _) = send_numbers(&app.base, &auth, 120..220, Duration::from_secs(5)).await;
+    acked.extend(after);
+    let received = synced_numbers(&app.addr.to_string(), &token).await;
+    eprintln!(
+        "redis restart: 220 sent, {} acknowledged, {} refused with 503, {} received",
+        acked.len(),
+        refusals.len(),
+        received.len()
+    );
+    assert_eq!(acked.len(), 200);
+    assert_exactly_once_in_order(&acked, &received);
+}
+
+#[actix_web::test]
+async fn a_graceful_shutdown_under_load_loses_nothing_and_closes_sockets_with_1001() {
+    let url = redis_server::fresh_db();
+    let env = [
+        ("IMD_STORE__KIND", "redis".to_string()),
+        ("IMD_STORE__REDIS_URL", url.clone()),
+        ("IMD_PUSH__SINK", "redis".into()),
+        ("IMD_PUSH__FLUSH_INTERVAL_MS", "2000".into()),
+        ("IMD_PUSH__BATCH_SIZE", "100000".into()),
+        ("IMD_LOG__LEVEL", "warn".into()),
+    ];
+    let mut server = process::Server::start(&env);
+    let auth = process::demo_auth();
+    let client = awc::Client::new();
+    let mut r = client
+        .post(format!("{}/auth/grant", server.base()))
+        .insert_header(("Authorization", auth.clone()))
+        .send_json(&json!({"uid": 3}))
+        .await
+        .unwrap();
+    let t3 = r.json::<Value>().await.unwrap()["data"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, framed) = client
+        .ws(format!("ws://{}/ws?token={t3}", server.addr))
+        .connect()
+        .await
+        .unwrap();
+    let mut watcher = Ws::from_framed(framed).await;
+    let (base, auth2) = (server.base(), auth.clone());
+    let load = actix_web::rt::spawn(async move {
+        send_numbers(&base, &auth2, 0..3000, Duration::from_secs(5)).await
+    });
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    server.signal("TERM");
+    assert_eq!(
+        watcher.next(WAIT).await,
+        Some(Err(1001)),
+        "clients are told to reconnect elsewhere"
+    );
+    let status = server.wait(Duration::from_secs(20));
+    assert!(status.success(), "exit 0: {status:?}");
+    let (acked, _) = load.await.unwrap();
+    assert!(
+        !acked.is_empty() && acked.len() < 3000,
+        "stopped mid-stream: {}",
+        acked.len()
+    );
+    // Push jobs queued for the offline receiver were flushed before exit.
+    let pushed: u64 = redis::cmd("LLEN")
+        .arg("push_queue")
+        .query(&mut redis_server::connect(&url))
+        .unwrap();
+    assert_eq!(
+        pushed,
+        acked.len() as u64,
+        "one push job per acknowledged message"
+    );
+    let server = process::Server::start(&env);
+    let mut r = client
+        .post(format!("{}/auth/grant", server.base()))
+        .insert_header(("Authorization", auth))
+        .send_json(&json!({"uid": 1}))
+        .await
+        .unwrap();
+    let t1 = r.json::<Value>().await.unwrap()["data"]["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let received = synced_numbers(&server.addr, &t1).await;
+    eprintln!(
+        "graceful shutdown: {} acknowledged, {} received, {pushed} push jobs flushed",
+        acked.len(),
+        received.len()
+    );
+    assert_exactly_once_in_order(&acked, &received);
+}
