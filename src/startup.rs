@@ -156,12 +156,15 @@ impl Application {
         );
         handle.pause().await;
         let grace = Duration::from_secs(self.state.settings.http.shutdown_timeout_secs);
-        self.state.dispatcher.shutdown(grace).await;
+        self.state.dispatcher.close_connections().await;
         let stop = handle.stop(true);
-        let grace = grace + Duration::from_secs(5);
-        if tokio::time::timeout(grace, stop).await.is_err() {
+        if tokio::time::timeout(grace + Duration::from_secs(5), stop)
+            .await
+            .is_err()
+        {
             tracing::warn!("shutdown grace period over; exiting");
         }
+        self.state.dispatcher.flush_push(grace).await;
         let _ = server.await;
         if let Some((handle, task)) = metrics {
             handle.stop(false).await;

@@ -476,9 +476,8 @@ impl Dispatcher {
         self.inner.registry.session_count()
     }
 
-    /// Graceful shutdown: every WebSocket gets a close frame (1001, reconnect elsewhere), then
-    /// queued push jobs are flushed.
-    pub async fn shutdown(&self, within: Duration) {
+    /// Shutdown, first step: every WebSocket gets a close frame (1001, reconnect elsewhere).
+    pub async fn close_connections(&self) {
         tracing::info!(
             sessions = self.inner.registry.session_count(),
             "closing every WebSocket (1001)"
@@ -489,6 +488,11 @@ impl Dispatcher {
                 .send(CloseAll(CloseReason::GoingAway, "server shutting down"))
                 .await;
         }
+    }
+
+    /// Shutdown, last step (after in-flight requests finished, so their jobs are queued):
+    /// hands every queued push job to the sink.
+    pub async fn flush_push(&self, within: Duration) {
         self.inner.push.flush(within).await;
     }
 }

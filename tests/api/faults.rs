@@ -9,6 +9,15 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 use crate::{process, redis_server};
 
+/// Stream sizes are multiplied by `IMD_CHAOS_SCALE` (default 1; `scripts/chaos` raises it).
+fn scale(n: u32) -> u32 {
+    n * std::env::var("IMD_CHAOS_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1u32)
+        .max(1)
+}
+
 /// Sends `n:<i>` from user 2 to user 1 for each i; returns the numbers that got a 200.
 async fn send_numbers(
     base: &str,
@@ -77,11 +86,12 @@ async fn acknowledged_messages_survive_a_sigkill_of_the_service() {
     ];
     let mut server = process::Server::start(&env);
     let auth = process::demo_auth();
-    let (mut acked, _) = send_numbers(&server.base(), &auth, 0..150, Duration::from_secs(5)).await;
+    let (a, b, c) = (scale(150), scale(400), scale(450));
+    let (mut acked, _) = send_numbers(&server.base(), &auth, 0..a, Duration::from_secs(5)).await;
     // Kill it while a stream is in flight.
     let (base, auth2) = (server.base(), auth.clone());
     let in_flight = actix_web::rt::spawn(async move {
-        send_numbers(&base, &auth2, 150..400, Duration::from_secs(2)).await
+        send_numbers(&base, &auth2, a..b, Duration::from_secs(2)).await
     });
     actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     server.signal("KILL");
@@ -89,7 +99,7 @@ async fn acknowledged_messages_survive_a_sigkill_of_the_service() {
     let (more, lost_requests) = in_flight.await.unwrap();
     acked.extend(more);
     let server = process::Server::start(&env);
-    let (after, _) = send_numbers(&server.base(), &auth, 400..450, Duration::from_secs(5)).await;
+    let (after, _) = send_numbers(&server.base(), &auth, b..c, Duration::from_secs(5)).await;
     acked.extend(after);
     let token = {
         let mut r = awc::Client::new()
@@ -105,7 +115,7 @@ async fn acknowledged_messages_survive_a_sigkill_of_the_service() {
     };
     let received = synced_numbers(&server.addr, &token).await;
     eprintln!(
-        "SIGKILL: 450 sent, {} acknowledged, {} refused or cut off, {} received",
+        "SIGKILL: {c} sent, {} acknowledged, {} refused or cut off, {} received",
         acked.len(),
         lost_requests.len(),
         received.len()
@@ -124,9 +134,10 @@ async fn acknowledged_messages_survive_a_redis_restart_under_load() {
     let app = spawn_with(s, None).await;
     let auth = app.auth_a();
     let token = app.grant(1).await;
-    let (mut acked, _) = send_numbers(&app.base, &auth, 0..100, Duration::from_secs(5)).await;
+    let (a, b, c) = (scale(100), scale(100) + 20, scale(200) + 20);
+    let (mut acked, _) = send_numbers(&app.base, &auth, 0..a, Duration::from_secs(5)).await;
     redis.kill();
-    let (during, refusals) = send_numbers(&app.base, &auth, 100..120, Duration::from_secs(5)).await;
+    let (during, refusals) = send_numbers(&app.base, &auth, a..b, Duration::from_secs(5)).await;
     assert!(
         during.is_empty(),
         "nothing is acknowledged while the store is down"
@@ -142,16 +153,16 @@ async fn acknowledged_messages_survive_a_redis_restart_under_load() {
         assert!(Instant::now() < deadline, "did not reconnect to redis");
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
-    let (after, _) = send_numbers(&app.base, &auth, 120..220, Duration::from_secs(5)).await;
+    let (after, _) = send_numbers(&app.base, &auth, b..c, Duration::from_secs(5)).await;
     acked.extend(after);
     let received = synced_numbers(&app.addr.to_string(), &token).await;
     eprintln!(
-        "redis restart: 220 sent, {} acknowledged, {} refused with 503, {} received",
+        "redis restart: {c} sent, {} acknowledged, {} refused with 503, {} received",
         acked.len(),
         refusals.len(),
         received.len()
     );
-    assert_eq!(acked.len(), 200);
+    assert_eq!(acked.len() as u32, c - 20);
     assert_exactly_once_in_order(&acked, &received);
 }
 
@@ -186,8 +197,9 @@ async fn a_graceful_shutdown_under_load_loses_nothing_and_closes_sockets_with_10
         .unwrap();
     let mut watcher = Ws::from_framed(framed).await;
     let (base, auth2) = (server.base(), auth.clone());
+    let total = scale(3000);
     let load = actix_web::rt::spawn(async move {
-        send_numbers(&base, &auth2, 0..3000, Duration::from_secs(5)).await
+        send_numbers(&base, &auth2, 0..total, Duration::from_secs(5)).await
     });
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     server.signal("TERM");
@@ -200,7 +212,7 @@ async fn a_graceful_shutdown_under_load_loses_nothing_and_closes_sockets_with_10
     assert!(status.success(), "exit 0: {status:?}");
     let (acked, _) = load.await.unwrap();
     assert!(
-        !acked.is_empty() && acked.len() < 3000,
+        !acked.is_empty() && (acked.len() as u32) < total,
         "stopped mid-stream: {}",
         acked.len()
     );
