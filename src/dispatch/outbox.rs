@@ -194,6 +194,15 @@ impl Outbox {
         self.lock().next_seq.map_or(0, |n| n.saturating_sub(1))
     }
 
+    /// Empties the queue without a socket (benchmarks drive outboxes that have none);
+    /// returns how many frames were queued.
+    pub fn drain(&self) -> usize {
+        let mut st = self.lock();
+        let n = st.queue.len();
+        st.queue.clear();
+        n
+    }
+
     /// Frames waiting to be written (queued and held).
     pub fn backlog(&self) -> usize {
         let st = self.lock();

@@ -1,0 +1,211 @@
+//! In-process benchmarks (no sockets): group fan-out to 1k/10k/100k connected sessions, frame
+//! encoding, store appends (memory; redis too when `IMD_BENCH_REDIS_URL` is set).
+//!
+//! `cargo bench --bench dispatch` (release). `cargo test --benches` runs each once as a smoke
+//! test with small sizes.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::rt::System;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use im_dispatcher::config::{Settings, StoreKind};
+use im_dispatcher::dispatch::frame::{self, Body, Kind, Spliced};
+use im_dispatcher::dispatch::outbox::Outbox;
+use im_dispatcher::dispatch::{Dispatcher, MemberSpec, NewGroup};
+use im_dispatcher::domain::{AppId, GroupId, Platform, Uid, UserKey};
+use im_dispatcher::push::PushQueue;
+use im_dispatcher::store::{Append, Store};
+
+const APP: AppId = AppId(7);
+
+/// Smoke mode (`cargo test --benches`): tiny sizes.
+fn smoke() -> bool {
+    std::env::args().any(|a| a == "--test") || cfg!(debug_assertions)
+}
+
+fn settings() -> Settings {
+    let mut s = Settings::load(None).unwrap_or_else(|e| panic!("{e}"));
+    s.store.kind = StoreKind::Memory;
+    s.limits.outbound_queue = 1 << 20;
+    s
+}
+
+/// A dispatcher with one group of `n` members, each with one outbox-only connection.
+async fn group_with_connections(n: u64, is_super: bool) -> (Dispatcher, GroupId, Vec<Arc<Outbox>>) {
+    let s = settings();
+    let store = Store::open(&s.store, s.limits.inbox_len)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dispatcher = Dispatcher::new(store, PushQueue::disabled(), s.limits.clone(), 0);
+    let members = (2..=n)
+        .map(|u| MemberSpec {
+            uid: Uid(u),
+            name: None,
+            avatar: None,
+        })
+        .collect();
+    let group = NewGroup {
+        group_id: GroupId(0),
+        master: Uid(1),
+        name: "bench".into(),
+        is_super,
+        members,
+        posted_members: serde_json::Value::Null,
+    };
+    let gid = dispatcher
+        .create_group(APP, group)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut outboxes = Vec::with_capacity(n as usize);
+    for u in 1..=n {
+        let outbox = Outbox::new(1 << 20);
+        dispatcher
+            .connect(UserKey::new(APP, Uid(u)), Platform::IOS, outbox.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        outboxes.push(outbox);
+    }
+    (dispatcher, gid, outboxes)
+}
+
+fn fanout(c: &mut Criterion) {
+    let sizes: &[u64] = if smoke() {
+        &[100]
+    } else {
+        &[1_000, 10_000, 100_000]
+    };
+    let mut g = c.benchmark_group("fanout_super_group");
+    g.sample_size(10).measurement_time(Duration::from_secs(5));
+    for &n in sizes {
+        let sys = System::new();
+        let (dispatcher, gid, outboxes) = sys.block_on(group_with_connections(n, true));
+        g.throughput(Throughput::Elements(n));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter_custom(|iters| {
+                sys.block_on(async {
+                    let mut spent = Duration::ZERO;
+                    for _ in 0..iters {
+                        let started = Instant::now();
+                        dispatcher
+                            .send_group(APP, Uid(1), gid, "{\"t\":1}", None, None)
+                            .await
+                            .unwrap_or_else(|e| panic!("{e}"));
+                        spent += started.elapsed();
+                        let queued: usize = outboxes.iter().map(|o| o.drain()).sum();
+                        assert_eq!(queued as u64, n, "every member got it");
+                    }
+                    spent
+                })
+            })
+        });
+    }
+    g.finish();
+
+    let sizes: &[u64] = if smoke() { &[100] } else { &[1_000] };
+    let mut g = c.benchmark_group("fanout_normal_group");
+    g.sample_size(10);
+    for &n in sizes {
+        let sys = System::new();
+        let (dispatcher, gid, outboxes) = sys.block_on(group_with_connections(n, false));
+        g.throughput(Throughput::Elements(n));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            b.iter_custom(|iters| {
+                sys.block_on(async {
+                    let mut spent = Duration::ZERO;
+                    for _ in 0..iters {
+                        let started = Instant::now();
+                        dispatcher
+                            .send_group(APP, Uid(1), gid, "{\"t\":1}", None, None)
+                            .await
+                            .unwrap_or_else(|e| panic!("{e}"));
+                        spent += started.elapsed();
+                        outboxes.iter().for_each(|o| {
+                            o.drain();
+                        });
+                    }
+                    spent
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+fn encoding(c: &mut Criterion) {
+    let mut g = c.benchmark_group("frame");
+    for size in [100usize, 1_000, 10_000] {
+        let content = "x".repeat(size);
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_with_input(
+            BenchmarkId::new("encode_once", size),
+            &content,
+            |b, content| {
+                b.iter(|| {
+                    let body = frame::body(&Body {
+                        kind: Kind::Group,
+                        sender: Some(Uid(1)),
+                        receiver: 9,
+                        group_id: Some(GroupId(9)),
+                        content,
+                        timestamp: 1_700_000_000_000,
+                    });
+                    Spliced::new(42, &body)
+                })
+            },
+        );
+        let parts = Spliced::new(42, &content);
+        g.bench_with_input(
+            BenchmarkId::new("render_per_recipient", size),
+            &parts,
+            |b, parts| b.iter(|| parts.render(123_456)),
+        );
+    }
+    g.finish();
+}
+
+fn store_appends(c: &mut Criterion) {
+    let mut backends = vec![("memory", settings())];
+    if let Ok(url) = std::env::var("IMD_BENCH_REDIS_URL") {
+        let mut s = settings();
+        s.store.kind = StoreKind::Redis;
+        s.store.redis_url = url;
+        backends.push(("redis", s));
+    }
+    let mut g = c.benchmark_group("store_append");
+    for (name, s) in backends {
+        let sys = System::new();
+        let store = sys
+            .block_on(Store::open(&s.store, s.limits.inbox_len))
+            .unwrap_or_else(|e| panic!("{e}"));
+        for fan in [1usize, 2, 50] {
+            let inboxes: Vec<UserKey> = (1..=fan as u64)
+                .map(|u| UserKey::new(AppId(99), Uid(u)))
+                .collect();
+            let body = r#""kind":"peer","sender":1,"receiver":2,"content":"hello","timestamp":1}"#;
+            g.throughput(Throughput::Elements(fan as u64));
+            g.bench_with_input(BenchmarkId::new(name, fan), &inboxes, |b, inboxes| {
+                b.iter_custom(|iters| {
+                    sys.block_on(async {
+                        let started = Instant::now();
+                        for _ in 0..iters {
+                            store
+                                .append(&Append {
+                                    inboxes,
+                                    body,
+                                    idempotency: None,
+                                })
+                                .await
+                                .unwrap_or_else(|e| panic!("{e}"));
+                        }
+                        started.elapsed()
+                    })
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, fanout, encoding, store_appends);
+criterion_main!(benches);
