@@ -100,12 +100,9 @@ struct ErrorBody<'a> {
     meta: ErrorMeta<'a>,
 }
 
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-
-    fn error_response(&self) -> HttpResponse {
+impl ApiError {
+    /// The JSON body of this error.
+    pub fn envelope(&self) -> Vec<u8> {
         let body = ErrorBody {
             meta: ErrorMeta {
                 code: self.status.as_u16(),
@@ -113,12 +110,22 @@ impl ResponseError for ApiError {
                 message: &self.message,
             },
         };
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
         let mut res = HttpResponse::build(self.status);
         res.insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")));
         if let Some(secs) = self.retry_after {
             res.insert_header((RETRY_AFTER, secs.to_string()));
         }
-        res.body(serde_json::to_vec(&body).unwrap_or_default())
+        res.body(self.envelope())
     }
 }
 

@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_http::{HttpService, KeepAlive};
+use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_factory, fn_service, map_config};
+use actix_web::dev::AppConfig;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
@@ -71,22 +74,40 @@ impl Application {
         let app_state = state.clone();
         let cors_origins = settings.http.cors_origins.clone();
         let metrics_apart = !settings.http.metrics_listen.is_empty();
-        let server = HttpServer::new(move || {
-            let origins = cors_origins.clone();
-            App::new()
-                .app_data(app_state.clone())
-                .wrap(from_fn(api::limit_inflight))
-                .wrap(from_fn(api::observe))
-                .configure(move |cfg| api::routes(cfg, &origins, !metrics_apart))
-                .default_service(web::to(api::not_found))
-        })
-        .workers(workers)
-        .disable_signals()
-        .shutdown_timeout(settings.http.shutdown_timeout_secs)
-        .backlog(4096)
-        .max_connections(settings.limits.ws_max_connections.max(25_000))
-        .listen(listener)?
-        .run();
+        // actix-web's HttpServer cannot take an upgrade hook, so the server is assembled from
+        // its parts: the same App for every route, plus WebSocket upgrades handed to `api::ws`.
+        let server = actix_server::Server::build()
+            .workers(workers)
+            .disable_signals()
+            .shutdown_timeout(settings.http.shutdown_timeout_secs)
+            .backlog(4096)
+            .max_concurrent_connections(25_000)
+            .listen("im-dispatcher", listener, move || {
+                let origins = cors_origins.clone();
+                let upgrade_state = app_state.clone();
+                let app = App::new()
+                    .app_data(app_state.clone())
+                    .wrap(from_fn(api::limit_inflight))
+                    .wrap(from_fn(api::observe))
+                    .configure(move |cfg| api::routes(cfg, &origins, !metrics_apart))
+                    .default_service(web::to(api::not_found))
+                    .into_factory()
+                    .map_err(|e| e.error_response());
+                HttpService::build()
+                    .keep_alive(KeepAlive::Timeout(Duration::from_secs(5)))
+                    .client_request_timeout(Duration::from_secs(5))
+                    .upgrade(fn_factory(move || {
+                        let state = upgrade_state.clone();
+                        async move {
+                            Ok::<_, ()>(fn_service(move |(req, framed)| {
+                                api::ws::upgrade(state.clone(), req, framed)
+                            }))
+                        }
+                    }))
+                    .finish(map_config(app, |_| AppConfig::default()))
+                    .tcp()
+            })?
+            .run();
         tracing::info!("listening on {addr}");
         let metrics = if metrics_apart {
             let at = &settings.http.metrics_listen;

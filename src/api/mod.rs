@@ -10,7 +10,7 @@ mod groups;
 mod health;
 pub mod messages;
 mod users;
-mod ws;
+pub mod ws;
 
 use std::time::Instant;
 

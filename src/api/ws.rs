@@ -1,11 +1,22 @@
-//! GET /ws: authenticate (401 before the upgrade), upgrade, hand the socket to the dispatcher.
+//! GET /ws. Upgrade requests arrive through actix-http's upgrade hook (`upgrade`), not the
+//! router: the handler authenticates (401 before the upgrade), registers the connection, answers
+//! 101 on the raw socket and hands the socket to the dispatcher's lean connection loop — no
+//! HTTP-layer buffers stay behind a WebSocket. A plain GET /ws (no upgrade) is routed normally
+//! and answered 400.
 
-use actix_http::body::{BodyStream, MessageBody};
+use std::time::Instant;
+
+use actix_codec::Framed;
+use actix_http::{HttpMessage, Request, h1};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use super::auth::authenticate_token;
-use crate::dispatch::ConnectionInfo;
+use super::messages::dispatch_error;
+use crate::dispatch::{Accepted, ConnectionInfo};
 use crate::domain::Platform;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -17,47 +28,130 @@ pub struct WsQuery {
     device_id: Option<String>,
 }
 
-pub async fn connect(
-    req: HttpRequest,
-    payload: web::Payload,
-    query: web::Query<WsQuery>,
-    state: web::Data<AppState>,
-) -> ApiResult<HttpResponse> {
-    let header = req
-        .headers()
+/// The bearer token of `Authorization: Bearer …`, else `?token=`.
+fn token(headers: &actix_web::http::header::HeaderMap, query: &WsQuery) -> ApiResult<String> {
+    headers
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
-        .map(|(_, t)| t.trim().to_string());
-    let token = header.or_else(|| query.token.clone()).ok_or_else(|| {
-        ApiError::unauthorized("token required: Authorization: Bearer <token> or ?token=")
-    })?;
-    let auth = authenticate_token(&state, &token).await?;
-    let device_id = query.device_id.clone().unwrap_or_default();
+        .map(|(_, t)| t.trim().to_string())
+        .or_else(|| query.token.clone())
+        .ok_or_else(|| {
+            ApiError::unauthorized("token required: Authorization: Bearer <token> or ?token=")
+        })
+}
+
+fn query(q: Option<&str>) -> ApiResult<WsQuery> {
+    web::Query::<WsQuery>::from_query(q.unwrap_or(""))
+        .map(web::Query::into_inner)
+        .map_err(|e| ApiError::bad_request("invalid_query", format!("query string: {e}")))
+}
+
+/// GET /ws without upgrade headers: authenticate, then explain.
+pub async fn connect(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let q = query(Some(req.query_string()))?;
+    authenticate_token(&state, &token(req.headers(), &q)?).await?;
+    Err(ApiError::bad_request(
+        "not_websocket",
+        "WebSocket upgrade required (Connection: Upgrade, Upgrade: websocket)",
+    ))
+}
+
+/// The upgrade hook: every HTTP/1.1 request that asks to switch protocols.
+pub async fn upgrade(
+    state: web::Data<AppState>,
+    req: Request,
+    framed: Framed<TcpStream, h1::Codec>,
+) -> Result<(), actix_web::Error> {
+    let started = Instant::now();
+    let parts = framed.into_parts();
+    let (mut io, read) = (parts.io, parts.read_buf);
+    let status = match accept(&state, &req).await {
+        Ok((accepted, key)) => {
+            let head = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: {key}\r\n\r\n"
+            );
+            match io.write_all(head.as_bytes()).await {
+                Ok(()) => accepted.run(io, read),
+                Err(_) => accepted.abandon().await,
+            }
+            101
+        }
+        Err(e) => {
+            let body = e.envelope();
+            let mut head = format!(
+                "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                e.status.as_u16(),
+                e.status.canonical_reason().unwrap_or(""),
+                body.len()
+            );
+            if let Some(secs) = e.retry_after {
+                head.push_str(&format!("retry-after: {secs}\r\n"));
+            }
+            head.push_str("\r\n");
+            let _ = io.write_all(head.as_bytes()).await;
+            let _ = io.write_all(&body).await;
+            let _ = io.shutdown().await;
+            e.status.as_u16()
+        }
+    };
+    // The router's request line and metrics, for the requests that bypass it.
+    let route = if req.path() == "/ws" {
+        "/ws"
+    } else {
+        "unmatched"
+    };
+    metrics::counter!("imd_http_requests_total", "route" => route, "status" => status.to_string())
+        .increment(1);
+    let micros = started.elapsed().as_micros() as u64;
+    tracing::info!(method = %req.method(), path = req.path(), status, micros, "request");
+    Ok(())
+}
+
+/// Checks the upgrade request and registers the connection; the `Sec-WebSocket-Accept` value.
+async fn accept(state: &AppState, req: &Request) -> ApiResult<(Accepted, String)> {
+    if req.path() != "/ws" {
+        return Err(ApiError::not_found(
+            "not_found",
+            format!("no WebSocket endpoint at {}", req.path()),
+        ));
+    }
+    if req.method() != actix_web::http::Method::GET {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use GET /ws",
+        ));
+    }
+    let q = query(req.uri().query())?;
+    let auth = authenticate_token(state, &token(req.headers(), &q)?).await?;
+    let device_id = q.device_id.unwrap_or_default();
     if device_id.len() > 128 {
         return Err(ApiError::bad_request(
             "invalid_query",
             "`device_id` is longer than 128 bytes",
         ));
     }
-    let handshake = actix_http::ws::handshake(req.head()).map_err(|e| {
-        ApiError::bad_request("not_websocket", format!("WebSocket upgrade required: {e}"))
+    actix_http::ws::verify_handshake(req.head()).map_err(|e| {
+        ApiError::bad_request("not_websocket", format!("bad WebSocket handshake: {e}"))
     })?;
+    let key = req
+        .headers()
+        .get(actix_web::http::header::SEC_WEBSOCKET_KEY)
+        .map(|k| actix_http::ws::hash_key(k.as_bytes()))
+        .ok_or_else(|| ApiError::bad_request("not_websocket", "Sec-WebSocket-Key is missing"))?;
+    let key = String::from_utf8_lossy(&key).into_owned();
     let info = ConnectionInfo {
         user: auth.user,
-        app: auth.app.clone(),
-        platform: Platform(query.platform_id.unwrap_or(0)),
+        app: auth.app,
+        platform: Platform(q.platform_id.unwrap_or(0)),
         device_id,
     };
-    let body = state
+    let accepted = state
         .dispatcher
-        .open_connection(info, payload.into_inner())
+        .accept(info)
         .await
-        .map_err(super::messages::dispatch_error)?;
-    let mut handshake = handshake;
-    let response = handshake
-        .message_body(BodyStream::new(body).boxed())
-        .map_err(|e| ApiError::internal(format!("upgrade response: {e}")))?;
-    Ok(response.into())
+        .map_err(dispatch_error)?;
+    Ok((accepted, key))
 }

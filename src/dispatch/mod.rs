@@ -14,6 +14,7 @@ mod groups;
 mod members;
 pub mod outbox;
 mod registry;
+mod requests;
 mod session;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -22,12 +23,13 @@ use std::time::Duration;
 
 use actix::MailboxError;
 
-pub use self::connection::{ConnectionInfo, content_text};
+pub use self::connection::{Accepted, ConnectionInfo};
 use self::frame::{Body, Kind, Spliced};
 pub use self::group::{GroupView, MemberSpec, MemberView};
 pub use self::groups::NewGroup;
 use self::outbox::{CloseReason, Frame, Outbox};
 use self::registry::{Registry, SessionEntry};
+pub use self::requests::content_text;
 use self::session::{
     CloseAll, ConnRef, Connect, Deliver, Disconnect, PushIntent, Reload, UserSession,
 };

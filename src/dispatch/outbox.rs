@@ -1,5 +1,5 @@
 //! The outbound side of one WebSocket: a bounded queue that the dispatcher fills from any
-//! thread and the HTTP worker drains as the response body.
+//! thread and the connection's socket loop drains.
 //!
 //! - **Bounded:** past `capacity` frames the connection is closed (1013, "resync") instead of
 //!   growing or silently dropping; the client reconnects and syncs (SPEC §5.5).
@@ -12,14 +12,11 @@
 //!   `hello` seq are dropped: the client gets those by `sync`.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::Stream;
-use futures_util::task::AtomicWaker;
+use tokio::sync::Notify;
 
 use super::frame::Spliced;
 
@@ -80,9 +77,8 @@ struct State {
 
 pub struct Outbox {
     state: Mutex<State>,
-    waker: AtomicWaker,
-    /// Wakes the connection's reader when the server decides to close.
-    closing: tokio::sync::Notify,
+    /// Wakes the socket loop: frames queued, or closing.
+    wake: Notify,
     /// Frames queued or held before the connection is closed as too slow.
     capacity: usize,
 }
@@ -91,8 +87,7 @@ impl Outbox {
     pub fn new(capacity: usize) -> Arc<Outbox> {
         Arc::new(Outbox {
             state: Mutex::default(),
-            waker: AtomicWaker::new(),
-            closing: tokio::sync::Notify::new(),
+            wake: Notify::new(),
             capacity,
         })
     }
@@ -108,7 +103,7 @@ impl Outbox {
         let mut st = self.lock();
         let ok = self.enqueue(&mut st, frame);
         drop(st);
-        self.waker.wake();
+        self.wake.notify_one();
         ok
     }
 
@@ -138,7 +133,7 @@ impl Outbox {
             }
         };
         drop(st);
-        self.waker.wake();
+        self.wake.notify_one();
         ok
     }
 
@@ -150,7 +145,7 @@ impl Outbox {
         st.held = st.held.split_off(&(hello_seq + 1));
         self.release_ready(&mut st);
         drop(st);
-        self.waker.wake();
+        self.wake.notify_one();
     }
 
     /// Releases held frames that waited longer than `max_wait` for an earlier seq that never
@@ -164,7 +159,7 @@ impl Outbox {
             }
             self.release_ready(&mut st);
             drop(st);
-            self.waker.wake();
+            self.wake.notify_one();
         }
     }
 
@@ -176,17 +171,16 @@ impl Outbox {
             st.held.clear();
         }
         drop(st);
-        self.waker.wake();
-        self.closing.notify_one();
+        self.wake.notify_one();
     }
 
     pub fn is_closing(&self) -> bool {
         self.lock().close.is_some()
     }
 
-    /// Resolves once the server has decided to close this connection.
-    pub async fn closed(&self) {
-        self.closing.notified().await
+    /// Resolves when there is something to write (or a close to send) since the last drain.
+    pub async fn notified(&self) {
+        self.wake.notified().await
     }
 
     /// The highest seq released to the live stream so far (the `hello` seq at first).
@@ -242,63 +236,51 @@ impl Outbox {
             CloseReason::Overflow,
             "outbound queue overflow; reconnect and sync".into(),
         ));
-        self.closing.notify_one();
     }
 }
 
-/// The response body of a WebSocket: encoded frames, drained in batches.
-pub struct OutboxStream {
-    outbox: Arc<Outbox>,
-}
-
-impl OutboxStream {
-    pub fn new(outbox: Arc<Outbox>) -> Self {
-        OutboxStream { outbox }
-    }
-}
-
-/// Most bytes one poll hands to the socket writer.
+/// Most bytes one drain encodes before the socket loop writes them.
 const MAX_CHUNK: usize = 256 * 1024;
 
-impl Stream for OutboxStream {
-    type Item = Result<Bytes, std::io::Error>;
+/// What a drain left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// The queue is empty (for now).
+    Idle,
+    /// More frames are queued than fit in one chunk.
+    More,
+    /// The close frame was encoded: write it and end the connection.
+    Finished,
+}
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let outbox = &self.outbox;
-        let mut st = outbox.lock();
+impl Outbox {
+    /// Encodes every queued frame (up to a chunk) into `buf` — a burst becomes one write — and,
+    /// once the queue is empty and a close is pending, the close frame.
+    pub fn drain_into(&self, buf: &mut BytesMut) -> Drained {
+        let mut st = self.lock();
         if st.finished {
-            return Poll::Ready(None);
+            return Drained::Finished;
         }
-        if st.queue.is_empty() && st.close.is_none() {
-            drop(st);
-            outbox.waker.register(cx.waker());
-            st = outbox.lock();
-            if st.queue.is_empty() && st.close.is_none() {
-                return Poll::Pending;
-            }
-        }
-        let mut buf = BytesMut::new();
         while let Some(frame) = st.queue.pop_front() {
-            encode(&frame, &mut buf);
+            encode(&frame, buf);
             if buf.len() >= MAX_CHUNK {
-                break;
+                return Drained::More;
             }
         }
-        if st.queue.is_empty() {
-            if st.queue.capacity() > 64 {
-                st.queue = VecDeque::new(); // an idle connection keeps no big buffer
-            }
-            if let Some((reason, text)) = &st.close {
+        if st.queue.capacity() > 64 {
+            st.queue = VecDeque::new(); // an idle connection keeps no big buffer
+        }
+        match &st.close {
+            Some((reason, text)) => {
                 let mut payload = reason.code().to_be_bytes().to_vec();
                 payload.extend_from_slice(text.as_bytes());
                 payload.truncate(123);
-                write_frame(&mut buf, 0x8, &[&payload]);
+                write_frame(buf, 0x8, &[&payload]);
                 st.finished = true;
+                Drained::Finished
             }
-        } else {
-            cx.waker().wake_by_ref(); // more to write: come back after this chunk
+            None => Drained::Idle,
         }
-        Poll::Ready(Some(Ok(buf.freeze())))
     }
 }
 
