@@ -1,0 +1,50 @@
+//! `peer`: P sender→receiver pairs; senders post `/messages/peers` at a target total rate,
+//! receivers are connected over WebSocket and measure latency, loss and duplicates.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::loadgen::options::{PeerArgs, secs};
+use crate::loadgen::report::Outcome;
+use crate::loadgen::run::Run;
+use crate::loadgen::send::SendPlan;
+use crate::loadgen::stats::Counters;
+
+pub async fn run(run: &mut Run, a: &PeerArgs) -> anyhow::Result<Outcome> {
+    let (base, pairs) = (run.opts.uid_base, a.pairs.max(1));
+    // Senders are base..base+P (never connected), receivers base+P..base+2P.
+    let receivers: Vec<u64> = (0..pairs).map(|i| base + pairs + i).collect();
+    let connected = run.connect_all(receivers).await?;
+    run.require_connected(connected, pairs)?;
+    let duration = a.duration.or(if a.messages.is_none() {
+        Some(10.0)
+    } else {
+        None
+    });
+    let deadline = Instant::now() + duration.map_or(Duration::from_secs(86_400), secs);
+    run.mark_start()?;
+    let sent = run
+        .send(SendPlan {
+            path: "/messages/peers",
+            total: a.messages,
+            rate: a.rate,
+            senders: a.senders,
+            deadline,
+            pick: Arc::new(move |rng| {
+                let i = rng.below(pairs);
+                (base + i, base + pairs + i)
+            }),
+        })
+        .await;
+    let shared = run.shared.clone();
+    let expected = Counters::get(&shared.counters.sent_ok);
+    let drain = run.opts.drain();
+    run.wait_for("delivering", &shared.counters.delivered, expected, drain)
+        .await;
+    run.mark_end()?;
+    Ok(Outcome {
+        per_message: 1,
+        sent: Some(sent),
+        ..Outcome::default()
+    })
+}
