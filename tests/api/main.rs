@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod conventions;
 mod health;
+mod loadgen;
 mod messaging;
 mod push;
 mod store_conformance;
