@@ -20,7 +20,9 @@ pub struct Clients {
     ws: Vec<awc::Client>,
     /// Shared keep-alive clients for set-up requests (grants, groups).
     setup: Vec<awc::Client>,
+    /// Source address per slot (`None`: the OS chooses), for dedicated clients.
     sources: Vec<Option<IpAddr>>,
+    /// Request and connect timeout of every client built here.
     timeout: Duration,
 }
 
@@ -78,6 +80,7 @@ fn build(ip: Option<IpAddr>, limit: usize, timeout: Duration) -> awc::Client {
 pub struct Failure {
     /// The HTTP status, or `None` when there was no response (connect error, timeout).
     pub status: Option<u16>,
+    /// What happened, naming the request (kept as an error sample).
     pub text: String,
 }
 

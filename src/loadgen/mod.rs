@@ -26,6 +26,7 @@ mod scenario;
 mod send;
 mod shared;
 mod stats;
+mod text;
 mod ws;
 
 use std::io::IsTerminal;

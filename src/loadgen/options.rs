@@ -14,8 +14,10 @@ use serde::Serialize;
 /// What to run and against which server.
 #[derive(Args, Debug, Clone)]
 pub struct LoadOptions {
+    /// Server, credentials, output and client-side knobs.
     #[command(flatten)]
     pub common: Common,
+    /// The scenario and its sizes.
     #[command(subcommand)]
     pub scenario: Scenario,
 }

@@ -39,10 +39,13 @@ type Job = Box<dyn FnOnce(Rc<Worker>) -> LocalJob + Send>;
 
 /// The client threads of a run.
 pub struct Pool {
+    /// Threads started (fixed for the run).
     threads: usize,
     /// Job queues, one per thread; emptied (closed) at shutdown.
     queues: Vec<mpsc::UnboundedSender<Job>>,
+    /// Where each thread hands back its `Stats` when it ends.
     finished: Vec<oneshot::Receiver<Stats>>,
+    /// Round-robin position for the next job.
     next: AtomicUsize,
 }
 

@@ -12,9 +12,11 @@ const TICKS_PER_SEC: f64 = 100.0;
 /// One look at a process.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
+    /// Resident set size.
     pub rss_bytes: u64,
     /// User + system CPU time so far, in seconds.
     pub cpu_secs: f64,
+    /// When the sample was taken (CPU % is over the time between two samples).
     pub at: Instant,
 }
 

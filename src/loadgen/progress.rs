@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub struct Progress {
     /// Whether to draw bars (decided once at the start of the run).
     enabled: bool,
+    /// The current phase's bar; finished when the next phase starts.
     bar: Option<ProgressBar>,
 }
 

@@ -2,7 +2,6 @@
 //! the merged measurements, serializable as one JSON line and printable for people.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
 
 use serde::Serialize;
 
@@ -27,25 +26,35 @@ pub struct Outcome {
 /// Everything a run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// `peer`, `api`, `fanout`, `fanout_super`, `groups`, `connect` or `idle`.
     pub scenario: String,
+    /// The whole run, set-up included.
     pub elapsed_secs: f64,
+    /// Client threads used.
     pub threads: usize,
     /// WebSocket connections that got their `hello` (every connect, for churn).
     pub clients_connected: u64,
+    /// Clients that got no token, no upgrade or no `hello`.
     pub connect_failures: u64,
     /// Connections the server closed (or that broke) before the run ended.
     pub connections_dropped: u64,
+    /// Churn rate (`connect` only).
     pub connects_per_sec: Option<f64>,
     /// Upgrade request → `hello`.
     pub connect_latency_us: Option<Percentiles>,
     /// Sends acknowledged with 200.
     pub messages_sent: u64,
+    /// Sends answered otherwise (see `http.errors`).
     pub send_failures: u64,
+    /// Acknowledged messages × receivers each (peer 1, group: its members).
     pub deliveries_expected: u64,
+    /// First arrivals of acknowledged messages.
     pub deliveries_received: u64,
     /// Received deliveries / (first send → last delivery).
     pub deliveries_per_sec: Option<f64>,
+    /// Expected deliveries that did not arrive within the drain time.
     pub lost: u64,
+    /// Arrivals of a message a receiver already had.
     pub duplicated: u64,
     /// Message frames that were not this run's (notifications, other runs, unacknowledged
     /// sends).
@@ -54,8 +63,11 @@ pub struct Report {
     pub latency_us: Option<Percentiles>,
     /// Send → receive to the last receiver of each fully delivered message.
     pub last_member_latency_us: Option<Percentiles>,
+    /// The sending phase's HTTP requests.
     pub http: HttpReport,
+    /// WebSocket pings from the server answered with a pong.
     pub pings_answered: u64,
+    /// Server usage over the measured phase (with `--server-pid`).
     pub server: Option<ServerReport>,
     /// First distinct errors seen.
     pub errors: Vec<String>,
@@ -65,7 +77,9 @@ pub struct Report {
 pub struct HttpReport {
     /// Message sends (set-up requests are not counted).
     pub requests: u64,
+    /// Requests / duration of the sending phase.
     pub requests_per_sec: Option<f64>,
+    /// Request → response, µs.
     pub latency_us: Option<Percentiles>,
     /// Failed sends by status; "transport" when there was no response.
     pub errors: BTreeMap<String, u64>,
@@ -74,15 +88,21 @@ pub struct HttpReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerReport {
     pub pid: u32,
+    /// RSS as the measured phase began (before connecting, for `idle`).
     pub rss_before_bytes: u64,
+    /// RSS as it ended (connections still open).
     pub rss_after_bytes: u64,
     pub rss_delta_bytes: i64,
     /// User + system CPU time used during the measured phase.
     pub cpu_secs: f64,
     /// Of one core, over the measured phase.
     pub cpu_percent: f64,
+    /// Server CPU per first delivery.
     pub cpu_us_per_delivery: Option<f64>,
+    /// Server CPU per send request.
     pub cpu_us_per_request: Option<f64>,
+    /// Server CPU per connect + disconnect (`connect` only).
+    pub cpu_us_per_connect: Option<f64>,
     /// RSS delta / idle connections held.
     pub rss_per_connection_bytes: Option<f64>,
 }
@@ -101,7 +121,8 @@ impl Report {
         let acked = stats.per_msg.iter().filter(|(n, _)| !failed.contains(n));
         let received: u64 = acked.clone().map(|(_, m)| m.count).sum();
         let mut last = histogram()?;
-        for (_, m) in acked.filter(|(_, m)| o.per_message > 0 && m.count == o.per_message) {
+        // Only meaningful when a message has several receivers (groups).
+        for (_, m) in acked.filter(|(_, m)| o.per_message > 1 && m.count == o.per_message) {
             last.saturating_record(m.max_latency);
         }
         let from_failed: u64 = failed
@@ -119,7 +140,10 @@ impl Report {
         let delivery_secs = last_delivery.saturating_sub(first) as f64 / 1e6;
         let requests = sent_ok + send_failed;
         let server = match (run.opts.server_pid, run.server_before, run.server_after) {
-            (Some(pid), Some(b), Some(a)) => Some(server(pid, b, a, received, requests, o.held)),
+            (Some(pid), Some(b), Some(a)) => {
+                let connects = o.churn.map_or(0, |(n, _)| n);
+                Some(server(pid, (b, a), [received, requests, connects], o.held))
+            }
             _ => None,
         };
         Ok(Report {
@@ -154,14 +178,14 @@ impl Report {
     }
 }
 
+/// Usage between samples `b` and `a`, per delivery, request and connect.
 fn server(
     pid: u32,
-    b: Sample,
-    a: Sample,
-    received: u64,
-    requests: u64,
+    (b, a): (Sample, Sample),
+    per_unit: [u64; 3],
     held: Option<u64>,
 ) -> ServerReport {
+    let [received, requests, connects] = per_unit;
     let cpu = (a.cpu_secs - b.cpu_secs).max(0.0);
     let wall = a.at.duration_since(b.at).as_secs_f64();
     let delta = a.rss_bytes as i64 - b.rss_bytes as i64;
@@ -179,94 +203,9 @@ fn server(
         },
         cpu_us_per_delivery: per(received),
         cpu_us_per_request: per(requests),
+        cpu_us_per_connect: per(connects),
         rss_per_connection_bytes: held
             .filter(|n| *n > 0)
             .map(|n| (delta as f64 / n as f64).round()),
-    }
-}
-
-fn pct(f: &mut fmt::Formatter<'_>, name: &str, p: &Option<Percentiles>) -> fmt::Result {
-    match p {
-        Some(p) => writeln!(
-            f,
-            "  {name:<22} p50 {} p90 {} p99 {} p99.9 {} max {} µs ({} samples)",
-            p.p50, p.p90, p.p99, p.p999, p.max, p.count
-        ),
-        None => Ok(()),
-    }
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "loadgen {} — {:.1} s on {} client threads",
-            self.scenario, self.elapsed_secs, self.threads
-        )?;
-        writeln!(
-            f,
-            "  clients connected      {} (failed {}, dropped {})",
-            self.clients_connected, self.connect_failures, self.connections_dropped
-        )?;
-        if let Some(r) = self.connects_per_sec {
-            writeln!(f, "  connects/s             {r}")?;
-        }
-        pct(f, "connect → hello", &self.connect_latency_us)?;
-        if self.http.requests > 0 {
-            writeln!(
-                f,
-                "  messages sent          {} (failed {})",
-                self.messages_sent, self.send_failures
-            )?;
-            writeln!(
-                f,
-                "  http requests/s        {}",
-                self.http.requests_per_sec.unwrap_or(0.0)
-            )?;
-            pct(f, "http request", &self.http.latency_us)?;
-            if !self.http.errors.is_empty() {
-                writeln!(f, "  http errors            {:?}", self.http.errors)?;
-            }
-        }
-        if self.deliveries_expected > 0 || self.deliveries_received > 0 {
-            writeln!(
-                f,
-                "  deliveries             {} of {} expected; lost {}, duplicated {}",
-                self.deliveries_received, self.deliveries_expected, self.lost, self.duplicated
-            )?;
-            writeln!(
-                f,
-                "  deliveries/s           {}",
-                self.deliveries_per_sec.unwrap_or(0.0)
-            )?;
-        }
-        pct(f, "send → receive", &self.latency_us)?;
-        pct(f, "send → last member", &self.last_member_latency_us)?;
-        if let Some(s) = &self.server {
-            writeln!(
-                f,
-                "  server rss             {} → {} MiB (Δ {} KiB)",
-                s.rss_before_bytes >> 20,
-                s.rss_after_bytes >> 20,
-                s.rss_delta_bytes / 1024
-            )?;
-            writeln!(
-                f,
-                "  server cpu             {} s ({} % of a core)",
-                s.cpu_secs, s.cpu_percent
-            )?;
-            if let Some(v) = s.cpu_us_per_delivery {
-                writeln!(f, "  cpu µs/delivery        {v}")?;
-            } else if let Some(v) = s.cpu_us_per_request {
-                writeln!(f, "  cpu µs/request         {v}")?;
-            }
-            if let Some(v) = s.rss_per_connection_bytes {
-                writeln!(f, "  rss bytes/connection   {v}")?;
-            }
-        }
-        for e in &self.errors {
-            writeln!(f, "  error: {e}")?;
-        }
-        Ok(())
     }
 }

@@ -26,15 +26,20 @@ const POLL: Duration = Duration::from_millis(20);
 
 /// One run in progress.
 pub struct Run {
+    /// The common options the run was started with.
     pub opts: Common,
     /// What the client threads share (counters included).
     pub shared: Arc<Shared>,
+    /// The client threads.
     pub pool: Pool,
+    /// Set to `true` once: every task closes its connection and ends.
     stop: watch::Sender<bool>,
+    /// The bar of the current phase (hidden for JSON or non-terminal output).
     pub progress: Progress,
     /// Server samples at the start and the end of the measured phase.
     pub server_before: Option<Sample>,
     pub server_after: Option<Sample>,
+    /// Start of the whole run (for `elapsed_secs`).
     pub started: Instant,
 }
 

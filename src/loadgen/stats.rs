@@ -60,6 +60,7 @@ impl Counters {
 /// Deliveries of one message, across all receivers a thread served.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MsgStat {
+    /// Receivers that got it (first deliveries only).
     pub count: u64,
     /// Latency to the slowest receiver, µs.
     pub max_latency: u64,
@@ -140,10 +141,13 @@ pub fn histogram() -> anyhow::Result<Histogram<u64>> {
 /// Percentiles of a histogram, µs.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
 pub struct Percentiles {
+    /// Samples recorded.
     pub count: u64,
+    /// Median.
     pub p50: u64,
     pub p90: u64,
     pub p99: u64,
+    /// 99.9th percentile.
     pub p999: u64,
     pub max: u64,
     pub mean: f64,

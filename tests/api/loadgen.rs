@@ -230,3 +230,27 @@ async fn groups_deliver_to_every_member_of_each_group() {
     assert_eq!(r.clients_connected, 12);
     assert_all_delivered(&r, 24, 4);
 }
+
+#[actix_web::test]
+async fn the_cli_prints_exactly_one_json_line() {
+    let app = spawn_app(Backend::Memory).await;
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_im-dispatcher"))
+        .args(["loadgen", "api", "--connections", "1", "--duration", "0.3"])
+        .args(["--url", &app.base, "--secret", SECRET_A, "--json"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["scenario"], "api");
+    assert!(
+        report["messages_sent"].as_u64().is_some_and(|n| n > 0),
+        "{report}"
+    );
+}

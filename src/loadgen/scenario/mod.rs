@@ -2,10 +2,9 @@
 //! creation through the HTTP API.
 
 mod api;
-mod connect;
+mod connections;
 mod fanout;
 mod groups;
-mod idle;
 mod peer;
 
 use anyhow::{Context, bail};
@@ -24,8 +23,8 @@ pub async fn execute(run: &mut Run, scenario: &Scenario) -> anyhow::Result<Outco
         Scenario::Api(a) => api::run(run, a).await,
         Scenario::Fanout(a) => fanout::run(run, a).await,
         Scenario::Groups(a) => groups::run(run, a).await,
-        Scenario::Connect(a) => connect::run(run, a).await,
-        Scenario::Idle(a) => idle::run(run, a).await,
+        Scenario::Connect(a) => connections::churn(run, a).await,
+        Scenario::Idle(a) => connections::idle(run, a).await,
     }
 }
 
