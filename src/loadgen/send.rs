@@ -39,6 +39,8 @@ pub struct SendPlan {
 pub struct Sent {
     /// Sequence numbers whose send failed.
     pub failed: Vec<u64>,
+    /// Of those, sends that got no answer at all (they may have been stored anyway).
+    pub unanswered: u64,
     /// From the first send to the last response.
     pub secs: f64,
 }
@@ -59,12 +61,14 @@ impl Run {
         let c = move || {
             Counters::get(&shared.counters.sent_ok) + Counters::get(&shared.counters.send_failed)
         };
-        let mut failed = Vec::new();
+        let (mut failed, mut unanswered) = (Vec::new(), 0);
         for mut h in handles {
             loop {
                 tokio::select! {
                     r = &mut h => {
-                        failed.extend(r.unwrap_or_default());
+                        let (f, u) = r.unwrap_or_default();
+                        failed.extend(f);
+                        unanswered += u;
                         break;
                     }
                     _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {
@@ -76,8 +80,23 @@ impl Run {
         self.progress.finish();
         Sent {
             failed,
+            unanswered,
             secs: start.elapsed().as_secs_f64(),
         }
+    }
+}
+
+impl Run {
+    /// Waits (at most `--drain`) for the deliveries of what was sent: every receiver of every
+    /// acknowledged message — and of the unanswered sends too: one that timed out may still
+    /// have been stored, and its deliveries must not end the wait before ours arrived.
+    pub async fn drain(&mut self, sent: &Sent, per_message: u64) {
+        let shared = self.shared.clone();
+        let c = &shared.counters;
+        let target = (Counters::get(&c.sent_ok) + sent.unanswered) * per_message;
+        let within = self.opts.drain();
+        self.wait_for("delivering", &c.delivered, target, within)
+            .await;
     }
 }
 
@@ -87,12 +106,12 @@ async fn sender(
     next: Arc<AtomicU64>,
     start: Instant,
     slot: u64,
-) -> Vec<u64> {
+) -> (Vec<u64>, u64) {
     let shared = &w.shared;
     let c = &shared.counters;
     let client = w.clients.dedicated(slot + w.index as u64);
     let mut rng = Rng::new(shared.run_id ^ (slot + 1).wrapping_mul(0x2545_F491_4F6C_DD1D));
-    let mut failed = Vec::new();
+    let (mut failed, mut unanswered) = (Vec::new(), 0);
     while !shared.stopping() {
         let n = next.fetch_add(1, Ordering::Relaxed);
         if plan.total.is_some_and(|t| n >= t) {
@@ -133,11 +152,12 @@ async fn sender(
             Ok(_) => Counters::bump(&c.sent_ok),
             Err(f) => {
                 Counters::bump(&c.send_failed);
+                unanswered += u64::from(f.status.is_none());
                 *stats.http_errors.entry(f.key()).or_default() += 1;
                 shared.error(f.text);
                 failed.push(n);
             }
         }
     }
-    failed
+    (failed, unanswered)
 }

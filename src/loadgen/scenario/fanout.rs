@@ -10,7 +10,6 @@ use crate::loadgen::options::{FanoutArgs, secs};
 use crate::loadgen::report::Outcome;
 use crate::loadgen::run::Run;
 use crate::loadgen::send::SendPlan;
-use crate::loadgen::stats::Counters;
 
 pub async fn run(run: &mut Run, a: &FanoutArgs) -> anyhow::Result<Outcome> {
     let (base, n) = (run.opts.uid_base, a.members.max(1));
@@ -32,11 +31,7 @@ pub async fn run(run: &mut Run, a: &FanoutArgs) -> anyhow::Result<Outcome> {
             pick: Arc::new(move |rng| (base + rng.below(n), gid)),
         })
         .await;
-    let shared = run.shared.clone();
-    let expected = Counters::get(&shared.counters.sent_ok) * n;
-    let drain = run.opts.drain();
-    run.wait_for("delivering", &shared.counters.delivered, expected, drain)
-        .await;
+    run.drain(&sent, n).await;
     run.mark_end()?;
     Ok(Outcome {
         per_message: n,

@@ -11,7 +11,6 @@ use crate::loadgen::options::{GroupsArgs, secs};
 use crate::loadgen::report::Outcome;
 use crate::loadgen::run::Run;
 use crate::loadgen::send::SendPlan;
-use crate::loadgen::stats::Counters;
 
 pub async fn run(run: &mut Run, a: &GroupsArgs) -> anyhow::Result<Outcome> {
     let (base, count, size) = (run.opts.uid_base, a.groups.max(1), a.size.max(1));
@@ -52,11 +51,7 @@ pub async fn run(run: &mut Run, a: &GroupsArgs) -> anyhow::Result<Outcome> {
             }),
         })
         .await;
-    let shared = run.shared.clone();
-    let expected = Counters::get(&shared.counters.sent_ok) * size;
-    let drain = run.opts.drain();
-    run.wait_for("delivering", &shared.counters.delivered, expected, drain)
-        .await;
+    run.drain(&sent, size).await;
     run.mark_end()?;
     Ok(Outcome {
         per_message: size,

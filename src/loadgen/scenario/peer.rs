@@ -8,7 +8,6 @@ use crate::loadgen::options::{PeerArgs, secs};
 use crate::loadgen::report::Outcome;
 use crate::loadgen::run::Run;
 use crate::loadgen::send::SendPlan;
-use crate::loadgen::stats::Counters;
 
 pub async fn run(run: &mut Run, a: &PeerArgs) -> anyhow::Result<Outcome> {
     let (base, pairs) = (run.opts.uid_base, a.pairs.max(1));
@@ -36,11 +35,7 @@ pub async fn run(run: &mut Run, a: &PeerArgs) -> anyhow::Result<Outcome> {
             }),
         })
         .await;
-    let shared = run.shared.clone();
-    let expected = Counters::get(&shared.counters.sent_ok);
-    let drain = run.opts.drain();
-    run.wait_for("delivering", &shared.counters.delivered, expected, drain)
-        .await;
+    run.drain(&sent, 1).await;
     run.mark_end()?;
     Ok(Outcome {
         per_message: 1,
