@@ -58,5 +58,5 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<Report> {
         .shutdown(run.shared.timeout + Duration::from_secs(5))
         .await;
     let outcome = result?;
-    report::Report::build(opts.scenario.name(), &run, outcome, &stats?)
+    report::Report::build(&opts.scenario, &run, outcome, &stats?)
 }

@@ -97,7 +97,7 @@ pub fn secs(s: f64) -> Duration {
 
 /// The load to generate.
 #[derive(Subcommand, Debug, Clone, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(untagged)] // the report names the scenario; its parameters go beside it
 pub enum Scenario {
     /// Random sender→receiver pairs over HTTP at a target rate; receivers on WebSocket.
     Peer(PeerArgs),

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
+use super::options::Scenario;
 use super::procfs::Sample;
 use super::run::Run;
 use super::send::Sent;
@@ -28,6 +29,8 @@ pub struct Outcome {
 pub struct Report {
     /// `peer`, `api`, `fanout`, `fanout_super`, `groups`, `connect` or `idle`.
     pub scenario: String,
+    /// The scenario's parameters as run.
+    pub params: Scenario,
     /// The whole run, set-up included.
     pub elapsed_secs: f64,
     /// Client threads used.
@@ -112,7 +115,12 @@ fn rate(n: u64, secs: f64) -> Option<f64> {
 }
 
 impl Report {
-    pub fn build(scenario: &str, run: &Run, o: Outcome, stats: &Stats) -> anyhow::Result<Report> {
+    pub fn build(
+        scenario: &Scenario,
+        run: &Run,
+        o: Outcome,
+        stats: &Stats,
+    ) -> anyhow::Result<Report> {
         let c = run.counters();
         let failed: HashSet<u64> = o
             .sent
@@ -147,7 +155,8 @@ impl Report {
             _ => None,
         };
         Ok(Report {
-            scenario: scenario.to_string(),
+            scenario: scenario.name().to_string(),
+            params: scenario.clone(),
             elapsed_secs: (run.started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
             threads: run.pool.threads(),
             clients_connected: Counters::get(&c.connected),
