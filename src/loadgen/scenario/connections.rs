@@ -80,7 +80,9 @@ pub async fn idle(run: &mut Run, a: &IdleArgs) -> anyhow::Result<Outcome> {
     let connected = run
         .connect_all((0..a.connections).map(|i| base + i).collect())
         .await?;
-    run.hold("holding", secs(a.hold)).await;
+    if connected > 0 {
+        run.hold("holding", secs(a.hold)).await;
+    }
     run.mark_end()?;
     Ok(Outcome {
         held: Some(connected),
