@@ -8,7 +8,7 @@
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::client::post;
 use super::options::secs;
@@ -24,14 +24,14 @@ pub type Pick = dyn Fn(&mut Rng) -> (u64, u64) + Send + Sync;
 pub struct SendPlan {
     /// `/messages/peers` or `/messages/groups`.
     pub path: &'static str,
-    /// Message budget (`None`: until the deadline).
+    /// Message budget (`None`: until the duration is over).
     pub total: Option<u64>,
     /// Messages per second over all senders (0: as fast as responses come back).
     pub rate: f64,
     /// Concurrent senders.
     pub senders: usize,
-    /// No message is started after this.
-    pub deadline: Instant,
+    /// No message is started this long after the first (`None`: no time limit).
+    pub duration: Option<Duration>,
     pub pick: Arc<Pick>,
 }
 
@@ -51,10 +51,15 @@ impl Run {
         let plan = Arc::new(plan);
         let next = Arc::new(AtomicU64::new(0));
         let start = Instant::now();
+        // Far enough to never matter, near enough not to overflow `Instant`.
+        let deadline = start + plan.duration.unwrap_or(Duration::from_secs(365 * 86_400));
         let mut handles = Vec::new();
         for slot in 0..plan.senders.max(1) as u64 {
             let (plan, next) = (plan.clone(), next.clone());
-            handles.push(self.pool.spawn(move |w| sender(w, plan, next, start, slot)));
+            handles.push(
+                self.pool
+                    .spawn(move |w| sender(w, plan, next, (start, deadline), slot)),
+            );
         }
         self.progress.phase("sending", plan.total);
         let shared = self.shared.clone();
@@ -104,7 +109,7 @@ async fn sender(
     w: Rc<Worker>,
     plan: Arc<SendPlan>,
     next: Arc<AtomicU64>,
-    start: Instant,
+    (start, deadline): (Instant, Instant),
     slot: u64,
 ) -> (Vec<u64>, u64) {
     let shared = &w.shared;
@@ -120,12 +125,12 @@ async fn sender(
         if plan.rate > 0.0 {
             let rate = plan.rate;
             let due = start + secs(n as f64 / rate);
-            if due >= plan.deadline {
+            if due >= deadline {
                 break;
             }
             tokio::time::sleep_until(due.into()).await;
         }
-        if Instant::now() >= plan.deadline {
+        if Instant::now() >= deadline {
             break;
         }
         let (sender, receiver) = (plan.pick)(&mut rng);

@@ -2,7 +2,6 @@
 //! to receivers that are not connected (stored and turned into push jobs, no live delivery).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::loadgen::options::{ApiArgs, secs};
 use crate::loadgen::report::Outcome;
@@ -18,7 +17,7 @@ pub async fn run(run: &mut Run, a: &ApiArgs) -> anyhow::Result<Outcome> {
             total: None,
             rate: 0.0,
             senders: a.connections,
-            deadline: Instant::now() + secs(a.duration),
+            duration: Some(secs(a.duration)),
             // Receivers base..base+R, senders base+R..base+2R.
             pick: Arc::new(move |rng| (base + users + rng.below(users), base + rng.below(users))),
         })

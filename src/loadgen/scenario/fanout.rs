@@ -3,7 +3,6 @@
 //! each message live; the report adds the latency to the last member of each message.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::create_group;
 use crate::loadgen::options::{FanoutArgs, secs};
@@ -27,7 +26,7 @@ pub async fn run(run: &mut Run, a: &FanoutArgs) -> anyhow::Result<Outcome> {
             total: Some(a.messages),
             rate: 0.0,
             senders: a.senders,
-            deadline: Instant::now() + secs(a.duration),
+            duration: Some(secs(a.duration)),
             pick: Arc::new(move |rng| (base + rng.below(n), gid)),
         })
         .await;

@@ -2,7 +2,6 @@
 //! a target rate or as fast as possible. Measures delivery rate, latency, loss and duplicates.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Context;
 
@@ -44,7 +43,7 @@ pub async fn run(run: &mut Run, a: &GroupsArgs) -> anyhow::Result<Outcome> {
             total: Some(a.messages),
             rate: a.rate,
             senders: a.senders,
-            deadline: Instant::now() + secs(a.duration),
+            duration: Some(secs(a.duration)),
             pick: Arc::new(move |rng| {
                 let g = rng.below(count);
                 (member(g, rng.below(size)), gids[g as usize])

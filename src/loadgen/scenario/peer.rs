@@ -2,7 +2,6 @@
 //! receivers are connected over WebSocket and measure latency, loss and duplicates.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use crate::loadgen::options::{PeerArgs, secs};
 use crate::loadgen::report::Outcome;
@@ -20,7 +19,6 @@ pub async fn run(run: &mut Run, a: &PeerArgs) -> anyhow::Result<Outcome> {
     } else {
         None
     });
-    let deadline = Instant::now() + duration.map_or(Duration::from_secs(86_400), secs);
     run.mark_start()?;
     let sent = run
         .send(SendPlan {
@@ -28,7 +26,7 @@ pub async fn run(run: &mut Run, a: &PeerArgs) -> anyhow::Result<Outcome> {
             total: a.messages,
             rate: a.rate,
             senders: a.senders,
-            deadline,
+            duration: duration.map(secs),
             pick: Arc::new(move |rng| {
                 let i = rng.below(pairs);
                 (base + i, base + pairs + i)
