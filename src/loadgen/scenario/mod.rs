@@ -70,8 +70,11 @@ pub fn check_resources(sockets: u64, sources: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Members added per request when a group is built.
-const CHUNK: usize = 1000;
+/// Members per request when a group is built: as many as fit comfortably in the 1 MiB body
+/// limit (~11 bytes a uid). Few big requests matter: every added member is announced to every
+/// member (an `add_member` notification stored in each inbox), so filling a group of n in
+/// chunks of k stores about n²/2 notifications, while `create` announces all of them once.
+const CHUNK: usize = 50_000;
 
 #[derive(Deserialize)]
 struct Created {
