@@ -35,7 +35,7 @@ use std::time::Duration;
 pub use options::{
     ApiArgs, Common, ConnectArgs, FanoutArgs, GroupsArgs, IdleArgs, LoadOptions, PeerArgs, Scenario,
 };
-pub use report::{HttpReport, Report, ServerReport};
+pub use report::{ClientReport, HttpReport, Report, ServerReport};
 pub use stats::Percentiles;
 
 /// Runs one scenario to completion and reports on it.

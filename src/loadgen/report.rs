@@ -72,6 +72,8 @@ pub struct Report {
     pub pings_answered: u64,
     /// Server usage over the measured phase (with `--server-pid`).
     pub server: Option<ServerReport>,
+    /// The load generator's own usage over the measured phase (it shares the machine).
+    pub client: Option<ClientReport>,
     /// First distinct errors seen.
     pub errors: Vec<String>,
 }
@@ -108,6 +110,16 @@ pub struct ServerReport {
     pub cpu_us_per_connect: Option<f64>,
     /// RSS delta / idle connections held.
     pub rss_per_connection_bytes: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientReport {
+    /// User + system CPU time of this process during the measured phase.
+    pub cpu_secs: f64,
+    /// Of one core; near 100 × threads means the client, not the server, was the limit.
+    pub cpu_percent: f64,
+    /// RSS at the end of the measured phase.
+    pub rss_bytes: u64,
 }
 
 fn rate(n: u64, secs: f64) -> Option<f64> {
@@ -182,6 +194,10 @@ impl Report {
             },
             pings_answered: stats.pings,
             server,
+            client: match (run.client_before, run.client_after) {
+                (Some(b), Some(a)) => Some(client(b, a)),
+                _ => None,
+            },
             errors: run.shared.errors(),
         })
     }
@@ -205,16 +221,29 @@ fn server(
         rss_after_bytes: a.rss_bytes,
         rss_delta_bytes: delta,
         cpu_secs: (cpu * 100.0).round() / 100.0,
-        cpu_percent: if wall > 0.0 {
-            (cpu / wall * 1000.0).round() / 10.0
-        } else {
-            0.0
-        },
+        cpu_percent: cpu_percent(cpu, wall),
         cpu_us_per_delivery: per(received),
         cpu_us_per_request: per(requests),
         cpu_us_per_connect: per(connects),
         rss_per_connection_bytes: held
             .filter(|n| *n > 0)
             .map(|n| (delta as f64 / n as f64).round()),
+    }
+}
+
+fn client(b: Sample, a: Sample) -> ClientReport {
+    let cpu = (a.cpu_secs - b.cpu_secs).max(0.0);
+    ClientReport {
+        cpu_secs: (cpu * 100.0).round() / 100.0,
+        cpu_percent: cpu_percent(cpu, a.at.duration_since(b.at).as_secs_f64()),
+        rss_bytes: a.rss_bytes,
+    }
+}
+
+fn cpu_percent(cpu: f64, wall: f64) -> f64 {
+    if wall > 0.0 {
+        (cpu / wall * 1000.0).round() / 10.0
+    } else {
+        0.0
     }
 }

@@ -39,6 +39,9 @@ pub struct Run {
     /// Server samples at the start and the end of the measured phase.
     pub server_before: Option<Sample>,
     pub server_after: Option<Sample>,
+    /// This process at the same two moments: tells whether the client was the bottleneck.
+    pub client_before: Option<Sample>,
+    pub client_after: Option<Sample>,
     /// Start of the whole run (for `elapsed_secs`).
     pub started: Instant,
 }
@@ -60,6 +63,8 @@ impl Run {
             progress: Progress::new(progress),
             server_before: None,
             server_after: None,
+            client_before: None,
+            client_after: None,
             started: Instant::now(),
         })
     }
@@ -68,19 +73,21 @@ impl Run {
         &self.shared.counters
     }
 
-    /// Samples the server (if `--server-pid`) as the measured phase begins.
+    /// Samples the server (if `--server-pid`) and this process as the measured phase begins.
     pub fn mark_start(&mut self) -> anyhow::Result<()> {
         if let Some(pid) = self.opts.server_pid {
             self.server_before = Some(procfs::sample(pid)?);
         }
+        self.client_before = procfs::sample(std::process::id()).ok();
         Ok(())
     }
 
-    /// Samples the server as the measured phase ends.
+    /// Samples both as the measured phase ends.
     pub fn mark_end(&mut self) -> anyhow::Result<()> {
         if let Some(pid) = self.opts.server_pid {
             self.server_after = Some(procfs::sample(pid)?);
         }
+        self.client_after = procfs::sample(std::process::id()).ok();
         Ok(())
     }
 

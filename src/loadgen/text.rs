@@ -88,6 +88,15 @@ impl fmt::Display for Report {
                 writeln!(f, "  rss bytes/connection   {v}")?;
             }
         }
+        if let Some(c) = &self.client {
+            writeln!(
+                f,
+                "  loadgen cpu            {} s ({} % of a core), rss {} MiB",
+                c.cpu_secs,
+                c.cpu_percent,
+                c.rss_bytes >> 20
+            )?;
+        }
         for e in &self.errors {
             writeln!(f, "  error: {e}")?;
         }

@@ -66,6 +66,7 @@ async fn peer_messages_all_arrive_once_with_latencies() {
     assert_eq!(r.clients_connected, 3);
     assert_all_delivered(&r, 30, 1);
     assert!(r.http.requests_per_sec.is_some());
+    assert!(r.client.as_ref().is_some_and(|c| c.rss_bytes > 0), "{r:#?}");
 }
 
 #[actix_web::test]
