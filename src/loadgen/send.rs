@@ -123,14 +123,14 @@ async fn sender(
             break;
         }
         if plan.rate > 0.0 {
-            let rate = plan.rate;
-            let due = start + secs(n as f64 / rate);
+            // Paced: a message is in if it is due before the deadline (the timer may wake a
+            // little after the due time; that must not drop the last one).
+            let due = start + secs(n as f64 / plan.rate);
             if due >= deadline {
                 break;
             }
             tokio::time::sleep_until(due.into()).await;
-        }
-        if Instant::now() >= deadline {
+        } else if Instant::now() >= deadline {
             break;
         }
         let (sender, receiver) = (plan.pick)(&mut rng);
