@@ -27,13 +27,14 @@ impl Progress {
         }
         let bar = match len {
             Some(n) => ProgressBar::new(n).with_style(
-                ProgressStyle::with_template(
-                    "{msg:>12} [{bar:40}] {pos}/{len} {per_sec} {elapsed_precise}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} {elapsed_precise}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
             ),
-            None => ProgressBar::new_spinner(),
+            None => ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template("{msg:>12} {spinner} {pos} {elapsed_precise}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ),
         };
         bar.set_message(what.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
