@@ -11,6 +11,7 @@ pub mod config;
 pub mod dispatch;
 pub mod domain;
 pub mod error;
+pub mod loadgen;
 pub mod push;
 pub mod ratelimit;
 pub mod startup;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use im_dispatcher::config::Settings;
+use im_dispatcher::loadgen::LoadOptions;
 use im_dispatcher::startup::{Application, ShutdownSignal};
 
 #[derive(Parser)]
@@ -26,12 +27,42 @@ enum Command {
         #[arg(long, short, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Generate load against a running server and report what it measured.
+    Loadgen(LoadOptions),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config),
+        Command::Loadgen(opts) => loadgen(opts),
+    }
+}
+
+/// Runs a load scenario; the report goes to stdout (one JSON line with `--json`), failures to
+/// stderr with exit code 1.
+fn loadgen(opts: LoadOptions) -> ExitCode {
+    let json = opts.common.json;
+    let result = actix_web::rt::System::new().block_on(im_dispatcher::loadgen::run(opts));
+    match result {
+        Ok(report) if json => match serde_json::to_string(&report) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("im-dispatcher loadgen: encoding the report: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("im-dispatcher loadgen: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

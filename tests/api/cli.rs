@@ -8,7 +8,15 @@ const BIN: &str = env!("CARGO_BIN_EXE_im-dispatcher");
 
 #[test]
 fn help_is_available_everywhere() {
-    for args in [vec!["--help"], vec!["serve", "--help"]] {
+    let mut all = vec![
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["loadgen", "--help"],
+    ];
+    for scenario in ["peer", "api", "fanout", "groups", "connect", "idle"] {
+        all.push(vec!["loadgen", scenario, "--help"]);
+    }
+    for args in all {
         let out = Command::new(BIN)
             .args(&args)
             .output()

@@ -14,6 +14,7 @@ mod faults;
 mod groups;
 mod health;
 mod limits;
+mod loadgen;
 mod messaging;
 mod process;
 mod push;

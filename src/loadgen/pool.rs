@@ -1,0 +1,154 @@
+//! Client threads: each runs its own actix runtime (awc clients are single-threaded) and takes
+//! jobs — one per simulated client or sender — from the coordinating task, which spreads them
+//! round-robin so both cores carry load.
+//!
+//! A job is a closure sent to the thread that builds a local future there; its result comes back
+//! through a oneshot channel. When the pool shuts down each thread finishes its tasks and hands
+//! its `Stats` back.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+
+use super::client::Clients;
+use super::shared::Shared;
+use super::stats::Stats;
+
+/// The state one client thread gives its tasks.
+pub struct Worker {
+    /// Which thread (0-based).
+    pub index: usize,
+    /// Run-wide configuration, counters and the stop signal.
+    pub shared: Arc<Shared>,
+    /// This thread's measurements; tasks borrow it briefly, never across an await.
+    pub stats: RefCell<Stats>,
+    /// awc clients of this thread, one per source address.
+    pub clients: Clients,
+}
+
+type LocalJob = Pin<Box<dyn Future<Output = ()>>>;
+type Job = Box<dyn FnOnce(Rc<Worker>) -> LocalJob + Send>;
+
+/// The client threads of a run.
+pub struct Pool {
+    /// Threads started (fixed for the run).
+    threads: usize,
+    /// Job queues, one per thread; emptied (closed) at shutdown.
+    queues: Vec<mpsc::UnboundedSender<Job>>,
+    /// Where each thread hands back its `Stats` when it ends.
+    finished: Vec<oneshot::Receiver<Stats>>,
+    /// Round-robin position for the next job.
+    next: AtomicUsize,
+}
+
+impl Pool {
+    pub fn start(threads: usize, shared: Arc<Shared>) -> anyhow::Result<Pool> {
+        let mut queues = Vec::new();
+        let mut finished = Vec::new();
+        for index in 0..threads.max(1) {
+            let (tx, rx) = mpsc::unbounded_channel::<Job>();
+            let (done_tx, done_rx) = oneshot::channel();
+            let stats = Stats::new()?;
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("loadgen-{index}"))
+                .spawn(move || worker_main(index, shared, stats, rx, done_tx))
+                .context("starting a client thread")?;
+            queues.push(tx);
+            finished.push(done_rx);
+        }
+        Ok(Pool {
+            threads: queues.len(),
+            queues,
+            finished,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `f` on the next thread (round-robin); its result arrives on the receiver (which
+    /// errors if the thread is gone).
+    pub fn spawn<F, Fut, T>(&self, f: F) -> oneshot::Receiver<T>
+    where
+        F: FnOnce(Rc<Worker>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.threads;
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |w| {
+            Box::pin(async move {
+                let _ = tx.send(f(w).await);
+            })
+        });
+        // A closed (or, after shutdown, missing) queue drops the job: the caller sees the
+        // result channel close.
+        if let Some(q) = self.queues.get(i) {
+            let _ = q.send(job);
+        }
+        rx
+    }
+
+    /// Lets every thread finish its tasks (the caller has signalled stop) and merges their
+    /// measurements; a thread that does not finish within `within` is reported as an error.
+    pub async fn shutdown(&mut self, within: Duration) -> anyhow::Result<Stats> {
+        self.queues.clear();
+        let mut total = Stats::new()?;
+        for (i, rx) in std::mem::take(&mut self.finished).into_iter().enumerate() {
+            let stats = tokio::time::timeout(within, rx)
+                .await
+                .map_err(|_| anyhow!("client thread {i} did not stop within {within:?}"))?
+                .map_err(|_| {
+                    anyhow!("client thread {i} ended without its measurements (panicked?)")
+                })?;
+            total.merge(stats)?;
+        }
+        Ok(total)
+    }
+}
+
+fn worker_main(
+    index: usize,
+    shared: Arc<Shared>,
+    stats: Stats,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+    done: oneshot::Sender<Stats>,
+) {
+    let system = actix_web::rt::System::new();
+    let worker = system.block_on(async move {
+        let worker = Rc::new(Worker {
+            index,
+            clients: Clients::new(&shared),
+            shared,
+            stats: RefCell::new(stats),
+        });
+        let mut tasks = JoinSet::new();
+        loop {
+            tokio::select! {
+                job = queue.recv() => match job {
+                    Some(job) => {
+                        tasks.spawn_local(job(worker.clone()));
+                    }
+                    None => break,
+                },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+        worker
+    });
+    if let Ok(worker) = Rc::try_unwrap(worker) {
+        let _ = done.send(worker.stats.into_inner());
+    }
+}

@@ -1,0 +1,105 @@
+//! The report for people: a short aligned summary, one line per measurement, printed when
+//! `--json` is not given.
+
+use std::fmt;
+
+use super::report::Report;
+use super::stats::Percentiles;
+
+fn pct(f: &mut fmt::Formatter<'_>, name: &str, p: &Option<Percentiles>) -> fmt::Result {
+    match p {
+        Some(p) => writeln!(
+            f,
+            "  {name:<22} p50 {} p90 {} p99 {} p99.9 {} max {} µs ({} samples)",
+            p.p50, p.p90, p.p99, p.p999, p.max, p.count
+        ),
+        None => Ok(()),
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "loadgen {} — {:.1} s on {} client threads",
+            self.scenario, self.elapsed_secs, self.threads
+        )?;
+        writeln!(
+            f,
+            "  clients connected      {} (failed {}, dropped {})",
+            self.clients_connected, self.connect_failures, self.connections_dropped
+        )?;
+        if let Some(r) = self.connects_per_sec {
+            writeln!(f, "  connects/s             {r}")?;
+        }
+        pct(f, "connect → hello", &self.connect_latency_us)?;
+        if self.http.requests > 0 {
+            writeln!(
+                f,
+                "  messages sent          {} (failed {})",
+                self.messages_sent, self.send_failures
+            )?;
+            writeln!(
+                f,
+                "  http requests/s        {}",
+                self.http.requests_per_sec.unwrap_or(0.0)
+            )?;
+            pct(f, "http request", &self.http.latency_us)?;
+            if !self.http.errors.is_empty() {
+                writeln!(f, "  http errors            {:?}", self.http.errors)?;
+            }
+        }
+        if self.deliveries_expected > 0 || self.deliveries_received > 0 {
+            writeln!(
+                f,
+                "  deliveries             {} of {} expected; lost {}, duplicated {}",
+                self.deliveries_received, self.deliveries_expected, self.lost, self.duplicated
+            )?;
+            writeln!(
+                f,
+                "  deliveries/s           {}",
+                self.deliveries_per_sec.unwrap_or(0.0)
+            )?;
+        }
+        pct(f, "send → receive", &self.latency_us)?;
+        pct(f, "send → last member", &self.last_member_latency_us)?;
+        if let Some(s) = &self.server {
+            writeln!(
+                f,
+                "  server rss             {} → {} MiB (Δ {} KiB)",
+                s.rss_before_bytes >> 20,
+                s.rss_after_bytes >> 20,
+                s.rss_delta_bytes / 1024
+            )?;
+            writeln!(
+                f,
+                "  server cpu             {} s ({} % of a core)",
+                s.cpu_secs, s.cpu_percent
+            )?;
+            if let Some(v) = s.cpu_us_per_delivery {
+                writeln!(f, "  cpu µs/delivery        {v}")?;
+            } else if let Some(v) = s.cpu_us_per_request {
+                writeln!(f, "  cpu µs/request         {v}")?;
+            }
+            if let Some(v) = s.cpu_us_per_connect {
+                writeln!(f, "  cpu µs/connect         {v}")?;
+            }
+            if let Some(v) = s.rss_per_connection_bytes {
+                writeln!(f, "  rss bytes/connection   {v}")?;
+            }
+        }
+        if let Some(c) = &self.client {
+            writeln!(
+                f,
+                "  loadgen cpu            {} s ({} % of a core), rss {} MiB",
+                c.cpu_secs,
+                c.cpu_percent,
+                c.rss_bytes >> 20
+            )?;
+        }
+        for e in &self.errors {
+            writeln!(f, "  error: {e}")?;
+        }
+        Ok(())
+    }
+}
