@@ -94,6 +94,7 @@ impl Application {
                     .into_factory()
                     .map_err(|e| e.error_response());
                 HttpService::build()
+                    .tcp_nodelay(true)
                     .keep_alive(KeepAlive::Timeout(Duration::from_secs(5)))
                     .client_request_timeout(Duration::from_secs(5))
                     .upgrade(fn_factory(move || {

@@ -108,6 +108,8 @@ pub(super) struct Connection {
 impl Connection {
     async fn run(mut self, mut io: TcpStream, mut rbuf: BytesMut) {
         metrics::gauge!("imd_ws_connections").increment(1.0);
+        // Frames are coalesced here already; Nagle would only add delay.
+        let _ = io.set_nodelay(true);
         let limits = self.dispatcher.limits().clone();
         let mut codec = Codec::new().max_size(limits.ws_max_frame);
         let idle_timeout = Duration::from_secs(limits.ws_idle_timeout_secs);

@@ -25,8 +25,9 @@ pub fn deliver_seqs(
     for (user, seq) in recipients {
         members += 1;
         let online = registry.with_session(user, |s| {
-            delivered += s.deliver_seq(seq, &Frame::Spliced(parts.clone(), seq), exclude);
-            s.online_for_push()
+            let (n, online) = s.deliver_seq(seq, &Frame::Spliced(parts.clone(), seq), exclude);
+            delivered += n;
+            online
         });
         if online != Some(true) {
             offline(user);
@@ -50,8 +51,9 @@ pub fn deliver_shared(
     for user in recipients {
         members += 1;
         let online = registry.with_session(user, |s| {
-            delivered += s.deliver_except(frame, exclude);
-            s.online_for_push()
+            let (n, online) = s.deliver_except(frame, exclude);
+            delivered += n;
+            online
         });
         if online != Some(true) {
             offline(user);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 
 use super::fanout::{deliver_seqs, deliver_shared};
 use super::frame::{self, Body, Kind, Spliced};
@@ -78,6 +79,8 @@ pub enum GroupCmd {
         content: String,
         idempotency: Option<String>,
         origin: Option<u64>,
+        /// Answered as soon as the message is stored, before the fan-out (SPEC §4.3).
+        stored: Option<oneshot::Sender<Sent>>,
     },
     /// A group notification with the given content (app-defined, or `create`).
     Notify {
@@ -196,6 +199,7 @@ impl GroupActor {
         content: String,
         idem: Option<String>,
         origin: Option<u64>,
+        stored: Option<oneshot::Sender<Sent>>,
     ) -> Reply {
         let st = match self.state(app) {
             Ok(st) => st,
@@ -220,18 +224,22 @@ impl GroupActor {
             return AtomicResponse::new(Box::pin(fut.into_actor(self).map(
                 move |(r, body), act, _| {
                     let a = r?;
+                    let sent = Sent {
+                        id: a.id,
+                        seq: a.first_seq,
+                        replayed: a.replayed,
+                        timeline: true,
+                    };
+                    if let Some(tx) = stored {
+                        let _ = tx.send(sent);
+                    }
                     if !a.replayed {
                         let frame = Frame::Text(
                             Spliced::with_field(a.id, "group_seq", &body).render(a.first_seq),
                         );
                         act.fan_out_super(&frame, origin, Some((sender, &content)));
                     }
-                    Ok(GroupReply::Sent(Sent {
-                        id: a.id,
-                        seq: a.first_seq,
-                        replayed: a.replayed,
-                        timeline: true,
-                    }))
+                    Ok(GroupReply::Sent(sent))
                 },
             )));
         }
@@ -253,6 +261,15 @@ impl GroupActor {
         AtomicResponse::new(Box::pin(fut.into_actor(self).map(
             move |(r, body, inboxes), act, _| {
                 let a = r?;
+                let sent = Sent {
+                    id: a.id,
+                    seq: a.first_seq,
+                    replayed: a.replayed,
+                    timeline: false,
+                };
+                if let Some(tx) = stored {
+                    let _ = tx.send(sent);
+                }
                 if !a.replayed {
                     act.fan_out_normal(
                         &inboxes,
@@ -262,12 +279,7 @@ impl GroupActor {
                         Some((sender, &content)),
                     );
                 }
-                Ok(GroupReply::Sent(Sent {
-                    id: a.id,
-                    seq: a.first_seq,
-                    replayed: a.replayed,
-                    timeline: false,
-                }))
+                Ok(GroupReply::Sent(sent))
             },
         )))
     }
@@ -457,7 +469,8 @@ impl Handler<GroupCmd> for GroupActor {
                 content,
                 idempotency,
                 origin,
-            } => self.send(app, sender, content, idempotency, origin),
+                stored,
+            } => self.send(app, sender, content, idempotency, origin, stored),
             GroupCmd::Info { app } => done(
                 self.state(app)
                     .map(|st| GroupReply::Info(st.view(self.gid))),

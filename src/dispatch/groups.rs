@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use actix::MailboxError;
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 
 use super::group::{Env, GroupActor, GroupCmd, GroupReply, GroupView, MemberSpec};
 use super::{DispatchError, Dispatcher, Sent};
@@ -119,6 +120,7 @@ impl Dispatcher {
     }
 
     /// A group message from `sender`: membership and mute are checked by the group's actor.
+    /// Answers once the message is stored; the fan-out goes on in the group's actor.
     pub async fn send_group(
         &self,
         app: AppId,
@@ -128,17 +130,46 @@ impl Dispatcher {
         idempotency: Option<String>,
         origin: Option<u64>,
     ) -> Result<Sent, DispatchError> {
-        let cmd = || GroupCmd::Send {
-            app,
-            sender,
-            content: content.to_string(),
-            idempotency: idempotency.clone(),
-            origin,
-        };
-        match self.group(gid, cmd).await? {
-            GroupReply::Sent(sent) => Ok(sent),
-            _ => Err(DispatchError::Invalid("unexpected group reply".into())),
+        for _ in 0..2 {
+            let env = self.group_env();
+            let entry = self
+                .inner
+                .registry
+                .group_or_start(gid, move |generation| GroupActor::new(gid, generation, env));
+            let (tx, mut stored) = oneshot::channel();
+            let cmd = GroupCmd::Send {
+                app,
+                sender,
+                content: content.to_string(),
+                idempotency: idempotency.clone(),
+                origin,
+                stored: Some(tx),
+            };
+            let handled = entry.addr.send(cmd);
+            tokio::pin!(handled);
+            // The early answer (stored) normally comes first; refusals come as the handler's
+            // result. Dropping `handled` then does not cancel the fan-out already under way.
+            let outcome = tokio::select! {
+                biased;
+                sent = &mut stored => match sent {
+                    Ok(sent) => return Ok(sent),
+                    Err(_) => handled.await,
+                },
+                reply = &mut handled => reply,
+            };
+            match outcome {
+                Ok(Ok(GroupReply::Sent(sent))) => return Ok(sent),
+                Ok(Ok(_)) => return Err(DispatchError::Invalid("unexpected group reply".into())),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    self.inner.registry.remove_group(gid, entry.generation);
+                    actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
         }
+        Err(DispatchError::Store(crate::store::StoreError::Unavailable(
+            "group could not be loaded".into(),
+        )))
     }
 
     /// An app-defined group notification to every member (stored, never pushed).

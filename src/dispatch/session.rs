@@ -56,35 +56,31 @@ impl SessionShared {
 
     /// SPEC §6: online for push when any iOS/Android connection is open, or a desktop/web one
     /// while the user's `mute` is on.
-    pub fn online_for_push(&self) -> bool {
+    fn online_in(&self, conns: &[ConnRef]) -> bool {
         let mute = self.mute.load(Ordering::Relaxed);
-        self.conns().iter().any(|c| c.platform.is_mobile() || mute)
+        conns.iter().any(|c| c.platform.is_mobile() || mute)
     }
 
-    /// Queues a stored message on every connection except `exclude`; returns deliveries made.
-    pub fn deliver_seq(&self, seq: u64, frame: &Frame, exclude: Option<u64>) -> usize {
+    /// Queues a stored message on every connection except `exclude`. Returns deliveries made
+    /// and whether the user counts as online for push — from one snapshot of the connections.
+    pub fn deliver_seq(&self, seq: u64, frame: &Frame, exclude: Option<u64>) -> (usize, bool) {
         let conns = self.conns();
-        let mut n = 0;
-        for c in conns.iter().filter(|c| Some(c.id) != exclude) {
-            if c.outbox.push_seq(seq, frame.clone()) {
-                n += 1;
-            }
-        }
-        n
-    }
-
-    /// Queues an unstored frame (notification) on every connection.
-    pub fn deliver(&self, frame: &Frame) -> usize {
-        self.deliver_except(frame, None)
+        let n = conns
+            .iter()
+            .filter(|c| Some(c.id) != exclude && c.outbox.push_seq(seq, frame.clone()))
+            .count();
+        (n, self.online_in(&conns))
     }
 
     /// Queues a frame outside the inbox seq order (super-group messages, notifications) on
-    /// every connection except `exclude`.
-    pub fn deliver_except(&self, frame: &Frame, exclude: Option<u64>) -> usize {
-        self.conns()
+    /// every connection except `exclude`; deliveries made and online-for-push, as above.
+    pub fn deliver_except(&self, frame: &Frame, exclude: Option<u64>) -> (usize, bool) {
+        let conns = self.conns();
+        let n = conns
             .iter()
             .filter(|c| Some(c.id) != exclude && c.outbox.push(frame.clone()))
-            .count()
+            .count();
+        (n, self.online_in(&conns))
     }
 }
 
@@ -246,13 +242,13 @@ impl Handler<Deliver> for UserSession {
             // Load failed earlier; try again for later messages, decide this one now.
             self.load(ctx);
         }
-        let delivered = match msg.seq {
+        let (delivered, online) = match msg.seq {
             Some(seq) => self.shared.deliver_seq(seq, &msg.frame, msg.exclude),
-            None => self.shared.deliver(&msg.frame),
+            None => self.shared.deliver_except(&msg.frame, msg.exclude),
         };
         metrics::counter!("imd_deliveries_total").increment(delivered as u64);
         if let Some(intent) = msg.push
-            && !self.shared.online_for_push()
+            && !online
         {
             let (job, dnd_from) = match intent {
                 PushIntent::Peer { from, job } => (job, Some(from)),
