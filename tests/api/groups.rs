@@ -834,3 +834,26 @@ async fn a_restart_with_redis_loses_no_group_member_or_setting() {
     let other = create(&again, json!({"master": 1, "name": "n", "members": []})).await;
     assert_ne!(other, 4242);
 }
+
+#[actix_web::test]
+async fn a_group_created_with_an_id_that_was_asked_about_before_exists_at_once() {
+    for backend in BACKENDS {
+        let app = spawn_app(backend).await;
+        let mut member = app.online(2, 1, "p").await;
+        app.get("/groups/42")
+            .await
+            .assert_error(404, "group_not_found");
+        let gid = create(
+            &app,
+            json!({"group_id": 42, "master": 1, "name": "late", "members": [2]}),
+        )
+        .await;
+        assert_eq!(gid, 42);
+        assert!(
+            next_note(&mut member).await.get("create").is_some(),
+            "{backend:?}: the members hear of the new group"
+        );
+        assert_eq!(member_uids(&info(&app, 42).await), vec![1, 2]);
+        assert_eq!(send(&app, 2, 42, "hi").await.status, 200, "{backend:?}");
+    }
+}
