@@ -206,17 +206,19 @@ fn with_events(body: &str) -> Script {
 }
 
 /// KEYS: group-id counter. ARGV: requested id (0 = allocate), app, name, master, super,
-/// then uid, encoded member… Returns the id, or 0 when the requested id is taken.
+/// then uid, encoded member… Returns the id, or 0 when the requested id is taken. The requested
+/// id stays a string: Lua numbers are doubles, exact only up to 2^53.
 pub(super) static CREATE_GROUP: LazyLock<Script> = LazyLock::new(|| {
     with_events(
         r#"
-local gid = tonumber(ARGV[1])
-if gid == 0 then
-  repeat gid = redis.call('INCR', KEYS[1]) until redis.call('EXISTS', 'imd:group:' .. gid) == 0
-elseif redis.call('EXISTS', 'imd:group:' .. string.format('%d', gid)) == 1 then
+local g = ARGV[1]
+if g == '0' then
+  repeat
+    g = string.format('%d', redis.call('INCR', KEYS[1]))
+  until redis.call('EXISTS', 'imd:group:' .. g) == 0
+elseif redis.call('EXISTS', 'imd:group:' .. g) == 1 then
   return 0
 end
-local g = string.format('%d', gid)
 redis.call('HSET', 'imd:group:' .. g, 'app', ARGV[2], 'name', ARGV[3], 'master', ARGV[4], 'super', ARGV[5])
 local events = {{'name', 'group_create', 'group_id', g, 'app_id', ARGV[2], 'super', ARGV[5]}}
 for i = 6, #ARGV, 2 do
@@ -224,7 +226,7 @@ for i = 6, #ARGV, 2 do
   events[#events + 1] = {'name', 'group_member_add', 'group_id', g, 'member_id', ARGV[i]}
 end
 emit(events)
-return gid
+return g
 "#,
     )
 });
