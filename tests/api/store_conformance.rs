@@ -388,3 +388,27 @@ async fn device_tokens_of_many_users_come_back_in_order() {
         );
     }
 }
+
+#[actix_web::test]
+async fn nothing_in_an_inbox_is_older_than_seq_one() {
+    use im_dispatcher::store::Append;
+    for store in stores().await {
+        let b = u(1, 2);
+        store
+            .append(&Append {
+                inboxes: &[b],
+                body: r#""kind":"system","content":"z"}"#,
+                idempotency: None,
+            })
+            .await
+            .unwrap();
+        for before in [0, 1] {
+            assert_eq!(
+                store.inbox_latest(b, Some(before), 10).await.unwrap(),
+                Vec::<String>::new(),
+                "{}: before {before}",
+                store.kind()
+            );
+        }
+    }
+}
