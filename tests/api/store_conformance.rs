@@ -412,3 +412,31 @@ async fn nothing_in_an_inbox_is_older_than_seq_one() {
         }
     }
 }
+
+#[actix_web::test]
+async fn renaming_a_group_that_does_not_exist_leaves_its_id_free() {
+    use im_dispatcher::domain::GroupId;
+    use im_dispatcher::store::GroupRecord;
+    for store in stores().await {
+        store.rename_group(GroupId(3), "ghost").await.unwrap();
+        assert_eq!(store.load_group(GroupId(3)).await.unwrap(), None);
+        let group = GroupRecord {
+            id: GroupId(3),
+            app: AppId(1),
+            name: "real".into(),
+            master: Uid(1),
+            is_super: false,
+            members: vec![],
+        };
+        assert_eq!(
+            store.create_group(&group).await.unwrap(),
+            Some(GroupId(3)),
+            "{}",
+            store.kind()
+        );
+        assert_eq!(
+            store.load_group(GroupId(3)).await.unwrap().map(|g| g.name),
+            Some("real".into())
+        );
+    }
+}

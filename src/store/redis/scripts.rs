@@ -277,6 +277,18 @@ return 1
     )
 });
 
+/// KEYS: group hash. ARGV: name. Renames only a group that exists (an HSET alone would leave
+/// a hash without `app` behind, which no group load can read).
+pub(super) static RENAME_GROUP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'name', ARGV[1])
+return 1
+"#,
+    )
+});
+
 /// KEYS: group hash. ARGV: events JSON.
 pub(super) static UPGRADE_GROUP: LazyLock<Script> = LazyLock::new(|| {
     with_events(
