@@ -440,3 +440,27 @@ async fn renaming_a_group_that_does_not_exist_leaves_its_id_free() {
         );
     }
 }
+
+#[actix_web::test]
+async fn deleting_a_group_takes_its_timeline_even_when_the_group_is_gone() {
+    use im_dispatcher::domain::GroupId;
+    use im_dispatcher::store::GroupEvent;
+    for store in stores().await {
+        let gid = GroupId(5);
+        store
+            .append_timeline(gid, r#""kind":"group","content":"late"}"#, None)
+            .await
+            .unwrap();
+        store
+            .delete_group(gid, &[GroupEvent::Disband])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.timeline_seq(gid).await.unwrap(),
+            0,
+            "{}",
+            store.kind()
+        );
+        assert!(store.timeline_after(gid, 0, 10).await.unwrap().is_empty());
+    }
+}

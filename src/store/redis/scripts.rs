@@ -301,12 +301,14 @@ return 1
     )
 });
 
-/// KEYS: group hash, members hash, timeline, timeline seq. ARGV: events JSON.
+/// KEYS: group hash, members hash, timeline, timeline seq. ARGV: events JSON. The timeline
+/// goes even when the group is already gone; the events only with the group.
 pub(super) static DELETE_GROUP: LazyLock<Script> = LazyLock::new(|| {
     with_events(
         r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local existed = redis.call('EXISTS', KEYS[1])
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+if existed == 0 then return 0 end
 emit(cjson.decode(ARGV[1]))
 return 1
 "#,
