@@ -880,7 +880,11 @@ async fn group_ids_an_app_chooses_are_kept_exactly_up_to_the_largest() {
             )
             .await;
         taken.assert_error(409, "group_id_taken");
-        let fresh = create(&app, json!({"master": 1, "name": "allocated", "members": []})).await;
+        let fresh = create(
+            &app,
+            json!({"master": 1, "name": "allocated", "members": []}),
+        )
+        .await;
         assert_eq!(info(&app, fresh).await["name"], "allocated");
     }
 }
