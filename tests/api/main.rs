@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod conventions;
 mod customers;
+mod fuzz;
 mod groups;
 mod health;
 mod messaging;
