@@ -15,4 +15,5 @@ mod health;
 mod messaging;
 mod push;
 mod store_conformance;
+mod store_properties;
 mod users;
