@@ -12,8 +12,11 @@
 //! others) and sends them with the test's runtime. A failing case is shrunk through its
 //! `ValueTree` before it is reported.
 
+mod bodies;
+mod endpoints;
+mod frames;
 mod http;
-mod inputs;
+mod values;
 mod ws;
 
 use std::time::Instant;
@@ -23,8 +26,9 @@ use proptest::strategy::{BoxedStrategy, Strategy, ValueTree};
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 use serde_json::json;
 
-use self::http::{Auth, Creds, Request};
-use self::inputs::{BODY_LIMIT, CONTENT_LIMIT, FRAME_LIMIT, WsInput};
+use self::endpoints::Auth;
+use self::frames::WsInput;
+use self::http::{Creds, Request};
 use crate::helpers::*;
 
 /// Seed of every fuzz property, unless `PROPTEST_RNG_SEED` is set.
@@ -37,6 +41,10 @@ const BATCH: usize = 250;
 const SHRINK_STEPS: usize = 300;
 /// App A's customer-service store in the fuzzed servers.
 pub const STORE: u64 = 100;
+/// Limits of the fuzzed servers: small, so that oversized inputs are cheap to send.
+pub const BODY_LIMIT: usize = 64 * 1024;
+pub const CONTENT_LIMIT: usize = 4 * 1024;
+pub const FRAME_LIMIT: usize = 16 * 1024;
 
 /// A runner drawing the same cases on every run.
 pub fn runner(cases: usize) -> (TestRunner, RngSeed) {
@@ -259,7 +267,7 @@ async fn bad_websocket_frames_get_an_error_or_a_close_code_and_the_server_keeps_
     let max_bad = target.app.state.settings.limits.ws_max_bad_frames;
     let started = Instant::now();
     let (mut runner, seed) = runner(CASES);
-    let strategy = inputs::ws_input();
+    let strategy = frames::ws_input();
     let connect = async || target.app.ws(&target.client, 1, "fuzz").await;
     let mut conn = connect().await;
     let (mut bad, mut connections, mut closes) = (0, 1, Vec::new());

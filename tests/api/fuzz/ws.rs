@@ -11,7 +11,8 @@ use im_dispatcher::domain::{GroupId, MAX_ID};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::inputs::{CONTENT_LIMIT, FRAME_LIMIT, WsInput};
+use super::frames::WsInput;
+use super::{CONTENT_LIMIT, FRAME_LIMIT};
 use crate::helpers::Ws;
 
 /// The client frames as the server parses them (SPEC §5.3/§5.4).
