@@ -102,6 +102,7 @@ impl Dispatcher {
             .create_group(&record)
             .await?
             .ok_or(DispatchError::GroupIdTaken)?;
+        self.inner.registry.forget_group(gid);
         let note = json!({ "create": {
             "group_id": gid, "master": g.master, "name": g.name,
             "members": g.posted_members, "timestamp": now,

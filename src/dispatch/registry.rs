@@ -130,6 +130,13 @@ impl Registry {
             .remove_if(&gid, |_, e| e.generation == generation);
     }
 
+    /// Forgets the loaded actor of `gid`, whatever its generation, so that the next command
+    /// starts a fresh one that loads the group. For a group just created: a command about its
+    /// id before it existed loaded an actor that knows the id as "no such group".
+    pub fn forget_group(&self, gid: GroupId) {
+        self.groups.remove(&gid);
+    }
+
     pub fn group_count(&self) -> usize {
         self.groups.len()
     }

@@ -834,3 +834,57 @@ async fn a_restart_with_redis_loses_no_group_member_or_setting() {
     let other = create(&again, json!({"master": 1, "name": "n", "members": []})).await;
     assert_ne!(other, 4242);
 }
+
+#[actix_web::test]
+async fn a_group_created_with_an_id_that_was_asked_about_before_exists_at_once() {
+    for backend in BACKENDS {
+        let app = spawn_app(backend).await;
+        let mut member = app.online(2, 1, "p").await;
+        app.get("/groups/42")
+            .await
+            .assert_error(404, "group_not_found");
+        let gid = create(
+            &app,
+            json!({"group_id": 42, "master": 1, "name": "late", "members": [2]}),
+        )
+        .await;
+        assert_eq!(gid, 42);
+        assert!(
+            next_note(&mut member).await.get("create").is_some(),
+            "{backend:?}: the members hear of the new group"
+        );
+        assert_eq!(member_uids(&info(&app, 42).await), vec![1, 2]);
+        assert_eq!(send(&app, 2, 42, "hi").await.status, 200, "{backend:?}");
+    }
+}
+
+#[actix_web::test]
+async fn group_ids_an_app_chooses_are_kept_exactly_up_to_the_largest() {
+    for backend in BACKENDS {
+        let app = spawn_app(backend).await;
+        // 2^53 + 1 is the first integer a double cannot hold; 2^63 - 1 is the largest id.
+        for gid in [9_007_199_254_740_993u64, 9_223_372_036_854_775_807] {
+            let created = create(
+                &app,
+                json!({"group_id": gid, "master": 1, "name": "big", "members": [2]}),
+            )
+            .await;
+            assert_eq!(created, gid, "{backend:?}");
+            assert_eq!(info(&app, gid).await["group_id"], gid, "{backend:?}");
+            assert_eq!(send(&app, 2, gid, "hi").await.status, 200, "{backend:?}");
+        }
+        let taken = app
+            .post(
+                "/groups",
+                json!({"group_id": 9_007_199_254_740_993u64, "master": 1, "name": "again", "members": []}),
+            )
+            .await;
+        taken.assert_error(409, "group_id_taken");
+        let fresh = create(
+            &app,
+            json!({"master": 1, "name": "allocated", "members": []}),
+        )
+        .await;
+        assert_eq!(info(&app, fresh).await["name"], "allocated");
+    }
+}

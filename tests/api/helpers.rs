@@ -330,6 +330,15 @@ impl Ws {
         let _ = self.framed.send(msg).await;
     }
 
+    /// Writes bytes to the socket as they are: hand-built frames the codec would refuse to
+    /// produce (text that is not UTF-8, reserved opcodes, unmasked frames).
+    pub async fn send_wire(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let io = self.framed.io_mut();
+        let _ = io.write_all(bytes).await;
+        let _ = io.flush().await;
+    }
+
     /// The next frame: Ok(JSON text) or Err(close code), skipping pings.
     pub async fn next(&mut self, within: Duration) -> Option<Result<Value, u16>> {
         use futures_util::StreamExt;

@@ -388,3 +388,79 @@ async fn device_tokens_of_many_users_come_back_in_order() {
         );
     }
 }
+
+#[actix_web::test]
+async fn nothing_in_an_inbox_is_older_than_seq_one() {
+    use im_dispatcher::store::Append;
+    for store in stores().await {
+        let b = u(1, 2);
+        store
+            .append(&Append {
+                inboxes: &[b],
+                body: r#""kind":"system","content":"z"}"#,
+                idempotency: None,
+            })
+            .await
+            .unwrap();
+        for before in [0, 1] {
+            assert_eq!(
+                store.inbox_latest(b, Some(before), 10).await.unwrap(),
+                Vec::<String>::new(),
+                "{}: before {before}",
+                store.kind()
+            );
+        }
+    }
+}
+
+#[actix_web::test]
+async fn renaming_a_group_that_does_not_exist_leaves_its_id_free() {
+    use im_dispatcher::domain::GroupId;
+    use im_dispatcher::store::GroupRecord;
+    for store in stores().await {
+        store.rename_group(GroupId(3), "ghost").await.unwrap();
+        assert_eq!(store.load_group(GroupId(3)).await.unwrap(), None);
+        let group = GroupRecord {
+            id: GroupId(3),
+            app: AppId(1),
+            name: "real".into(),
+            master: Uid(1),
+            is_super: false,
+            members: vec![],
+        };
+        assert_eq!(
+            store.create_group(&group).await.unwrap(),
+            Some(GroupId(3)),
+            "{}",
+            store.kind()
+        );
+        assert_eq!(
+            store.load_group(GroupId(3)).await.unwrap().map(|g| g.name),
+            Some("real".into())
+        );
+    }
+}
+
+#[actix_web::test]
+async fn deleting_a_group_takes_its_timeline_even_when_the_group_is_gone() {
+    use im_dispatcher::domain::GroupId;
+    use im_dispatcher::store::GroupEvent;
+    for store in stores().await {
+        let gid = GroupId(5);
+        store
+            .append_timeline(gid, r#""kind":"group","content":"late"}"#, None)
+            .await
+            .unwrap();
+        store
+            .delete_group(gid, &[GroupEvent::Disband])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.timeline_seq(gid).await.unwrap(),
+            0,
+            "{}",
+            store.kind()
+        );
+        assert!(store.timeline_after(gid, 0, 10).await.unwrap().is_empty());
+    }
+}

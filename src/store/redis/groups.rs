@@ -8,8 +8,8 @@ use redis::AsyncCommands;
 use super::RedisStore;
 use super::messages::parse_appended;
 use super::scripts::{
-    ADD_MEMBERS, APPEND, CREATE_GROUP, DELETE_GROUP, INBOX_AFTER, REMOVE_MEMBERS, UPDATE_MEMBER,
-    UPGRADE_GROUP,
+    ADD_MEMBERS, APPEND, CREATE_GROUP, DELETE_GROUP, INBOX_AFTER, REMOVE_MEMBERS, RENAME_GROUP,
+    UPDATE_MEMBER, UPGRADE_GROUP,
 };
 use crate::domain::{AppId, GroupId, Uid, UserKey, parse_id};
 use crate::store::{
@@ -73,8 +73,9 @@ impl RedisStore {
     }
 
     pub async fn rename_group(&self, gid: GroupId, name: &str) -> StoreResult<()> {
-        let mut c = self.conn.clone();
-        let _: i64 = self.run(c.hset(keys::group(gid), "name", name)).await?;
+        let mut inv = RENAME_GROUP.prepare_invoke();
+        inv.key(keys::group(gid)).arg(name);
+        let _: i64 = self.eval(&inv, false).await?;
         Ok(())
     }
 

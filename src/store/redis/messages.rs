@@ -77,6 +77,10 @@ impl RedisStore {
         before: Option<u64>,
         limit: usize,
     ) -> StoreResult<Vec<String>> {
+        if before == Some(0) {
+            // No seq is below 0 (and the script reads `before` 0 as no bound).
+            return Ok(Vec::new());
+        }
         let mut c = self.conn.clone();
         let mut inv = INBOX_LATEST.prepare_invoke();
         inv.key(keys::inbox_seq(user))

@@ -206,17 +206,19 @@ fn with_events(body: &str) -> Script {
 }
 
 /// KEYS: group-id counter. ARGV: requested id (0 = allocate), app, name, master, super,
-/// then uid, encoded member… Returns the id, or 0 when the requested id is taken.
+/// then uid, encoded member… Returns the id, or 0 when the requested id is taken. The requested
+/// id stays a string: Lua numbers are doubles, exact only up to 2^53.
 pub(super) static CREATE_GROUP: LazyLock<Script> = LazyLock::new(|| {
     with_events(
         r#"
-local gid = tonumber(ARGV[1])
-if gid == 0 then
-  repeat gid = redis.call('INCR', KEYS[1]) until redis.call('EXISTS', 'imd:group:' .. gid) == 0
-elseif redis.call('EXISTS', 'imd:group:' .. string.format('%d', gid)) == 1 then
+local g = ARGV[1]
+if g == '0' then
+  repeat
+    g = string.format('%d', redis.call('INCR', KEYS[1]))
+  until redis.call('EXISTS', 'imd:group:' .. g) == 0
+elseif redis.call('EXISTS', 'imd:group:' .. g) == 1 then
   return 0
 end
-local g = string.format('%d', gid)
 redis.call('HSET', 'imd:group:' .. g, 'app', ARGV[2], 'name', ARGV[3], 'master', ARGV[4], 'super', ARGV[5])
 local events = {{'name', 'group_create', 'group_id', g, 'app_id', ARGV[2], 'super', ARGV[5]}}
 for i = 6, #ARGV, 2 do
@@ -224,7 +226,7 @@ for i = 6, #ARGV, 2 do
   events[#events + 1] = {'name', 'group_member_add', 'group_id', g, 'member_id', ARGV[i]}
 end
 emit(events)
-return gid
+return g
 "#,
     )
 });
@@ -275,6 +277,18 @@ return 1
     )
 });
 
+/// KEYS: group hash. ARGV: name. Renames only a group that exists (an HSET alone would leave
+/// a hash without `app` behind, which no group load can read).
+pub(super) static RENAME_GROUP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'name', ARGV[1])
+return 1
+"#,
+    )
+});
+
 /// KEYS: group hash. ARGV: events JSON.
 pub(super) static UPGRADE_GROUP: LazyLock<Script> = LazyLock::new(|| {
     with_events(
@@ -287,12 +301,14 @@ return 1
     )
 });
 
-/// KEYS: group hash, members hash, timeline, timeline seq. ARGV: events JSON.
+/// KEYS: group hash, members hash, timeline, timeline seq. ARGV: events JSON. The timeline
+/// goes even when the group is already gone; the events only with the group.
 pub(super) static DELETE_GROUP: LazyLock<Script> = LazyLock::new(|| {
     with_events(
         r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local existed = redis.call('EXISTS', KEYS[1])
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+if existed == 0 then return 0 end
 emit(cjson.decode(ARGV[1]))
 return 1
 "#,
