@@ -236,6 +236,9 @@ impl Settings {
                 return fail(format!("{name} must be at least 1"));
             }
         }
+        if l.idempotency_ttl_secs == 0 {
+            return fail("limits.idempotency_ttl_secs must be at least 1".into());
+        }
         if l.inbox_len == 0 || l.ws_idle_timeout_secs == 0 || l.ws_ping_interval_secs == 0 {
             return fail(
                 "limits.inbox_len, limits.ws_idle_timeout_secs and limits.ws_ping_interval_secs must be at least 1"
@@ -256,8 +259,12 @@ impl Settings {
                 self.http.metrics_listen
             ));
         }
-        if self.customers.uid_base >= crate::domain::MAX_ID / 2 {
-            return fail("customers.uid_base leaves no room for customer uids".into());
+        // Redis computes base + counter in Lua numbers (doubles): stay where they are exact.
+        if self.customers.uid_base > (1 << 53) - (1 << 32) {
+            return fail(
+                "customers.uid_base must be at most 2^53 - 2^32 (customer uids must stay exact)"
+                    .into(),
+            );
         }
         let mut seen = std::collections::HashSet::new();
         for app in &self.apps {

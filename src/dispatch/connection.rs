@@ -68,6 +68,7 @@ impl Dispatcher {
                 outbox,
                 bad_frames: 0,
                 bad_window: Instant::now(),
+                fragments: None,
             },
         })
     }
@@ -103,9 +104,48 @@ pub(super) struct Connection {
     /// Bad frames in the current one-minute window.
     pub(super) bad_frames: u32,
     pub(super) bad_window: Instant,
+    /// A fragmented text message being received.
+    fragments: Option<BytesMut>,
 }
 
 impl Connection {
+    /// Collects a fragmented text message (RFC 6455 §5.4); the whole message when complete.
+    fn reassemble(&mut self, item: actix_http::ws::Item) -> Option<bytes::Bytes> {
+        use actix_http::ws::Item;
+        let limit = self.dispatcher.limits().ws_max_frame;
+        let (part, first, last) = match item {
+            Item::FirstText(p) => (p, true, false),
+            Item::Continue(p) => (p, false, false),
+            Item::Last(p) => (p, false, true),
+            Item::FirstBinary(_) => {
+                self.bad_frame(None, "unsupported_frame", "send JSON in text frames");
+                return None;
+            }
+        };
+        if first {
+            self.fragments = Some(BytesMut::new());
+        }
+        let Some(buf) = &mut self.fragments else {
+            self.bad_frame(
+                None,
+                "invalid_frame",
+                "continuation frame without a first fragment",
+            );
+            return None;
+        };
+        buf.extend_from_slice(&part);
+        if buf.len() > limit {
+            self.fragments = None;
+            self.outbox.close(CloseReason::TooBig, "message too large");
+            return None;
+        }
+        if last {
+            self.fragments.take().map(BytesMut::freeze)
+        } else {
+            None
+        }
+    }
+
     async fn run(mut self, mut io: TcpStream, mut rbuf: BytesMut) {
         metrics::gauge!("imd_ws_connections").increment(1.0);
         // Frames are coalesced here already; Nagle would only add delay.
@@ -130,7 +170,7 @@ impl Connection {
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "ws protocol error");
-                        self.outbox.close(CloseReason::Policy, "protocol error");
+                        self.outbox.close(CloseReason::Protocol, "protocol error");
                     }
                 }
             }
@@ -224,8 +264,13 @@ impl Connection {
                 self.outbox.push(Frame::Pong(data));
             }
             WsFrame::Pong(_) => {}
-            WsFrame::Binary(_) | WsFrame::Continuation(_) => {
+            WsFrame::Binary(_) => {
                 self.bad_frame(None, "unsupported_frame", "send JSON in text frames")
+            }
+            WsFrame::Continuation(item) => {
+                if let Some(text) = self.reassemble(item) {
+                    self.on_text(&text).await
+                }
             }
             WsFrame::Close(_) => self.outbox.close(CloseReason::Normal, ""),
         }

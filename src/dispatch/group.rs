@@ -423,7 +423,7 @@ impl Actor for GroupActor {
         );
         let idle = Duration::from_secs(self.env.limits.actor_idle_secs);
         ctx.run_interval(
-            (idle / 2).max(Duration::from_millis(200)),
+            (idle / 2).clamp(Duration::from_millis(200), Duration::from_secs(5)),
             move |act, ctx| {
                 let limit = if act.state.is_some() {
                     idle

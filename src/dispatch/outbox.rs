@@ -40,6 +40,8 @@ pub enum CloseReason {
     Normal,
     /// 1001: the server is shutting down; reconnect elsewhere.
     GoingAway,
+    /// 1002: a frame that breaks RFC 6455.
+    Protocol,
     /// 1008: too many bad frames, or the token was revoked.
     Policy,
     /// 1009: a frame over the size limit.
@@ -53,6 +55,7 @@ impl CloseReason {
         match self {
             CloseReason::Normal => 1000,
             CloseReason::GoingAway => 1001,
+            CloseReason::Protocol => 1002,
             CloseReason::Policy => 1008,
             CloseReason::TooBig => 1009,
             CloseReason::Overflow => 1013,

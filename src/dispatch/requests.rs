@@ -61,7 +61,11 @@ impl Connection {
                 return self.bad_frame(None, "invalid_json", &format!("frame is not JSON: {e}"));
             }
         };
-        let reference = value.get("ref").cloned();
+        // `ref` is echoed in answers; a huge one is not.
+        let reference = value
+            .get("ref")
+            .filter(|r| r.to_string().len() <= 256)
+            .cloned();
         let Some(kind) = value
             .get("type")
             .and_then(Value::as_str)

@@ -611,3 +611,29 @@ async fn a_client_that_never_reads_is_closed_while_others_keep_receiving() {
         again.hello["seq"].as_u64().unwrap_or_default()
     );
 }
+
+/// A masked client frame, built by hand (RFC 6455 §5.2).
+fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut f = vec![
+        if fin { 0x80 } else { 0 } | opcode,
+        0x80 | payload.len() as u8,
+    ];
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+#[actix_web::test]
+async fn a_fragmented_text_message_is_reassembled() {
+    let app = spawn_app(Backend::Memory).await;
+    let mut ws = app.online(1, 1, "p").await;
+    let mut wire = client_frame(false, 0x1, br#"{"type":"#);
+    wire.extend(client_frame(false, 0x0, br#""pi"#));
+    wire.extend(client_frame(true, 0x0, br#"ng"}"#));
+    ws.send_wire(&wire).await;
+    assert_eq!(ws.recv().await["type"], "pong");
+    // A continuation that continues nothing breaks the protocol: the connection is failed.
+    ws.send_wire(&client_frame(true, 0x0, b"x")).await;
+    assert_eq!(ws.next(WAIT).await, Some(Err(1002)));
+}

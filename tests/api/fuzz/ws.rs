@@ -56,7 +56,7 @@ pub enum Expect {
     AckOrError,
     /// Over the frame limit: close 1009.
     TooBig,
-    /// A protocol violation below JSON: an `error` frame, or close 1008 / 1009.
+    /// A protocol violation below JSON: an `error` frame, or close 1002 / 1008 / 1009.
     ErrorOrClose,
 }
 
@@ -163,7 +163,7 @@ pub fn judge(expect: Expect, a: &Answer, bad: u32, max_bad: u32) -> Result<(), S
     let errors = a.errors.len();
     match a.closed {
         Some(1009) if matches!(expect, Expect::TooBig | Expect::ErrorOrClose) => return Ok(()),
-        Some(1008) if expect == Expect::ErrorOrClose => return Ok(()),
+        Some(1002 | 1008) if expect == Expect::ErrorOrClose => return Ok(()),
         Some(1008) if bad > max_bad => return Ok(()),
         Some(code) => return Err(format!("closed with {code} ({bad} bad frames so far)")),
         None => {}
