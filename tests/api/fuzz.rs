@@ -252,7 +252,7 @@ async fn send_input(conn: &mut Ws, input: &WsInput, expect: ws::Expect) {
         WsInput::Ping(b) => conn.send_raw(Message::Ping(b.clone().into())).await,
         WsInput::Pong(b) => conn.send_raw(Message::Pong(b.clone().into())).await,
         WsInput::Oversize(n) => conn.send_raw(Message::Text("x".repeat(*n).into())).await,
-        WsInput::Wire(bytes) => conn.send_wire(bytes).await,
+        WsInput::Wire(bytes) | WsInput::Fragmented(bytes) => conn.send_wire(bytes).await,
     }
     if expect != ws::Expect::TooBig {
         conn.send_raw(Message::Text(r#"{"type":"ping"}"#.into()))

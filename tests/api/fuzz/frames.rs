@@ -22,8 +22,10 @@ pub enum WsInput {
     /// A text frame of this many bytes, over the frame limit.
     Oversize(usize),
     /// Hand-built frame bytes the client codec would refuse to produce: text that is not UTF-8,
-    /// reserved opcodes, unmasked frames, overlong control frames, fragments.
+    /// reserved opcodes, unmasked frames, overlong control frames, stray fragments.
     Wire(Vec<u8>),
+    /// A `ping` message sent in two fragments (valid: reassembled and answered).
+    Fragmented(Vec<u8>),
 }
 
 const SYNC: Fields = &[("after", Seq), ("limit", Seq)];
@@ -120,9 +122,8 @@ fn wire_frame() -> BoxedStrategy<Vec<u8>> {
         // A control frame over 125 bytes, a fragmented control frame.
         1 => (126usize..300).prop_map(|n| wire(0x89, &vec![b'p'; n], true)),
         1 => Just(wire(0x09, b"p", true)),
-        // A continuation that continues nothing; a text message in two fragments.
+        // A continuation that continues nothing.
         1 => Just(wire(0x80, ping, true)),
-        1 => Just([wire(0x01, b"{\"type\":", true), wire(0x80, b"\"ping\"}", true)].concat()),
         // A 64-bit length with the top bit set.
         1 => Just(vec![0x81, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4]),
     ]
@@ -136,6 +137,9 @@ pub fn ws_input() -> BoxedStrategy<WsInput> {
         1 => vec(any::<u8>(), 0..125).prop_map(WsInput::Ping),
         1 => vec(any::<u8>(), 0..125).prop_map(WsInput::Pong),
         2 => wire_frame().prop_map(WsInput::Wire),
+        1 => Just(WsInput::Fragmented(
+            [wire(0x01, b"{\"type\":", true), wire(0x80, b"\"ping\"}", true)].concat()
+        )),
         1 => (1usize..1_024).prop_map(|n| WsInput::Oversize(FRAME_LIMIT + n)),
     ]
     .boxed()

@@ -68,6 +68,7 @@ pub fn expect(input: &WsInput) -> Expect {
         WsInput::Ping(_) | WsInput::Pong(_) => Expect::Silent,
         WsInput::Oversize(_) => Expect::TooBig,
         WsInput::Wire(_) => Expect::ErrorOrClose,
+        WsInput::Fragmented(_) => Expect::Pong,
     }
 }
 
