@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use super::fanout::{deliver_seqs, deliver_shared};
+use super::fanout::{Fanout, deliver_seqs, deliver_shared};
 use super::frame::{self, Body, Kind, Spliced};
 use super::members::Members;
 use super::outbox::Frame;
@@ -221,25 +221,28 @@ impl GroupActor {
                     .await;
                 (r, body)
             };
-            return AtomicResponse::new(Box::pin(fut.into_actor(self).map(
+            return AtomicResponse::new(Box::pin(fut.into_actor(self).then(
                 move |(r, body), act, _| {
-                    let a = r?;
-                    let sent = Sent {
-                        id: a.id,
-                        seq: a.first_seq,
-                        replayed: a.replayed,
-                        timeline: true,
-                    };
-                    if let Some(tx) = stored {
-                        let _ = tx.send(sent);
-                    }
-                    if !a.replayed {
-                        let frame = Frame::Text(
-                            Spliced::with_field(a.id, "group_seq", &body).render(a.first_seq),
-                        );
-                        act.fan_out_super(&frame, origin, Some((sender, &content)));
-                    }
-                    Ok(GroupReply::Sent(sent))
+                    let mut fanout = None;
+                    let reply = r.map(|a| {
+                        let sent = Sent {
+                            id: a.id,
+                            seq: a.first_seq,
+                            replayed: a.replayed,
+                            timeline: true,
+                        };
+                        if let Some(tx) = stored {
+                            let _ = tx.send(sent);
+                        }
+                        if !a.replayed {
+                            let frame = Frame::Text(
+                                Spliced::with_field(a.id, "group_seq", &body).render(a.first_seq),
+                            );
+                            fanout = act.fan_out_super(&frame, origin, Some((sender, &content)));
+                        }
+                        GroupReply::Sent(sent)
+                    });
+                    handed_over(fanout, reply.map_err(Into::into)).into_actor(act)
                 },
             )));
         }
@@ -258,28 +261,32 @@ impl GroupActor {
                 .await;
             (r, body, inboxes)
         };
-        AtomicResponse::new(Box::pin(fut.into_actor(self).map(
+        AtomicResponse::new(Box::pin(fut.into_actor(self).then(
             move |(r, body, inboxes), act, _| {
-                let a = r?;
-                let sent = Sent {
-                    id: a.id,
-                    seq: a.first_seq,
-                    replayed: a.replayed,
-                    timeline: false,
-                };
-                if let Some(tx) = stored {
-                    let _ = tx.send(sent);
-                }
-                if !a.replayed {
-                    act.fan_out_normal(
-                        &inboxes,
-                        &a.seqs,
-                        &Spliced::new(a.id, &body),
-                        origin,
-                        Some((sender, &content)),
-                    );
-                }
-                Ok(GroupReply::Sent(sent))
+                let mut fanout = None;
+                let reply = r.map(|a| {
+                    let sent = Sent {
+                        id: a.id,
+                        seq: a.first_seq,
+                        replayed: a.replayed,
+                        timeline: false,
+                    };
+                    if let Some(tx) = stored {
+                        let _ = tx.send(sent);
+                    }
+                    if !a.replayed {
+                        let parts = Spliced::new(a.id, &body);
+                        fanout = act.fan_out_normal(
+                            &inboxes,
+                            &a.seqs,
+                            &parts,
+                            origin,
+                            Some((sender, &content)),
+                        );
+                    }
+                    GroupReply::Sent(sent)
+                });
+                handed_over(fanout, reply.map_err(Into::into)).into_actor(act)
             },
         )))
     }
@@ -293,28 +300,31 @@ impl GroupActor {
         parts: &Arc<Spliced>,
         origin: Option<u64>,
         push: Option<(Uid, &str)>,
-    ) {
-        let Some(registry) = self.env.registry.upgrade() else {
-            return;
-        };
+    ) -> Option<(Arc<Registry>, Fanout)> {
+        let registry = self.env.registry.upgrade()?;
         let mut offline = Vec::new();
         let recipients = inboxes.iter().copied().zip(seqs.iter().copied());
-        deliver_seqs(&registry, recipients, parts, origin, |u| {
+        let fanout = deliver_seqs(&registry, recipients, parts, origin, |u| {
             offline.push(u.uid)
         });
         self.push_group(offline, push);
+        Some((registry, fanout))
     }
 
-    fn fan_out_super(&self, frame: &Frame, origin: Option<u64>, push: Option<(Uid, &str)>) {
-        let (Some(registry), Some(st)) = (self.env.registry.upgrade(), &self.state) else {
-            return;
-        };
+    fn fan_out_super(
+        &self,
+        frame: &Frame,
+        origin: Option<u64>,
+        push: Option<(Uid, &str)>,
+    ) -> Option<(Arc<Registry>, Fanout)> {
+        let (registry, st) = (self.env.registry.upgrade()?, self.state.as_ref()?);
         let mut offline = Vec::new();
         let recipients = st.members.uids().map(|u| UserKey::new(st.app, u));
-        deliver_shared(&registry, recipients, frame, origin, |u| {
+        let fanout = deliver_shared(&registry, recipients, frame, origin, |u| {
             offline.push(u.uid)
         });
         self.push_group(offline, push);
+        Some((registry, fanout))
     }
 
     fn push_group(&self, offline: Vec<Uid>, push: Option<(Uid, &str)>) {
@@ -338,6 +348,18 @@ impl GroupActor {
     }
 }
 
+/// Hands a prepared fan-out to the hubs, then yields the command's result: the next command
+/// of the group starts only once its predecessor's frames are queued, so order holds.
+async fn handed_over(
+    fanout: Option<(Arc<Registry>, Fanout)>,
+    reply: Result<GroupReply, DispatchError>,
+) -> Result<GroupReply, DispatchError> {
+    if let Some((registry, fanout)) = fanout {
+        fanout.send(&registry).await;
+    }
+    reply
+}
+
 /// Delivers a group notification (never pushed): on the timeline for the members of a super
 /// group, in the inboxes of everyone else (`extras`: leavers, disbanded members) and of all
 /// recipients of a normal group. Returns the message id.
@@ -355,13 +377,10 @@ async fn notify(
         id = a.id;
         let frame = Frame::Text(Spliced::with_field(a.id, "group_seq", &body).render(a.first_seq));
         if let Some(r) = &registry {
-            deliver_shared(
-                r,
-                members.iter().map(|u| UserKey::new(app, *u)),
-                &frame,
-                None,
-                |_| {},
-            );
+            let recipients = members.iter().map(|u| UserKey::new(app, *u));
+            deliver_shared(r, recipients, &frame, None, |_| {})
+                .send(r)
+                .await;
         }
     }
     let mut inbox_users: Vec<UserKey> = extras.iter().map(|u| UserKey::new(app, *u)).collect();
@@ -388,13 +407,10 @@ async fn notify(
         }
         if let Some(r) = &registry {
             let parts = Spliced::new(a.id, &body);
-            deliver_seqs(
-                r,
-                chunk.iter().copied().zip(a.seqs.iter().copied()),
-                &parts,
-                None,
-                |_| {},
-            );
+            let recipients = chunk.iter().copied().zip(a.seqs.iter().copied());
+            deliver_seqs(r, recipients, &parts, None, |_| {})
+                .send(r)
+                .await;
         }
     }
     Ok(id)

@@ -11,6 +11,7 @@ mod fanout;
 pub mod frame;
 mod group;
 mod groups;
+mod hub;
 mod members;
 pub mod outbox;
 mod registry;
@@ -436,6 +437,7 @@ impl Dispatcher {
             id,
             platform,
             outbox: outbox.clone(),
+            hub: self.inner.registry.hubs.local(),
         };
         // Registered before the seq is read, so nothing appended after the read is missed.
         let mut registered = false;

@@ -9,6 +9,7 @@ use actix::{Addr, ArbiterHandle};
 use dashmap::DashMap;
 
 use super::group::GroupActor;
+use super::hub::Hubs;
 use super::session::{SessionShared, UserSession};
 use crate::domain::{GroupId, UserKey};
 
@@ -28,6 +29,8 @@ pub struct GroupEntry {
 }
 
 pub struct Registry {
+    /// Per-worker delivery hubs (`hub.rs`).
+    pub hubs: Hubs,
     sessions: DashMap<UserKey, SessionEntry>,
     groups: DashMap<GroupId, GroupEntry>,
     arbiters: Vec<actix::Arbiter>,
@@ -43,6 +46,7 @@ impl Registry {
             n => n,
         };
         Registry {
+            hubs: Hubs::new(),
             sessions: DashMap::new(),
             groups: DashMap::new(),
             arbiters: (0..n).map(|_| actix::Arbiter::new()).collect(),

@@ -26,6 +26,8 @@ pub struct ConnRef {
     pub id: u64,
     pub platform: Platform,
     pub outbox: Arc<Outbox>,
+    /// The hub (worker thread) this connection's socket task runs on.
+    pub hub: usize,
 }
 
 /// What fan-out may read without messaging the actor.
@@ -69,6 +71,26 @@ impl SessionShared {
             .iter()
             .filter(|c| Some(c.id) != exclude && c.outbox.push_seq(seq, frame.clone()))
             .count();
+        (n, self.online_in(&conns))
+    }
+
+    /// Adds this user's connections (except `exclude`) to per-hub target lists, for a fan-out
+    /// that delivers through the hubs. Returns targets added and online-for-push.
+    pub fn collect_targets(
+        &self,
+        seq: u64,
+        exclude: Option<u64>,
+        batches: &mut Vec<Vec<(Arc<Outbox>, u64)>>,
+    ) -> (usize, bool) {
+        let conns = self.conns();
+        let mut n = 0;
+        for c in conns.iter().filter(|c| Some(c.id) != exclude) {
+            if c.hub >= batches.len() {
+                batches.resize_with(c.hub + 1, Vec::new); // a hub started after the count
+            }
+            batches[c.hub].push((c.outbox.clone(), seq));
+            n += 1;
+        }
         (n, self.online_in(&conns))
     }
 
