@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::frame::Spliced;
 use super::hub::{Delivery, Job};
-use super::outbox::{Frame, Outbox};
+use super::outbox::Frame;
 use super::registry::Registry;
 use crate::domain::UserKey;
 
@@ -74,7 +74,7 @@ fn deliver(
 ) -> Fanout {
     let started = Instant::now();
     let hubs = &registry.hubs;
-    let mut batches: Vec<Vec<(Arc<Outbox>, u64)>> = (0..hubs.count()).map(|_| Vec::new()).collect();
+    let mut batches: Vec<Vec<(u64, u64)>> = (0..hubs.count()).map(|_| Vec::new()).collect();
     let (mut delivered, mut members) = (0, 0u64);
     for (user, seq) in recipients {
         members += 1;

@@ -1,11 +1,13 @@
-//! Per-worker delivery hubs. A connection's socket task lives on one HTTP worker thread; its
-//! hub is a task on the same thread. A fan-out groups its targets by hub and sends each hub one
-//! job, so the thread that fans out wakes each worker once per message instead of once per
-//! member, and the hub wakes its connections with cheap same-thread wake-ups.
+//! Per-worker delivery hubs. A connection's socket task lives on one HTTP worker thread; that
+//! thread's hub is a task beside it, with a thread-local table of the thread's connections. A
+//! fan-out groups its targets by hub as (connection id, seq) pairs — touching no connection's
+//! state from the fanning-out thread — and sends each hub one job; the hub queues the frame on
+//! its connections with cheap same-thread wake-ups.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
@@ -21,64 +23,81 @@ pub enum Delivery {
     Shared(Frame),
 }
 
-/// Connections of one hub to queue a delivery on: (outbox, seq; unused for `Shared`).
+/// Connections of one hub to queue a delivery on: (connection id, seq; unused for `Shared`).
 pub struct Job {
     pub delivery: Delivery,
-    pub targets: Vec<(Arc<Outbox>, u64)>,
+    pub targets: Vec<(u64, u64)>,
 }
 
-impl Job {
-    /// Queues the delivery on every target, here and now.
-    pub fn run(self) {
-        for (outbox, seq) in self.targets {
-            match &self.delivery {
-                Delivery::Seq(parts) => outbox.push_seq(seq, Frame::Spliced(parts.clone(), seq)),
-                Delivery::Shared(frame) => outbox.push(frame.clone()),
-            };
-        }
-    }
-}
-
-/// Jobs a hub may have waiting before fan-outs deliver to its connections themselves.
+/// Jobs a hub may have waiting before fan-outs wait for it.
 const HUB_QUEUE: usize = 4096;
 
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// This thread's hub of one dispatcher.
+struct LocalHub {
+    index: usize,
+    /// The connections whose socket tasks run on this thread.
+    conns: FastMap<u64, Arc<Outbox>>,
+}
+
+thread_local! {
+    /// Per dispatcher id (tests run several dispatchers in one process).
+    static LOCAL: RefCell<FastMap<u64, LocalHub>> = RefCell::new(FastMap::default());
+}
+
 /// The hubs of one dispatcher, one per thread that has connections.
-#[derive(Default)]
 pub struct Hubs {
-    /// Unique per dispatcher (tests run several in one process).
     id: u64,
     senders: std::sync::RwLock<Vec<mpsc::Sender<Job>>>,
 }
 
-thread_local! {
-    /// This thread's hub index, per dispatcher id.
-    static LOCAL: RefCell<HashMap<u64, usize>> = RefCell::new(HashMap::new());
-}
-
-impl Hubs {
-    pub fn new() -> Hubs {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+impl Default for Hubs {
+    fn default() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
         Hubs {
-            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
             senders: Default::default(),
         }
     }
+}
 
-    /// The hub of the calling thread, started (as a task on this thread) the first time.
-    pub fn local(&self) -> usize {
+impl Hubs {
+    /// Registers a connection with the calling thread's hub (starting the hub, as a task on
+    /// this thread, the first time); returns the hub's index. Call on the thread that will run
+    /// the connection's socket task.
+    pub fn attach(&self, conn: u64, outbox: Arc<Outbox>) -> usize {
         LOCAL.with(|local| {
-            *local.borrow_mut().entry(self.id).or_insert_with(|| {
-                let (tx, mut rx) = mpsc::channel::<Job>(HUB_QUEUE);
-                actix_web::rt::spawn(async move {
-                    while let Some(job) = rx.recv().await {
-                        job.run();
-                    }
-                });
-                let mut senders = self.senders.write().unwrap_or_else(|p| p.into_inner());
-                senders.push(tx);
-                senders.len() - 1
-            })
+            let mut local = local.borrow_mut();
+            let hub = local.entry(self.id).or_insert_with(|| LocalHub {
+                index: self.start_hub(),
+                conns: FastMap::default(),
+            });
+            hub.conns.insert(conn, outbox);
+            hub.index
         })
+    }
+
+    /// Unregisters a connection (on its thread).
+    pub fn detach(&self, conn: u64) {
+        LOCAL.with(|local| {
+            if let Some(hub) = local.borrow_mut().get_mut(&self.id) {
+                hub.conns.remove(&conn);
+            }
+        });
+    }
+
+    fn start_hub(&self) -> usize {
+        let (tx, mut rx) = mpsc::channel::<Job>(HUB_QUEUE);
+        let id = self.id;
+        actix_web::rt::spawn(async move {
+            while let Some(job) = rx.recv().await {
+                run_local(id, job);
+            }
+        });
+        let mut senders = self.senders.write().unwrap_or_else(|p| p.into_inner());
+        senders.push(tx);
+        senders.len() - 1
     }
 
     pub fn count(&self) -> usize {
@@ -86,16 +105,30 @@ impl Hubs {
     }
 
     /// Hands a job to hub `i`, waiting while its queue is full (jobs of one hub stay in order).
-    /// A hub that is gone (its worker stopped) is bypassed: the job runs here.
     pub async fn send(&self, i: usize, job: Job) {
         let sender = self.senders.read().ok().and_then(|s| s.get(i).cloned());
-        match sender {
-            Some(tx) => {
-                if let Err(mpsc::error::SendError(job)) = tx.send(job).await {
-                    job.run();
-                }
-            }
-            None => job.run(),
+        if let Some(tx) = sender {
+            // A closed hub means its worker stopped: its connections are gone too.
+            let _ = tx.send(job).await;
         }
     }
+}
+
+/// Queues a job's delivery on this thread's connections.
+fn run_local(hubs_id: u64, job: Job) {
+    LOCAL.with(|local| {
+        let local = local.borrow();
+        let Some(hub) = local.get(&hubs_id) else {
+            return;
+        };
+        for (conn, seq) in job.targets {
+            let Some(outbox) = hub.conns.get(&conn) else {
+                continue;
+            };
+            match &job.delivery {
+                Delivery::Seq(parts) => outbox.push_seq(seq, Frame::Spliced(parts.clone(), seq)),
+                Delivery::Shared(frame) => outbox.push(frame.clone()),
+            };
+        }
+    });
 }

@@ -437,7 +437,7 @@ impl Dispatcher {
             id,
             platform,
             outbox: outbox.clone(),
-            hub: self.inner.registry.hubs.local(),
+            hub: self.inner.registry.hubs.attach(id, outbox.clone()),
         };
         // Registered before the seq is read, so nothing appended after the read is missed.
         let mut registered = false;
@@ -469,7 +469,9 @@ impl Dispatcher {
     }
 
     /// Removes a connection from its session.
+    /// Call on the connection's own thread (its hub's table is thread-local).
     pub async fn disconnect(&self, user: UserKey, conn: u64) {
+        self.inner.registry.hubs.detach(conn);
         if let Some(entry) = self.inner.registry.session(user) {
             let _ = entry.addr.send(Disconnect(conn)).await;
         }

@@ -28,11 +28,14 @@ pub struct GroupEntry {
     pub generation: u64,
 }
 
+/// Keys are our own ids, looked up per member in every fan-out: a fast hash, seeded per process.
+type FastHash = foldhash::fast::RandomState;
+
 pub struct Registry {
     /// Per-worker delivery hubs (`hub.rs`).
     pub hubs: Hubs,
-    sessions: DashMap<UserKey, SessionEntry>,
-    groups: DashMap<GroupId, GroupEntry>,
+    sessions: DashMap<UserKey, SessionEntry, FastHash>,
+    groups: DashMap<GroupId, GroupEntry, FastHash>,
     arbiters: Vec<actix::Arbiter>,
     hasher: std::collections::hash_map::RandomState,
     next_generation: AtomicU64,
@@ -46,9 +49,9 @@ impl Registry {
             n => n,
         };
         Registry {
-            hubs: Hubs::new(),
-            sessions: DashMap::new(),
-            groups: DashMap::new(),
+            hubs: Hubs::default(),
+            sessions: DashMap::with_hasher(FastHash::default()),
+            groups: DashMap::with_hasher(FastHash::default()),
             arbiters: (0..n).map(|_| actix::Arbiter::new()).collect(),
             hasher: Default::default(),
             next_generation: AtomicU64::new(1),

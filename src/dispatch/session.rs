@@ -80,15 +80,16 @@ impl SessionShared {
         &self,
         seq: u64,
         exclude: Option<u64>,
-        batches: &mut Vec<Vec<(Arc<Outbox>, u64)>>,
+        batches: &mut Vec<Vec<(u64, u64)>>,
     ) -> (usize, bool) {
-        let conns = self.conns();
+        // Under the read lock, without cloning: nothing here touches a connection's own state.
+        let conns = self.conns.read().unwrap_or_else(|p| p.into_inner());
         let mut n = 0;
         for c in conns.iter().filter(|c| Some(c.id) != exclude) {
             if c.hub >= batches.len() {
                 batches.resize_with(c.hub + 1, Vec::new); // a hub started after the count
             }
-            batches[c.hub].push((c.outbox.clone(), seq));
+            batches[c.hub].push((c.id, seq));
             n += 1;
         }
         (n, self.online_in(&conns))
