@@ -182,7 +182,10 @@ impl Settings {
         // Only IMD_<SECTION>__<KEY> are settings; other IMD_* variables (IMD_TEST_REDIS_URL,
         // IMD_CHAOS_SCALE, …) belong to tools and must not be mistaken for unknown keys.
         let settings_env: std::collections::HashMap<String, String> = std::env::vars()
-            .filter(|(k, _)| k.strip_prefix("IMD_").is_some_and(|rest| rest.contains("__")))
+            .filter(|(k, _)| {
+                k.strip_prefix("IMD_")
+                    .is_some_and(|rest| rest.contains("__"))
+            })
             .collect();
         let builder = builder.add_source(
             Environment::with_prefix("IMD")

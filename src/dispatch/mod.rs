@@ -23,6 +23,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use actix::MailboxError;
+use actix::prelude::SendError;
 
 pub use self::connection::{Accepted, ConnectionInfo};
 use self::frame::{Body, Kind, Spliced};
@@ -178,13 +179,35 @@ impl Dispatcher {
     }
 
     /// Hands a message to the user's session (starting it when `start` is set), retrying once
-    /// if the session was just stopping. Returns connections reached.
-    async fn deliver(&self, user: UserKey, msg: Deliver, start: bool) -> usize {
+    /// if the session was just stopping. Does not wait for the session to handle it unless its
+    /// mailbox is full (backpressure): the caller's reply does not need another thread's turn.
+    async fn deliver(&self, user: UserKey, msg: Deliver, start: bool) {
+        let mut msg = msg;
         for _ in 0..2 {
             let entry = match (start, self.inner.registry.session(user)) {
                 (_, Some(e)) => e,
                 (true, None) => self.session(user),
-                (false, None) => return 0,
+                (false, None) => return,
+            };
+            let outcome = match entry.addr.try_send(msg) {
+                Ok(()) => return,
+                Err(SendError::Full(m)) => match entry.addr.send(m.clone()).await {
+                    Ok(_) => return,
+                    Err(_) => m,
+                },
+                Err(SendError::Closed(m)) => m,
+            };
+            self.inner.registry.remove_session(user, entry.generation);
+            msg = outcome;
+        }
+        tracing::warn!(app = %user.app, uid = %user.uid, "delivery: session unavailable");
+    }
+
+    /// Like `deliver`, waiting for the session: the number of connections reached.
+    async fn deliver_counted(&self, user: UserKey, msg: Deliver) -> usize {
+        for _ in 0..2 {
+            let Some(entry) = self.inner.registry.session(user) else {
+                return 0;
             };
             match entry.addr.send(msg.clone()).await {
                 Ok(n) => return n,
@@ -193,7 +216,6 @@ impl Dispatcher {
                 }
             }
         }
-        tracing::warn!(app = %user.app, uid = %user.uid, "delivery: session unavailable");
         0
     }
 
@@ -386,7 +408,7 @@ impl Dispatcher {
             exclude: None,
             push: None,
         };
-        let devices = self.deliver(UserKey::new(app, receiver), msg, false).await;
+        let devices = self.deliver_counted(UserKey::new(app, receiver), msg).await;
         Ok((id, devices))
     }
 

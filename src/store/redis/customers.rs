@@ -22,7 +22,7 @@ impl RedisStore {
     }
 
     pub async fn find_customer(&self, app: AppId, customer_id: &str) -> StoreResult<Option<Uid>> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let v: Option<u64> = self.run(c.get(keys::customer(app, customer_id))).await?;
         Ok(v.map(Uid))
     }
@@ -34,7 +34,7 @@ impl RedisStore {
         name: &str,
         avatar: &str,
     ) -> StoreResult<()> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let v = json!({ "name": name, "avatar": avatar }).to_string();
         let _: i64 = self
             .run(c.hset(keys::supporters(store_id), uid.0, v))
@@ -43,7 +43,7 @@ impl RedisStore {
     }
 
     pub async fn remove_supporter(&self, store_id: u64, uid: Uid) -> StoreResult<bool> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let (n, _): (i64, i64) = self
             .run(
                 redis::pipe()
@@ -57,7 +57,7 @@ impl RedisStore {
     }
 
     pub async fn supporters(&self, store_id: u64) -> StoreResult<Vec<Supporter>> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let (all, load): (HashMap<String, String>, HashMap<String, u64>) = self
             .run(
                 redis::pipe()
@@ -84,7 +84,7 @@ impl RedisStore {
     }
 
     pub async fn assignment(&self, customer: UserKey) -> StoreResult<Option<(u64, Uid)>> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let (store, seller): (Option<u64>, Option<u64>) = self
             .run(
                 redis::cmd("HMGET")

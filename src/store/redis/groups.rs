@@ -41,7 +41,7 @@ impl RedisStore {
     }
 
     pub async fn load_group(&self, gid: GroupId) -> StoreResult<Option<GroupRecord>> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let (meta, members): (HashMap<String, String>, HashMap<String, String>) = self
             .run(
                 redis::pipe()
@@ -155,7 +155,7 @@ impl RedisStore {
     }
 
     pub async fn member(&self, gid: GroupId, uid: Uid) -> StoreResult<Option<MemberRecord>> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let v: Option<String> = self.run(c.hget(keys::group_members(gid), uid.0)).await?;
         Ok(v.and_then(|v| MemberRecord::decode(uid, &v)))
     }
@@ -197,7 +197,7 @@ impl RedisStore {
     }
 
     pub async fn timeline_seq(&self, gid: GroupId) -> StoreResult<u64> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let v: Option<u64> = self.run(c.get(keys::timeline_seq(gid))).await?;
         Ok(v.unwrap_or(0))
     }

@@ -15,7 +15,7 @@ impl RedisStore {
         if users.is_empty() {
             return Ok(Vec::new());
         }
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let mut pipe = redis::pipe();
         for u in users {
             pipe.hgetall(keys::user(*u));
@@ -25,7 +25,7 @@ impl RedisStore {
     }
 
     pub async fn next_message_id(&self) -> StoreResult<u64> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         self.run(c.incr(keys::MESSAGE_ID, 1)).await
     }
 
@@ -49,7 +49,7 @@ impl RedisStore {
     }
 
     pub async fn latest_seq(&self, user: UserKey) -> StoreResult<u64> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let v: Option<u64> = self.run(c.get(keys::inbox_seq(user))).await?;
         Ok(v.unwrap_or(0))
     }
@@ -61,7 +61,7 @@ impl RedisStore {
         upto: u64,
         limit: usize,
     ) -> StoreResult<Vec<String>> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let mut inv = INBOX_AFTER.prepare_invoke();
         inv.key(keys::inbox_seq(user))
             .key(keys::inbox(user))
@@ -81,7 +81,7 @@ impl RedisStore {
             // No seq is below 0 (and the script reads `before` 0 as no bound).
             return Ok(Vec::new());
         }
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let mut inv = INBOX_LATEST.prepare_invoke();
         inv.key(keys::inbox_seq(user))
             .key(keys::inbox(user))
@@ -91,7 +91,7 @@ impl RedisStore {
     }
 
     pub async fn set_ack(&self, user: UserKey, device: &str, seq: u64) -> StoreResult<()> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let mut inv = SET_ACK.prepare_invoke();
         inv.key(keys::acks(user))
             .key(keys::inbox_seq(user))
@@ -102,7 +102,7 @@ impl RedisStore {
     }
 
     pub async fn unread_count(&self, user: UserKey, device: &str) -> StoreResult<u64> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let mut inv = UNREAD.prepare_invoke();
         inv.key(keys::acks(user))
             .key(keys::inbox_seq(user))

@@ -25,10 +25,11 @@ use crate::config::StoreSettings;
 use crate::domain::{DeviceToken, PushProvider, Uid, UserKey};
 
 pub struct RedisStore {
-    /// Multiplexed, self-reconnecting connection for request-path commands.
-    conn: ConnectionManager,
+    /// Tells this store's per-thread connections apart from another store's.
+    id: u64,
+    client: redis::Client,
+    config: redis::aio::ConnectionManagerConfig,
     /// Dedicated connections for bulk pipelines.
-    #[allow(dead_code)]
     pool: bb8::Pool<redis::Client>,
     /// Bound on every operation; past it the request gets a 503.
     timeout: Duration,
@@ -59,18 +60,46 @@ impl RedisStore {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
+        // Checked once here; threads then build their own from the same client and config.
+        ConnectionManager::new_lazy_with_config(client.clone(), config.clone())
             .map_err(|e| anyhow::anyhow!("redis connection manager: {e}"))?;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pool = bb8::Pool::builder()
             .max_size(settings.pool_size)
             .min_idle(Some(0))
             .connection_timeout(timeout)
-            .build_unchecked(client);
+            .build_unchecked(client.clone());
         Ok(RedisStore {
-            conn,
+            id,
+            client: client.clone(),
+            config,
             pool,
             timeout,
             inbox_len,
+        })
+    }
+
+    /// This thread's multiplexed, self-reconnecting connection for request-path commands.
+    ///
+    /// One per thread rather than one per process: the connection's I/O task then runs on the
+    /// thread that issued the command, so a store call never wakes another thread (on two cores,
+    /// cross-thread wake-ups cost more than the Redis round-trip itself). Commands of one
+    /// thread stay in order on its connection.
+    fn conn(&self) -> StoreResult<ConnectionManager> {
+        thread_local! {
+            static CONNS: std::cell::RefCell<Vec<(u64, ConnectionManager)>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        CONNS.with(|conns| {
+            let mut conns = conns.borrow_mut();
+            if let Some((_, c)) = conns.iter().find(|(id, _)| *id == self.id) {
+                return Ok(c.clone());
+            }
+            let conn =
+                ConnectionManager::new_lazy_with_config(self.client.clone(), self.config.clone())
+                    .map_err(map_err)?;
+            conns.push((self.id, conn.clone()));
+            Ok(conn)
         })
     }
 
@@ -107,13 +136,13 @@ impl RedisStore {
             })
             .await
         } else {
-            let mut c = self.conn.clone();
+            let mut c = self.conn()?;
             self.run(inv.invoke_async(&mut c)).await
         }
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let _: String = self.run(redis::cmd("PING").query_async(&mut c)).await?;
         Ok(())
     }
@@ -124,7 +153,7 @@ impl RedisStore {
         name: Option<&str>,
         fresh: &str,
     ) -> StoreResult<String> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let mut inv = GRANT.prepare_invoke();
         inv.key(keys::user(user))
             .arg(fresh)
@@ -136,7 +165,7 @@ impl RedisStore {
     }
 
     pub async fn resolve_token(&self, token: &str) -> StoreResult<Option<UserKey>> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let (uid, app): (Option<String>, Option<String>) = self
             .run(
                 redis::cmd("HMGET")
@@ -154,7 +183,7 @@ impl RedisStore {
     }
 
     pub async fn revoke_token(&self, user: UserKey) -> StoreResult<bool> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let mut inv = REVOKE.prepare_invoke();
         inv.key(keys::user(user));
         let n: i64 = self.run(inv.invoke_async(&mut c)).await?;
@@ -162,7 +191,7 @@ impl RedisStore {
     }
 
     pub async fn update_user(&self, user: UserKey, patch: &UserPatch) -> StoreResult<()> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let mut inv = UPDATE_USER.prepare_invoke();
         let (dnd_peer, dnd_on) = patch.do_not_disturb.unwrap_or((Uid(0), false));
         inv.key(keys::user(user))
@@ -194,7 +223,7 @@ impl RedisStore {
         if tokens.is_empty() {
             return Ok(());
         }
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let mut cmd = redis::cmd("HSET");
         cmd.arg(keys::user(user));
         for (provider, token) in tokens {
@@ -213,7 +242,7 @@ impl RedisStore {
         if tokens.is_empty() {
             return Ok(0);
         }
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let mut inv = UNBIND.prepare_invoke();
         inv.key(keys::user(user));
         for (provider, token) in tokens {
@@ -224,7 +253,7 @@ impl RedisStore {
     }
 
     pub async fn load_user(&self, user: UserKey) -> StoreResult<UserRecord> {
-        let mut c = self.conn.clone();
+        let mut c = self.conn()?;
         let fields: HashMap<String, String> = self.run(c.hgetall(keys::user(user))).await?;
         Ok(parse_user(&fields))
     }
