@@ -64,6 +64,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String], with_metric
             ApiError::bad_request("invalid_path", format!("path: {e}")).into()
         }),
     )
+    // The router tries routes in order and path patterns with parameters by regex: the
+    // busiest static routes come first.
+    .service(resource("/messages/peers").route(web::post().to(messages::peers)))
+    .service(resource("/messages/groups").route(web::post().to(groups::send)))
     .service(resource("/healthz").route(web::get().to(health::healthz)))
     .service(resource("/readyz").route(web::get().to(health::readyz)))
     .service(resource("/auth/grant").route(web::post().to(users::grant)))
@@ -104,10 +108,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String], with_metric
     )
     .service(resource("/messages/customers").route(web::post().to(customers::send)))
     .service(resource("/messages/offline").route(web::get().to(messages::offline)))
-    .service(resource("/messages/peers").route(web::post().to(messages::peers)))
     .service(resource("/messages/systems").route(web::post().to(messages::systems)))
     .service(resource("/messages/notifications").route(web::post().to(messages::notifications)))
-    .service(resource("/messages/groups").route(web::post().to(groups::send)))
     .service(resource("/messages/groups/notifications").route(web::post().to(groups::notify)))
     .service(resource("/groups").route(web::post().to(groups::create)))
     .service(

@@ -182,6 +182,18 @@ impl Dispatcher {
     /// if the session was just stopping. Does not wait for the session to handle it unless its
     /// mailbox is full (backpressure): the caller's reply does not need another thread's turn.
     async fn deliver(&self, user: UserKey, msg: Deliver, start: bool) {
+        // A loaded session is served from its published view, on this thread: no wake-up of
+        // the session's thread. Only a session still loading goes through its mailbox.
+        let push = &self.inner.push;
+        if self
+            .inner
+            .registry
+            .with_session(user, |s| s.handle(&msg, push, false))
+            .flatten()
+            .is_some()
+        {
+            return;
+        }
         let mut msg = msg;
         for _ in 0..2 {
             let entry = match (start, self.inner.registry.session(user)) {

@@ -8,7 +8,7 @@
 //! 10,000 actor messages. It stops itself when idle.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use actix::prelude::*;
 
 use super::outbox::{CloseReason, Frame, Outbox};
 use super::registry::Registry;
-use crate::domain::{DeviceToken, Platform, Uid, UserKey};
+use crate::domain::{DeviceToken, Platform, Uid, UserKey, now_millis};
 use crate::push::{PushJob, PushQueue};
 use crate::store::Store;
 
@@ -37,6 +37,10 @@ pub struct SessionShared {
     conns: RwLock<Arc<[ConnRef]>>,
     /// The user's `mute`: a desktop/web connection counts as online for push only while set.
     mute: AtomicBool,
+    /// Do-not-disturb peers and device tokens; `None` until loaded. Written by the actor.
+    settings: RwLock<Option<Arc<Settings>>>,
+    /// When a message last came through (ms since the epoch): keeps a busy session loaded.
+    last_active_ms: AtomicU64,
 }
 
 impl SessionShared {
@@ -114,14 +118,66 @@ struct Settings {
     tokens: Vec<DeviceToken>,
 }
 
+impl SessionShared {
+    fn settings(&self) -> Option<Arc<Settings>> {
+        self.settings
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    fn set_settings(&self, settings: Settings) {
+        let settings = Some(Arc::new(settings));
+        match self.settings.write() {
+            Ok(mut s) => *s = settings,
+            Err(p) => *p.into_inner() = settings,
+        }
+    }
+
+    /// Delivers a message for this user and makes the push decision (SPEC §6). `None` when a
+    /// push decision is needed but the settings are not loaded and `defaults` is not allowed:
+    /// the caller then goes through the session actor, which loads them. With `defaults`, an
+    /// unloadable user is pushed to (better a push too many than a lost one).
+    pub fn handle(&self, msg: &Deliver, push: &PushQueue, defaults: bool) -> Option<usize> {
+        let settings = self.settings();
+        if settings.is_none() && msg.push.is_some() && !defaults {
+            return None;
+        }
+        self.last_active_ms.store(now_millis(), Ordering::Relaxed);
+        let (delivered, online) = match msg.seq {
+            Some(seq) => self.deliver_seq(seq, &msg.frame, msg.exclude),
+            None => self.deliver_except(&msg.frame, msg.exclude),
+        };
+        metrics::counter!("imd_deliveries_total").increment(delivered as u64);
+        if let Some(intent) = &msg.push
+            && !online
+        {
+            let (job, dnd_from) = match intent {
+                PushIntent::Peer { from, job } => (job, Some(*from)),
+                PushIntent::Always(job) => (job, None),
+            };
+            let muted = dnd_from.is_some_and(|from| {
+                settings
+                    .as_ref()
+                    .is_some_and(|s| s.dnd_peers.contains(&from))
+            });
+            if !muted {
+                push.submit(with_tokens(
+                    job.clone(),
+                    settings.as_ref().map(|s| &s.tokens),
+                ));
+            }
+        }
+        Some(delivered)
+    }
+}
+
 pub struct UserSession {
     user: UserKey,
     /// Identifies this incarnation in the registry (a newer one may replace it).
     generation: u64,
     shared: Arc<SessionShared>,
     conns: Vec<ConnRef>,
-    /// `None` until loaded (or after a failed load: retried on the next message).
-    settings: Option<Settings>,
     store: Store,
     push: PushQueue,
     registry: Weak<Registry>,
@@ -144,7 +200,6 @@ impl UserSession {
             generation,
             shared,
             conns: Vec::new(),
-            settings: None,
             store,
             push,
             registry,
@@ -163,7 +218,7 @@ impl UserSession {
                 .map(|res, act, _| match res {
                     Ok(record) => {
                         act.shared.mute.store(record.mute, Ordering::Relaxed);
-                        act.settings = Some(Settings {
+                        act.shared.set_settings(Settings {
                             dnd_peers: record.dnd_peers.into_iter().collect(),
                             tokens: record.device_tokens,
                         });
@@ -187,7 +242,13 @@ impl Actor for UserSession {
         self.load(ctx);
         let every = (self.idle_after / 2).max(Duration::from_millis(200));
         ctx.run_interval(every, |act, ctx| {
-            if act.conns.is_empty() && act.last_active.elapsed() >= act.idle_after {
+            let busy_ms =
+                now_millis().saturating_sub(act.shared.last_active_ms.load(Ordering::Relaxed));
+            let idle = act
+                .last_active
+                .elapsed()
+                .min(Duration::from_millis(busy_ms));
+            if act.conns.is_empty() && idle >= act.idle_after {
                 ctx.stop();
             }
         });
@@ -261,31 +322,11 @@ impl Handler<Deliver> for UserSession {
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) -> usize {
         self.last_active = Instant::now();
-        if self.settings.is_none() && msg.push.is_some() {
-            // Load failed earlier; try again for later messages, decide this one now.
+        if self.shared.settings().is_none() && msg.push.is_some() {
+            // The load failed; try again for later messages, decide this one now.
             self.load(ctx);
         }
-        let (delivered, online) = match msg.seq {
-            Some(seq) => self.shared.deliver_seq(seq, &msg.frame, msg.exclude),
-            None => self.shared.deliver_except(&msg.frame, msg.exclude),
-        };
-        metrics::counter!("imd_deliveries_total").increment(delivered as u64);
-        if let Some(intent) = msg.push
-            && !online
-        {
-            let (job, dnd_from) = match intent {
-                PushIntent::Peer { from, job } => (job, Some(from)),
-                PushIntent::Always(job) => (job, None),
-            };
-            let settings = self.settings.as_ref();
-            let muted =
-                dnd_from.is_some_and(|from| settings.is_some_and(|s| s.dnd_peers.contains(&from)));
-            if !muted {
-                self.push
-                    .submit(with_tokens(job, settings.map(|s| &s.tokens)));
-            }
-        }
-        delivered
+        self.shared.handle(&msg, &self.push, true).unwrap_or(0)
     }
 }
 
@@ -309,6 +350,12 @@ pub struct Reload;
 impl Handler<Reload> for UserSession {
     type Result = ();
     fn handle(&mut self, _: Reload, ctx: &mut Context<Self>) {
+        // Until the new settings are in, deliveries come through this mailbox (behind the load)
+        // instead of the published view, so nothing is decided on the old settings.
+        match self.shared.settings.write() {
+            Ok(mut s) => *s = None,
+            Err(p) => *p.into_inner() = None,
+        }
         self.load(ctx);
     }
 }

@@ -273,11 +273,15 @@ async fn worker(
             Command::Flush(done) => flushes.push(done),
         };
         take(first, &mut batch, &mut flushes);
-        let deadline = tokio::time::Instant::now() + linger;
-        while batch.len() < settings.batch_size && flushes.is_empty() {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(cmd)) => take(cmd, &mut batch, &mut flushes),
-                _ => break,
+        // Let the batch fill while asleep: jobs queued meanwhile wake nobody (waiting on the
+        // channel instead would mean one wake-up of this thread per job).
+        if flushes.is_empty() {
+            tokio::time::sleep(linger).await;
+        }
+        while batch.len() < settings.batch_size {
+            match rx.try_recv() {
+                Ok(cmd) => take(cmd, &mut batch, &mut flushes),
+                Err(_) => break,
             }
         }
         if !batch.is_empty() {
