@@ -33,7 +33,8 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 pub use options::{
-    ApiArgs, Common, ConnectArgs, FanoutArgs, GroupsArgs, IdleArgs, LoadOptions, PeerArgs, Scenario,
+    ActorsArgs, ApiArgs, Common, ConnectArgs, FanoutArgs, GroupsArgs, IdleArgs, LoadOptions,
+    PeerArgs, Scenario,
 };
 pub use report::{ClientReport, HttpReport, Report, ServerReport};
 pub use stats::Percentiles;

@@ -111,6 +111,8 @@ pub enum Scenario {
     Connect(ConnectArgs),
     /// Idle connections held open (pings answered) to measure per-connection server memory.
     Idle(IdleArgs),
+    /// Loaded group actors: server memory per group of a given size.
+    Actors(ActorsArgs),
 }
 
 impl Scenario {
@@ -123,6 +125,7 @@ impl Scenario {
             Scenario::Groups(_) => "groups",
             Scenario::Connect(_) => "connect",
             Scenario::Idle(_) => "idle",
+            Scenario::Actors(_) => "actors",
         }
     }
 }
@@ -213,6 +216,16 @@ pub struct ConnectArgs {
     /// Seconds to churn for.
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct ActorsArgs {
+    /// Groups to create (each loads its actor on the server).
+    #[arg(long, default_value_t = 1_000)]
+    pub groups: u64,
+    /// Members per group (distinct users; nobody connects).
+    #[arg(long, default_value_t = 100)]
+    pub size: u64,
 }
 
 #[derive(Args, Debug, Clone, Serialize)]

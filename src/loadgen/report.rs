@@ -22,6 +22,8 @@ pub struct Outcome {
     pub churn: Option<(u64, f64)>,
     /// Idle connections held while the server was sampled.
     pub held: Option<u64>,
+    /// (groups, members each) whose actors were loaded while the server was sampled.
+    pub actors: Option<(u64, u64)>,
 }
 
 /// Everything a run measured.
@@ -110,6 +112,10 @@ pub struct ServerReport {
     pub cpu_us_per_connect: Option<f64>,
     /// RSS delta / idle connections held.
     pub rss_per_connection_bytes: Option<f64>,
+    /// RSS delta / groups loaded (`actors`).
+    pub rss_per_group_bytes: Option<f64>,
+    /// The target for that: 1 KiB + 16 bytes a member.
+    pub rss_per_group_target_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -162,7 +168,13 @@ impl Report {
         let server = match (run.opts.server_pid, run.server_before, run.server_after) {
             (Some(pid), Some(b), Some(a)) => {
                 let connects = o.churn.map_or(0, |(n, _)| n);
-                Some(server(pid, (b, a), [received, requests, connects], o.held))
+                let mut s = server(pid, (b, a), [received, requests, connects], o.held);
+                if let Some((groups, size)) = o.actors.filter(|(g, _)| *g > 0) {
+                    s.rss_per_group_bytes =
+                        Some((s.rss_delta_bytes as f64 / groups as f64).round());
+                    s.rss_per_group_target_bytes = Some(1024 + 16 * size);
+                }
+                Some(s)
             }
             _ => None,
         };
@@ -228,6 +240,8 @@ fn server(
         rss_per_connection_bytes: held
             .filter(|n| *n > 0)
             .map(|n| (delta as f64 / n as f64).round()),
+        rss_per_group_bytes: None,
+        rss_per_group_target_bytes: None,
     }
 }
 

@@ -87,6 +87,9 @@ impl fmt::Display for Report {
             if let Some(v) = s.rss_per_connection_bytes {
                 writeln!(f, "  rss bytes/connection   {v}")?;
             }
+            if let (Some(v), Some(t)) = (s.rss_per_group_bytes, s.rss_per_group_target_bytes) {
+                writeln!(f, "  rss bytes/group actor  {v} (target {t})")?;
+            }
         }
         if let Some(c) = &self.client {
             writeln!(

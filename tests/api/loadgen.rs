@@ -5,8 +5,8 @@
 //! they fail with the server's 404 in the error.
 
 use im_dispatcher::loadgen::{
-    self, ApiArgs, Common, ConnectArgs, FanoutArgs, GroupsArgs, IdleArgs, LoadOptions, PeerArgs,
-    Report, Scenario,
+    self, ActorsArgs, ApiArgs, Common, ConnectArgs, FanoutArgs, GroupsArgs, IdleArgs, LoadOptions,
+    PeerArgs, Report, Scenario,
 };
 
 use crate::helpers::*;
@@ -164,6 +164,26 @@ async fn idle_holds_connections_and_samples_the_server() {
         .unwrap_or_else(|| panic!("no server sample: {r:#?}"));
     assert!(server.rss_before_bytes > 0 && server.rss_after_bytes > 0);
     assert!(server.rss_per_connection_bytes.is_some());
+}
+
+#[actix_web::test]
+async fn actors_creates_groups_and_samples_the_server_per_group() {
+    let app = spawn_app(Backend::Memory).await;
+    let mut opts = options(&app, Scenario::Actors(ActorsArgs { groups: 4, size: 5 }));
+    opts.common.server_pid = Some(std::process::id());
+    let r = loadgen::run(opts).await.unwrap();
+    assert!(r.errors.is_empty(), "{r:#?}");
+    let server = r
+        .server
+        .as_ref()
+        .unwrap_or_else(|| panic!("no server sample: {r:#?}"));
+    assert!(server.rss_per_group_bytes.is_some());
+    assert_eq!(server.rss_per_group_target_bytes, Some(1024 + 16 * 5));
+    assert_eq!(
+        app.state.dispatcher.group_count(),
+        4,
+        "each create loaded its group's actor"
+    );
 }
 
 #[actix_web::test]

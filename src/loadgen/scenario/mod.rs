@@ -1,6 +1,7 @@
 //! The scenarios, one file each, and what they share: resource checks before a run and group
 //! creation through the HTTP API.
 
+mod actors;
 mod api;
 mod connections;
 mod fanout;
@@ -25,6 +26,7 @@ pub async fn execute(run: &mut Run, scenario: &Scenario) -> anyhow::Result<Outco
         Scenario::Groups(a) => groups::run(run, a).await,
         Scenario::Connect(a) => connections::churn(run, a).await,
         Scenario::Idle(a) => connections::idle(run, a).await,
+        Scenario::Actors(a) => actors::run(run, a).await,
     }
 }
 
@@ -37,6 +39,7 @@ pub fn sockets(scenario: &Scenario) -> u64 {
         Scenario::Groups(a) => a.groups * a.size + a.senders as u64,
         Scenario::Connect(a) => a.clients,
         Scenario::Idle(a) => a.connections,
+        Scenario::Actors(_) => 64,
     }
 }
 
