@@ -125,6 +125,33 @@ pub async fn post(
     }
 }
 
+/// GETs with server authentication; `Ok(body)` on 200.
+pub async fn get(client: &awc::Client, shared: &Shared, path: &str) -> Result<Bytes, Failure> {
+    let url = format!("{}{path}", shared.base);
+    let sent = client
+        .get(url)
+        .insert_header(("Authorization", shared.auth.as_str()))
+        .send()
+        .await;
+    let mut res = sent.map_err(|e| Failure {
+        status: None,
+        text: format!("GET {path}: {e}"),
+    })?;
+    let status = res.status().as_u16();
+    let bytes = res.body().limit(16 << 20).await.map_err(|e| Failure {
+        status: Some(status),
+        text: format!("GET {path}: reading the body: {e}"),
+    })?;
+    if status == 200 {
+        Ok(bytes)
+    } else {
+        Err(Failure {
+            status: Some(status),
+            text: format!("GET {path}: {status}"),
+        })
+    }
+}
+
 #[derive(Deserialize)]
 struct Envelope<T> {
     data: T,
