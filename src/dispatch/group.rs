@@ -138,7 +138,8 @@ pub struct GroupActor {
     generation: u64,
     /// `None` until loaded, and for a group that does not exist.
     state: Option<GroupState>,
-    env: Env,
+    /// Shared by every group actor of the dispatcher (one allocation, not one per group).
+    env: Arc<Env>,
     last_active: Instant,
 }
 
@@ -149,7 +150,7 @@ fn done(r: Result<GroupReply, DispatchError>) -> Reply {
 }
 
 impl GroupActor {
-    pub fn new(gid: GroupId, generation: u64, env: Env) -> Self {
+    pub fn new(gid: GroupId, generation: u64, env: Arc<Env>) -> Self {
         GroupActor {
             gid,
             generation,
@@ -364,7 +365,7 @@ async fn handed_over(
 /// group, in the inboxes of everyone else (`extras`: leavers, disbanded members) and of all
 /// recipients of a normal group. Returns the message id.
 async fn notify(
-    env: Env,
+    env: Arc<Env>,
     (app, gid, is_super): (AppId, GroupId, bool),
     members: Arc<[Uid]>,
     extras: Vec<Uid>,
@@ -437,20 +438,6 @@ impl Actor for GroupActor {
                     }
                 }),
         );
-        let idle = Duration::from_secs(self.env.limits.actor_idle_secs);
-        ctx.run_interval(
-            (idle / 2).clamp(Duration::from_millis(200), Duration::from_secs(5)),
-            move |act, ctx| {
-                let limit = if act.state.is_some() {
-                    idle
-                } else {
-                    idle.min(Duration::from_secs(5))
-                };
-                if act.last_active.elapsed() >= limit {
-                    ctx.stop();
-                }
-            },
-        );
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -469,6 +456,22 @@ impl From<GroupRecord> for GroupState {
             master: r.master,
             is_super: r.is_super,
             members: Members::from_records(r.members),
+        }
+    }
+}
+
+/// The registry's periodic sweep: an idle actor stops (a group that does not exist sooner).
+impl Handler<super::registry::Sweep> for GroupActor {
+    type Result = ();
+    fn handle(&mut self, _: super::registry::Sweep, ctx: &mut Context<Self>) {
+        let idle = Duration::from_secs(self.env.limits.actor_idle_secs);
+        let limit = if self.state.is_some() {
+            idle
+        } else {
+            idle.min(Duration::from_secs(5))
+        };
+        if self.last_active.elapsed() >= limit {
+            ctx.stop();
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The `Dispatcher`'s group side: creating groups, and routing every other group operation to
 //! the group's actor (started on demand).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::MailboxError;
@@ -25,13 +26,8 @@ pub struct NewGroup {
 }
 
 impl Dispatcher {
-    fn group_env(&self) -> Env {
-        Env {
-            store: self.inner.store.clone(),
-            push: self.inner.push.clone(),
-            registry: self.weak_registry(),
-            limits: self.inner.limits.clone(),
-        }
+    fn group_env(&self) -> Arc<Env> {
+        self.inner.group_env.clone()
     }
 
     /// Sends a command to the group's actor, retrying once if it was just stopping.

@@ -18,7 +18,10 @@ pub struct Members {
     joined: Vec<u32>,
     /// `MUTE` | `DND`, parallel to `uids`.
     flags: Vec<u8>,
-    nicknames: HashMap<u64, Box<str>>,
+    /// Allocated only once some member has a nickname (most groups have none). Boxed: an
+    /// empty `HashMap` is 48 bytes inline in every loaded group, the box 8.
+    #[allow(clippy::box_collection)]
+    nicknames: Option<Box<HashMap<u64, Box<str>>>>,
 }
 
 /// One member as the group sees it.
@@ -43,10 +46,14 @@ impl Members {
             m.joined.push(r.joined_at.min(u64::from(u32::MAX)) as u32);
             m.flags.push(flags(r.mute, r.dnd));
             if let Some(n) = r.nickname {
-                m.nicknames.insert(r.uid.0, n.into());
+                m.nicknames_mut().insert(r.uid.0, n.into());
             }
         }
         m
+    }
+
+    fn nicknames_mut(&mut self) -> &mut HashMap<u64, Box<str>> {
+        self.nicknames.get_or_insert_with(Default::default)
     }
 
     pub fn len(&self) -> usize {
@@ -75,7 +82,7 @@ impl Members {
     }
 
     pub fn nickname(&self, uid: Uid) -> Option<&str> {
-        self.nicknames.get(&uid.0).map(|n| &**n)
+        self.nicknames.as_ref()?.get(&uid.0).map(|n| &**n)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = Member> + '_ {
@@ -113,7 +120,7 @@ impl Members {
             joined.push(m.joined_at.min(u64::from(u32::MAX)) as u32);
             fl.push(flags(m.mute, m.dnd));
             if let Some(n) = &m.nickname {
-                self.nicknames.insert(m.uid.0, n.as_str().into());
+                self.nicknames_mut().insert(m.uid.0, n.as_str().into());
             }
         }
         uids.extend_from_slice(&self.uids[old..]);
@@ -143,7 +150,9 @@ impl Members {
         self.joined.truncate(keep);
         self.flags.truncate(keep);
         for u in &removed {
-            self.nicknames.remove(&u.0);
+            if let Some(n) = &mut self.nicknames {
+                n.remove(&u.0);
+            }
         }
         removed
     }
@@ -153,8 +162,8 @@ impl Members {
         if let Some(i) = self.find(uid) {
             self.flags[i] = flags(mute, dnd);
             match nickname {
-                Some(n) => self.nicknames.insert(uid.0, n.into()),
-                None => self.nicknames.remove(&uid.0),
+                Some(n) => self.nicknames_mut().insert(uid.0, n.into()),
+                None => self.nicknames.as_mut().and_then(|m| m.remove(&uid.0)),
             };
         }
     }
@@ -165,8 +174,9 @@ impl Members {
         self.uids.capacity() * 8
             + self.joined.capacity() * 4
             + self.flags.capacity()
-            + self.nicknames.capacity() * 32
-            + self.nicknames.values().map(|n| n.len()).sum::<usize>()
+            + self.nicknames.as_ref().map_or(0, |m| {
+                48 + m.capacity() * 32 + m.values().map(|n| n.len()).sum::<usize>()
+            })
     }
 }
 

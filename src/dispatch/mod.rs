@@ -127,6 +127,8 @@ struct Inner {
     next_conn: AtomicU64,
     /// Open WebSocket connections (bounded by `limits.ws_max_connections`).
     connections: Arc<AtomicUsize>,
+    /// What every group actor needs, shared.
+    group_env: Arc<group::Env>,
 }
 
 /// One open connection's share of `limits.ws_max_connections`, given back on drop.
@@ -141,12 +143,24 @@ impl Drop for ConnectionSlot {
 impl Dispatcher {
     /// Starts the dispatch arbiters (`threads`, 0 = one per core).
     pub fn new(store: Store, push: PushQueue, limits: Limits, threads: usize) -> Dispatcher {
+        let registry = Arc::new(Registry::new(threads));
+        let limits = Arc::new(limits);
+        let group_env = Arc::new(group::Env {
+            store: store.clone(),
+            push: push.clone(),
+            registry: Arc::downgrade(&registry),
+            limits: limits.clone(),
+        });
+        let idle = Duration::from_secs(limits.actor_idle_secs);
+        registry
+            .start_sweeper((idle / 2).clamp(Duration::from_millis(200), Duration::from_secs(5)));
         Dispatcher {
             inner: Arc::new(Inner {
                 store,
                 push,
-                registry: Arc::new(Registry::new(threads)),
-                limits: Arc::new(limits),
+                registry,
+                limits,
+                group_env,
                 next_conn: AtomicU64::new(1),
                 connections: Arc::new(AtomicUsize::new(0)),
             }),

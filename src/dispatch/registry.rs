@@ -21,6 +21,12 @@ pub struct SessionEntry {
     pub generation: u64,
 }
 
+/// Asks an actor whether it has been idle long enough to stop. One sweeper per registry
+/// sends it to every loaded actor periodically, instead of a timer in every actor.
+#[derive(actix::Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Sweep;
+
 /// A loaded group actor.
 #[derive(Clone)]
 pub struct GroupEntry {
@@ -146,6 +152,27 @@ impl Registry {
 
     pub fn group_count(&self) -> usize {
         self.groups.len()
+    }
+}
+
+impl Registry {
+    /// Starts the sweeper: every `every`, each loaded session and group is asked to stop if
+    /// idle. It ends with the registry.
+    pub fn start_sweeper(self: &Arc<Self>, every: std::time::Duration) {
+        let registry = Arc::downgrade(self);
+        let arbiter = self.arbiters[0].handle();
+        arbiter.spawn(async move {
+            loop {
+                actix_web::rt::time::sleep(every).await;
+                let Some(r) = registry.upgrade() else { break };
+                for e in r.sessions.iter() {
+                    let _ = e.addr.try_send(Sweep);
+                }
+                for e in r.groups.iter() {
+                    let _ = e.addr.try_send(Sweep);
+                }
+            }
+        });
     }
 }
 

@@ -240,18 +240,6 @@ impl Actor for UserSession {
         ctx.set_mailbox_capacity(1024);
         metrics::gauge!("imd_sessions").increment(1.0);
         self.load(ctx);
-        let every = (self.idle_after / 2).max(Duration::from_millis(200));
-        ctx.run_interval(every, |act, ctx| {
-            let busy_ms =
-                now_millis().saturating_sub(act.shared.last_active_ms.load(Ordering::Relaxed));
-            let idle = act
-                .last_active
-                .elapsed()
-                .min(Duration::from_millis(busy_ms));
-            if act.conns.is_empty() && idle >= act.idle_after {
-                ctx.stop();
-            }
-        });
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -261,6 +249,22 @@ impl Actor for UserSession {
         }
         for c in &self.conns {
             c.outbox.close(CloseReason::GoingAway, "session ended");
+        }
+    }
+}
+
+/// The registry's periodic sweep: a session without connections or traffic stops.
+impl Handler<super::registry::Sweep> for UserSession {
+    type Result = ();
+    fn handle(&mut self, _: super::registry::Sweep, ctx: &mut Context<Self>) {
+        let busy_ms =
+            now_millis().saturating_sub(self.shared.last_active_ms.load(Ordering::Relaxed));
+        let idle = self
+            .last_active
+            .elapsed()
+            .min(Duration::from_millis(busy_ms));
+        if self.conns.is_empty() && idle >= self.idle_after {
+            ctx.stop();
         }
     }
 }
