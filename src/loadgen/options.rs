@@ -171,8 +171,12 @@ pub struct FanoutArgs {
     #[arg(long, default_value_t = 200)]
     pub messages: u64,
     /// Concurrent HTTP senders (random members).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 32)]
     pub senders: usize,
+    /// Target send rate in messages per second (0: as fast as HTTP accepts them). A low rate
+    /// measures one message's latency without queueing behind the previous ones.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
     /// Make it a super group (one timeline instead of per-member inboxes).
     #[arg(long = "super")]
     #[serde(rename = "super")]

@@ -236,6 +236,7 @@ fn fanout(super_group: bool) -> FanoutArgs {
         members: 6,
         messages: 10,
         senders: 2,
+        rate: 0.0,
         super_group,
         duration: 10.0,
     }

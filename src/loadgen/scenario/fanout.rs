@@ -24,7 +24,7 @@ pub async fn run(run: &mut Run, a: &FanoutArgs) -> anyhow::Result<Outcome> {
         .send(SendPlan {
             path: "/messages/groups",
             total: Some(a.messages),
-            rate: 0.0,
+            rate: a.rate,
             senders: a.senders,
             duration: Some(secs(a.duration)),
             pick: Arc::new(move |rng| (base + rng.below(n), gid)),
