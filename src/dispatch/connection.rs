@@ -37,6 +37,14 @@ const MAX_HOLD: Duration = Duration::from_secs(2);
 /// Bytes read per readiness event at most.
 const READ_CHUNK: usize = 8 * 1024;
 
+/// Scratch capacity a thread keeps between writes (one burst's chunk can grow it further).
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+thread_local! {
+    /// Frames are encoded here and written from here; shared by the thread's connections.
+    static SCRATCH: std::cell::RefCell<BytesMut> = std::cell::RefCell::new(BytesMut::with_capacity(SCRATCH_KEEP));
+}
+
 /// A connection registered with its session, waiting for the 101 to be written.
 pub struct Accepted {
     conn: Connection,
@@ -177,16 +185,42 @@ impl Connection {
             if rbuf.is_empty() && rbuf.capacity() > 0 {
                 rbuf = BytesMut::new();
             }
-            // Then everything queued, in as few writes as the socket takes.
+            // Then everything queued, in as few writes as the socket takes. Frames are encoded
+            // into this thread's scratch buffer; only what the socket does not take at once is
+            // kept (in `wbuf`), so a delivery costs no allocation.
             let mut drained = Drained::More;
-            while wbuf.is_empty() && drained == Drained::More {
-                drained = self.outbox.drain_into(&mut wbuf);
-            }
-            if !wbuf.is_empty() {
+            if wbuf.is_empty() {
+                let outcome = SCRATCH.with(|scratch| {
+                    let mut scratch = scratch.borrow_mut();
+                    scratch.clear();
+                    drained = self.outbox.drain_into(&mut scratch);
+                    if scratch.is_empty() {
+                        return Ok(());
+                    }
+                    let n = match io.try_write(&scratch) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+                        Err(e) => return Err(e),
+                    };
+                    if n < scratch.len() {
+                        wbuf.extend_from_slice(&scratch[n..]);
+                    }
+                    if scratch.capacity() > SCRATCH_KEEP {
+                        *scratch = BytesMut::with_capacity(SCRATCH_KEEP);
+                    }
+                    Ok(())
+                });
+                if outcome.is_err() {
+                    break;
+                }
+            } else {
                 match io.try_write(&wbuf) {
                     Ok(n) => wbuf.advance(n),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => break,
+                }
+                if wbuf.is_empty() {
+                    drained = Drained::More; // drain what queued up meanwhile
                 }
             }
             if wbuf.is_empty() {
