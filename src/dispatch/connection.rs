@@ -237,6 +237,18 @@ impl Connection {
             // task left there before the upgrade. Otherwise that finished task (3.7 KB) stays
             // allocated for as long as the WebSocket is idle.
             tokio::select! {
+                biased;
+                // Fixed order, cheapest check first; the queue is drained on every pass
+                // whichever branch woke us, so none of them can starve it.
+                _ = tick.tick() => {
+                    if last_seen.elapsed() >= idle_timeout {
+                        self.outbox.close(CloseReason::Normal, "idle timeout");
+                    } else if last_ping.elapsed() >= ping_every {
+                        self.outbox.push(Frame::Ping);
+                        last_ping = Instant::now();
+                    }
+                    self.outbox.release_stale(MAX_HOLD);
+                }
                 ready = std::future::poll_fn(|cx| io.poll_read_ready(cx)), if !peer_gone => {
                     if ready.is_err() {
                         break;
@@ -258,15 +270,6 @@ impl Connection {
                     }
                 }
                 _ = self.outbox.notified() => {}
-                _ = tick.tick() => {
-                    if last_seen.elapsed() >= idle_timeout {
-                        self.outbox.close(CloseReason::Normal, "idle timeout");
-                    } else if last_ping.elapsed() >= ping_every {
-                        self.outbox.push(Frame::Ping);
-                        last_ping = Instant::now();
-                    }
-                    self.outbox.release_stale(MAX_HOLD);
-                }
             }
         }
         // Half-close and give the peer a moment to answer our close frame, so it reads the

@@ -12,11 +12,14 @@
 //!   `hello` seq are dropped: the client gets those by `sync`.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::sync::Notify;
+use futures_util::task::AtomicWaker;
 
 use super::frame::Spliced;
 
@@ -80,8 +83,10 @@ struct State {
 
 pub struct Outbox {
     state: Mutex<State>,
-    /// Wakes the socket loop: frames queued, or closing.
-    wake: Notify,
+    /// Wakes the socket loop: frames queued, or closing. A flag plus one waker slot, lock-free
+    /// on both sides (the socket loop is the only waiter).
+    pending: AtomicBool,
+    waker: AtomicWaker,
     /// Frames queued or held before the connection is closed as too slow.
     capacity: usize,
 }
@@ -90,7 +95,8 @@ impl Outbox {
     pub fn new(capacity: usize) -> Arc<Outbox> {
         Arc::new(Outbox {
             state: Mutex::default(),
-            wake: Notify::new(),
+            pending: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
             capacity,
         })
     }
@@ -106,7 +112,7 @@ impl Outbox {
         let mut st = self.lock();
         let ok = self.enqueue(&mut st, frame);
         drop(st);
-        self.wake.notify_one();
+        self.wake();
         ok
     }
 
@@ -136,7 +142,7 @@ impl Outbox {
             }
         };
         drop(st);
-        self.wake.notify_one();
+        self.wake();
         ok
     }
 
@@ -148,7 +154,7 @@ impl Outbox {
         st.held = st.held.split_off(&(hello_seq + 1));
         self.release_ready(&mut st);
         drop(st);
-        self.wake.notify_one();
+        self.wake();
     }
 
     /// Releases held frames that waited longer than `max_wait` for an earlier seq that never
@@ -162,7 +168,7 @@ impl Outbox {
             }
             self.release_ready(&mut st);
             drop(st);
-            self.wake.notify_one();
+            self.wake();
         }
     }
 
@@ -174,16 +180,32 @@ impl Outbox {
             st.held.clear();
         }
         drop(st);
-        self.wake.notify_one();
+        self.wake();
     }
 
     pub fn is_closing(&self) -> bool {
         self.lock().close.is_some()
     }
 
+    fn wake(&self) {
+        self.pending.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
     /// Resolves when there is something to write (or a close to send) since the last drain.
-    pub async fn notified(&self) {
-        self.wake.notified().await
+    /// A wake that came while nobody waited is kept, so none is lost between drain and wait.
+    pub fn notified(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.pending.swap(false, Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            if self.pending.swap(false, Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
     }
 
     /// The highest seq released to the live stream so far (the `hello` seq at first).
