@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::auth::{ClientAuth, ServerAuth, client_ip};
 use super::body::{JsonBody, path_id};
-use super::messages::{content, dispatch_error, idempotency, take_send};
+use super::messages::{dispatch_error, prepare_send};
 use crate::apps::App;
 use crate::dispatch::PeerSend;
 use crate::dispatch::frame::Kind;
@@ -253,9 +253,14 @@ pub async fn send(
     state: web::Data<AppState>,
     JsonBody(b): JsonBody<CustomerMessageBody>,
 ) -> ApiResult<HttpResponse> {
-    take_send(&auth.0)?;
-    let content = content(&state, &b.content)?;
-    let idem = idempotency(&req, auth.0.id, "customers", &b.client_msg_id)?;
+    let (content, idem) = prepare_send(
+        &req,
+        &state,
+        &auth.0,
+        "customers",
+        &b.content,
+        &b.client_msg_id,
+    )?;
     let sent = state
         .dispatcher
         .send_peer(PeerSend {

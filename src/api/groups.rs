@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::auth::ServerAuth;
 use super::body::{JsonBody, JsonDoc, path_id};
-use super::messages::{content, dispatch_error, idempotency, take_send};
+use super::messages::{content, dispatch_error, prepare_send, take_send};
 use crate::dispatch::{MemberSpec, NewGroup};
 use crate::domain::{Flag, GroupId, Uid};
 use crate::error::{ApiError, ApiResult, ok, ok_empty};
@@ -324,9 +324,14 @@ pub async fn send(
     state: web::Data<AppState>,
     JsonBody(b): JsonBody<GroupMessageBody>,
 ) -> ApiResult<HttpResponse> {
-    take_send(&auth.0)?;
-    let content = content(&state, &b.content)?;
-    let idem = idempotency(&req, auth.0.id, "groups", &b.client_msg_id)?;
+    let (content, idem) = prepare_send(
+        &req,
+        &state,
+        &auth.0,
+        "groups",
+        &b.content,
+        &b.client_msg_id,
+    )?;
     let sent = state
         .dispatcher
         .send_group(auth.0.id, b.sender, b.receiver, &content, idem, None)

@@ -41,6 +41,22 @@ pub(super) fn content(state: &AppState, v: &Value) -> ApiResult<String> {
     )
 }
 
+/// The common start of a stored send: one unit of the app's budget, the content as stored
+/// text, and the idempotency key for `endpoint`.
+pub(super) fn prepare_send(
+    req: &HttpRequest,
+    state: &AppState,
+    app: &crate::apps::App,
+    endpoint: &str,
+    content_value: &Value,
+    client_msg_id: &Option<Value>,
+) -> ApiResult<(String, Option<String>)> {
+    take_send(app)?;
+    let text = content(state, content_value)?;
+    let key = idempotency(req, app.id, endpoint, client_msg_id)?;
+    Ok((text, key))
+}
+
 /// The idempotency key of a send: the `Idempotency-Key` header or the body's `client_msg_id`,
 /// namespaced by app and endpoint.
 pub(super) fn idempotency(
@@ -91,9 +107,14 @@ pub async fn peers(
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<PeerBody>,
 ) -> ApiResult<HttpResponse> {
-    take_send(&auth.0)?;
-    let content = content(&state, &body.content)?;
-    let idempotency = idempotency(&req, auth.0.id, "peers", &body.client_msg_id)?;
+    let (content, idempotency) = prepare_send(
+        &req,
+        &state,
+        &auth.0,
+        "peers",
+        &body.content,
+        &body.client_msg_id,
+    )?;
     let sent = state
         .dispatcher
         .send_peer(PeerSend {
@@ -124,9 +145,14 @@ pub async fn systems(
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<ToUserBody>,
 ) -> ApiResult<HttpResponse> {
-    take_send(&auth.0)?;
-    let content = content(&state, &body.content)?;
-    let idempotency = idempotency(&req, auth.0.id, "systems", &body.client_msg_id)?;
+    let (content, idempotency) = prepare_send(
+        &req,
+        &state,
+        &auth.0,
+        "systems",
+        &body.content,
+        &body.client_msg_id,
+    )?;
     let sent = state
         .dispatcher
         .send_system(auth.0.id, body.receiver, &content, idempotency)

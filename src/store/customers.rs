@@ -14,15 +14,6 @@ pub struct Supporter {
     pub assigned: u64,
 }
 
-macro_rules! backend {
-    ($self:ident, $s:ident => $call:expr) => {
-        match $self {
-            Store::Memory($s) => $call,
-            Store::Redis($s) => $call,
-        }
-    };
-}
-
 impl Store {
     /// The uid of an app's customer id: the same every time, allocated as `base + n` the first.
     pub async fn customer_uid(&self, app: AppId, customer_id: &str, base: u64) -> StoreResult<Uid> {

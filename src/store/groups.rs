@@ -130,15 +130,6 @@ impl GroupEvent {
     }
 }
 
-macro_rules! backend {
-    ($self:ident, $s:ident => $call:expr) => {
-        match $self {
-            Store::Memory($s) => $call,
-            Store::Redis($s) => $call,
-        }
-    };
-}
-
 impl Store {
     /// Creates a group with `record.id`, or a fresh id when it is 0. `None`: the id is taken.
     pub async fn create_group(&self, record: &GroupRecord) -> StoreResult<Option<GroupId>> {

@@ -6,6 +6,17 @@
 //! futures on the hot path. Every method returns `StoreError` for a backend failure; the API
 //! layer turns `Unavailable` into a 503.
 
+/// Forwards a `Store` method to whichever backend this is (both implement the same inherent
+/// methods). Defined before the submodules so `customers` and `groups` share it.
+macro_rules! backend {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            Store::Memory($s) => $call,
+            Store::Redis($s) => $call,
+        }
+    };
+}
+
 mod customers;
 mod groups;
 pub mod keys;
@@ -99,16 +110,6 @@ pub struct Appended {
 pub enum Store {
     Memory(Arc<MemoryStore>),
     Redis(Arc<RedisStore>),
-}
-
-/// Forwards a call to whichever backend this is.
-macro_rules! backend {
-    ($self:ident, $s:ident => $call:expr) => {
-        match $self {
-            Store::Memory($s) => $call,
-            Store::Redis($s) => $call,
-        }
-    };
 }
 
 impl Store {
