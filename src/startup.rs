@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix_http::{HttpService, KeepAlive};
@@ -69,6 +70,7 @@ impl Application {
             dispatcher,
             register_limiter: RateLimiter::per_minute(settings.customers.register_per_minute),
             inflight: Default::default(),
+            shutting_down: Default::default(),
             settings: settings.clone(),
         });
         let app_state = state.clone();
@@ -176,6 +178,7 @@ impl Application {
             signal,
             "shutting down: no new connections, finishing in-flight requests"
         );
+        self.state.shutting_down.store(true, Ordering::Relaxed);
         handle.pause().await;
         let grace = Duration::from_secs(self.state.settings.http.shutdown_timeout_secs);
         self.state.dispatcher.close_connections().await;

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 
 use crate::apps::Apps;
 use crate::config::Settings;
@@ -20,4 +20,8 @@ pub struct AppState {
     pub register_limiter: RateLimiter<IpAddr>,
     /// Requests being handled now (bounded by `limits.inflight_requests`).
     pub inflight: AtomicUsize,
+    /// Set when a graceful shutdown begins: responses then close their connection (so
+    /// keep-alive clients reconnect elsewhere instead of being cut off at the deadline) and
+    /// `/readyz` answers 503.
+    pub shutting_down: AtomicBool,
 }

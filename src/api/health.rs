@@ -12,6 +12,16 @@ pub async fn healthz() -> HttpResponse {
 
 /// GET /readyz: the store answers; 503 otherwise.
 pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    if state
+        .shutting_down
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "this instance is shutting down; use another",
+        ));
+    }
     state.store.ping().await?;
     Ok(ok(
         serde_json::json!({ "status": "ready", "store": state.store.kind() }),

@@ -204,13 +204,22 @@ pub async fn observe<B: MessageBody>(
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_string();
-    let res = next.call(req).await?;
+    let mut res = next.call(req).await?;
     let elapsed = start.elapsed();
     let route = res
         .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_string());
     let status = res.status().as_u16();
+    let closing = res
+        .request()
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.shutting_down.load(Ordering::Relaxed));
+    if closing {
+        res.response_mut()
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
     metrics::counter!("imd_http_requests_total", "route" => route.clone(), "status" => status.to_string())
         .increment(1);
     metrics::histogram!("imd_http_request_duration_seconds", "route" => route)

@@ -268,3 +268,63 @@ async fn a_graceful_shutdown_under_load_loses_nothing_and_closes_sockets_with_10
         "a push job only for a stored message"
     );
 }
+
+/// One raw HTTP/1.1 exchange on a kept-alive socket: the response head, lower-cased.
+fn exchange(sock: &mut std::net::TcpStream, request: &str) -> String {
+    use std::io::{Read, Write};
+    sock.write_all(request.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            sock.read(&mut byte).unwrap(),
+            1,
+            "response cut off: {head:?}"
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; len];
+    sock.read_exact(&mut body).unwrap();
+    head
+}
+
+#[actix_web::test]
+async fn a_shutdown_answers_keep_alive_requests_with_connection_close_and_exits_without_waiting_out_the_grace()
+ {
+    let mut server = process::Server::start(&[
+        ("IMD_HTTP__SHUTDOWN_TIMEOUT_SECS", "30".into()),
+        ("IMD_LOG__LEVEL", "warn".into()),
+    ]);
+    let mut sock = std::net::TcpStream::connect(&server.addr).unwrap();
+    sock.set_read_timeout(Some(WAIT)).unwrap();
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let head = exchange(&mut sock, &get("/readyz"));
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(!head.contains("connection: close"), "kept alive: {head}");
+
+    let started = Instant::now();
+    server.signal("TERM");
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    // A request on the kept-alive connection is still answered, told to go elsewhere, and the
+    // connection is closed after it: the client reconnects instead of being cut off later.
+    let head = exchange(&mut sock, &get("/readyz"));
+    assert!(
+        head.starts_with("http/1.1 503"),
+        "not ready while stopping: {head}"
+    );
+    assert!(head.contains("connection: close"), "{head}");
+    let mut rest = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut sock, &mut rest);
+    assert!(rest.is_empty(), "closed after the response");
+    let status = server.wait(Duration::from_secs(10));
+    assert!(status.success(), "exit 0: {status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "exited once its connections were done, not at the 30 s deadline"
+    );
+}
