@@ -47,7 +47,7 @@ impl Sink {
         let ok = match self {
             Sink::Log => {
                 for job in batch {
-                    tracing::info!(target: "push", queue = job.queue(), job = %job.payload(), "push job");
+                    tracing::info!(target: "push", queue = job.queue(), job = %loggable(job.payload()), "push job");
                 }
                 true
             }
@@ -132,4 +132,26 @@ async fn write_webhook(
         }
     }
     false
+}
+
+/// A job as the log sink writes it: message content and device tokens replaced by their sizes,
+/// since logs never hold either (SPEC §2).
+fn loggable(mut payload: serde_json::Value) -> serde_json::Value {
+    fn count(tokens: &serde_json::Value) -> usize {
+        match tokens {
+            serde_json::Value::Array(list) => list.len(),
+            serde_json::Value::Object(by_user) => by_user.values().map(count).sum(),
+            _ => 0,
+        }
+    }
+    if let Some(fields) = payload.as_object_mut() {
+        if let Some(content) = fields.remove("content") {
+            let bytes = content.as_str().map_or(0, str::len);
+            fields.insert("content_bytes".into(), bytes.into());
+        }
+        if let Some(tokens) = fields.remove("device_tokens") {
+            fields.insert("device_tokens".into(), count(&tokens).into());
+        }
+    }
+    payload
 }

@@ -94,6 +94,20 @@ async fn tokens_and_secrets_never_appear_in_the_log() {
         .send_json(&json!({"apns_device_token": "t"}))
         .await
         .unwrap();
+    // A push job for an offline user with a bound device: the default (log) sink names the
+    // job, not the device token or the message.
+    client
+        .post(format!("{}/users/2/bind", server.base()))
+        .insert_header(("Authorization", auth.clone()))
+        .send_json(&json!({"gcm_device_token": "devicetokenSECRET42"}))
+        .await
+        .unwrap();
+    client
+        .post(format!("{}/messages/peers", server.base()))
+        .insert_header(("Authorization", auth.clone()))
+        .send_json(&json!({"sender": 1, "receiver": 2, "content": "private words here"}))
+        .await
+        .unwrap();
     client
         .delete(format!("{}/auth/tokens/1", server.base()))
         .insert_header(("Authorization", auth.clone()))
@@ -106,7 +120,10 @@ async fn tokens_and_secrets_never_appear_in_the_log() {
         log.contains("/auth/grant") && log.contains("\"status\":101"),
         "the requests were logged: {log}"
     );
+    assert!(log.contains("push_queue"), "the push job was logged: {log}");
     assert!(!log.contains(&token), "a token in the log");
+    assert!(!log.contains("devicetokenSECRET42"), "a device token in the log");
+    assert!(!log.contains("private words"), "message content in the log");
     assert!(!log.contains(forged), "a presented token in the log");
     assert!(
         !log.contains(&im_dispatcher::apps::md5_hex("demo-secret")) && !log.contains("demo-secret"),
