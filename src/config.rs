@@ -214,10 +214,20 @@ impl Settings {
         if self.store.timeout_ms == 0 {
             return fail("store.timeout_ms must be at least 1".into());
         }
-        if self.store.kind == StoreKind::Redis && !self.store.redis_url.starts_with("redis") {
+        let bad_redis_url = |url: &str| redis::Client::open(url).is_err();
+        if self.store.kind == StoreKind::Redis && bad_redis_url(&self.store.redis_url) {
             return fail(format!(
-                "store.redis_url must be a redis:// or rediss:// URL, got {:?}",
-                self.store.redis_url
+                "store.redis_url must be a redis://[:password@]host[:port][/db] URL, got {:?}",
+                redacted(&self.store.redis_url)
+            ));
+        }
+        if self.push.sink == PushSinkKind::Redis
+            && !self.push.redis_url.is_empty()
+            && bad_redis_url(&self.push.redis_url)
+        {
+            return fail(format!(
+                "push.redis_url must be a redis://[:password@]host[:port][/db] URL or empty (the store's), got {:?}",
+                redacted(&self.push.redis_url)
             ));
         }
         if self.push.sink == PushSinkKind::Webhook && !self.push.webhook_url.starts_with("http") {
@@ -275,7 +285,10 @@ impl Settings {
                     .into(),
             );
         }
-        let mut seen = std::collections::HashSet::new();
+        let (mut seen, mut stores) = (
+            std::collections::HashSet::new(),
+            std::collections::HashSet::new(),
+        );
         for app in &self.apps {
             if app.id == 0 || app.id > i64::MAX as u64 {
                 return fail(format!(
@@ -285,6 +298,13 @@ impl Settings {
             }
             if !seen.insert(app.id) {
                 return fail(format!("apps: id {} is listed twice", app.id));
+            }
+            // Supporters are kept per store id: two apps sharing one would share a help desk.
+            if app.store_id != 0 && !stores.insert(app.store_id) {
+                return fail(format!(
+                    "apps: store_id {} belongs to two apps; each help desk has one app",
+                    app.store_id
+                ));
             }
             if app.secret.is_empty() || app.key.is_empty() {
                 return fail(format!(
@@ -306,5 +326,13 @@ fn strip_apps(text: &str) -> String {
     match text.find("\n[[apps]]") {
         Some(i) => text[..i].to_string(),
         None => text.to_string(),
+    }
+}
+
+/// A URL without its user info (password), for logs and error messages.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
+        _ => url.to_string(),
     }
 }

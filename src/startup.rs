@@ -15,7 +15,7 @@ use actix_web::{App, HttpServer, web};
 
 use crate::api;
 use crate::apps::Apps;
-use crate::config::Settings;
+use crate::config::{Settings, redacted};
 use crate::dispatch::Dispatcher;
 use crate::push::PushQueue;
 use crate::ratelimit::RateLimiter;
@@ -236,13 +236,5 @@ impl ShutdownSignal {
             let _ = tokio::signal::ctrl_c().await;
             "SIGINT"
         }
-    }
-}
-
-/// A Redis URL without its password, for logs.
-pub fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &url[..s], &url[at + 1..]),
-        _ => url.to_string(),
     }
 }

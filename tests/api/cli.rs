@@ -82,7 +82,36 @@ fn config_errors_exit_non_zero_with_one_line() {
         &[],
         "twice",
     );
+    let shared = dir.join("shared-store.toml");
+    let _ = std::fs::write(
+        &shared,
+        "[[apps]]\nid = 1\nname = \"a\"\nkey = \"k\"\nsecret = \"s\"\nstore_id = 9\n[[apps]]\nid = 2\nname = \"b\"\nkey = \"k\"\nsecret = \"s\"\nstore_id = 9\n",
+    );
+    config_error(
+        &["serve", "--config", shared.to_str().unwrap_or_default()],
+        &[],
+        "store_id 9",
+    );
     let _ = std::fs::remove_dir_all(&dir);
+    // A Redis URL that does not parse is a config error that does not print its password.
+    let out = Command::new(BIN)
+        .arg("serve")
+        .envs([
+            ("IMD_STORE__KIND", "redis"),
+            (
+                "IMD_STORE__REDIS_URL",
+                "redis://:hunter2#x@localhost:notaport",
+            ),
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("store.redis_url"), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password was printed: {stderr}"
+    );
 }
 
 #[test]

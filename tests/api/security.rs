@@ -122,7 +122,10 @@ async fn tokens_and_secrets_never_appear_in_the_log() {
     );
     assert!(log.contains("push_queue"), "the push job was logged: {log}");
     assert!(!log.contains(&token), "a token in the log");
-    assert!(!log.contains("devicetokenSECRET42"), "a device token in the log");
+    assert!(
+        !log.contains("devicetokenSECRET42"),
+        "a device token in the log"
+    );
     assert!(!log.contains("private words"), "message content in the log");
     assert!(!log.contains(forged), "a presented token in the log");
     assert!(

@@ -53,8 +53,10 @@ pub(super) fn map_err(e: RedisError) -> StoreError {
 impl RedisStore {
     pub async fn open(settings: &StoreSettings, inbox_len: u64) -> anyhow::Result<RedisStore> {
         let timeout = Duration::from_millis(settings.timeout_ms);
-        let client = redis::Client::open(settings.redis_url.as_str())
-            .map_err(|e| anyhow::anyhow!("store.redis_url {:?}: {e}", settings.redis_url))?;
+        let client = redis::Client::open(settings.redis_url.as_str()).map_err(|e| {
+            let url = crate::config::redacted(&settings.redis_url);
+            anyhow::anyhow!("store.redis_url {url:?}: {e}")
+        })?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
