@@ -178,7 +178,7 @@ impl Application {
             signal,
             "shutting down: no new connections, finishing in-flight requests"
         );
-        self.state.shutting_down.store(true, Ordering::Relaxed);
+        self.state.shutting_down.store(true, Ordering::SeqCst);
         handle.pause().await;
         let grace = Duration::from_secs(self.state.settings.http.shutdown_timeout_secs);
         self.state.dispatcher.close_connections().await;

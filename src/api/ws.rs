@@ -4,6 +4,7 @@
 //! HTTP-layer buffers stay behind a WebSocket. A plain GET /ws (no upgrade) is routed normally
 //! and answered 400.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use actix_codec::Framed;
@@ -124,6 +125,17 @@ async fn accept(state: &AppState, req: &Request) -> ApiResult<(Accepted, String)
             "use GET /ws",
         ));
     }
+    let shutting_down = || state.shutting_down.load(Ordering::SeqCst);
+    let refuse = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "this instance is shutting down; connect to another",
+        )
+    };
+    if shutting_down() {
+        return Err(refuse());
+    }
     let q = query(req.uri().query())?;
     let auth = authenticate_token(state, &token(req.headers(), &q)?).await?;
     let device_id = q.device_id.unwrap_or_default();
@@ -153,5 +165,10 @@ async fn accept(state: &AppState, req: &Request) -> ApiResult<(Accepted, String)
         .accept(info)
         .await
         .map_err(dispatch_error)?;
+    // Registered after the shutdown began: the 1001 sweep may have missed it.
+    if shutting_down() {
+        accepted.abandon().await;
+        return Err(refuse());
+    }
     Ok((accepted, key))
 }

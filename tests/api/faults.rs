@@ -306,6 +306,30 @@ async fn a_shutdown_answers_keep_alive_requests_with_connection_close_and_exits_
     let head = exchange(&mut sock, &get("/readyz"));
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(!head.contains("connection: close"), "kept alive: {head}");
+    // A second kept-alive client that will ask for a WebSocket once the shutdown began.
+    let mut late = std::net::TcpStream::connect(&server.addr).unwrap();
+    late.set_read_timeout(Some(WAIT)).unwrap();
+    let grant = format!(
+        "POST /auth/grant HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{{\"uid\": 5}}",
+        process::demo_auth()
+    );
+    let mut grant_body = String::new();
+    {
+        use std::io::{Read, Write};
+        late.write_all(grant.as_bytes()).unwrap();
+        let mut buf = [0u8; 4096];
+        while !grant_body.contains("\"token\"") || !grant_body.ends_with('}') {
+            let n = late.read(&mut buf).unwrap();
+            assert!(n > 0, "grant answered: {grant_body}");
+            grant_body.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    let token = grant_body
+        .split("\"token\":\"")
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .unwrap()
+        .to_string();
 
     let started = Instant::now();
     server.signal("TERM");
@@ -321,6 +345,16 @@ async fn a_shutdown_answers_keep_alive_requests_with_connection_close_and_exits_
     let mut rest = Vec::new();
     let _ = std::io::Read::read_to_end(&mut sock, &mut rest);
     assert!(rest.is_empty(), "closed after the response");
+    // A WebSocket asked for now would miss the 1001 sweep: refused, go elsewhere.
+    let upgrade = format!(
+        "GET /ws?token={token} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let head = exchange(&mut late, &upgrade);
+    assert!(
+        head.starts_with("http/1.1 503"),
+        "no new WebSocket while stopping: {head}"
+    );
     let status = server.wait(Duration::from_secs(10));
     assert!(status.success(), "exit 0: {status:?}");
     assert!(
