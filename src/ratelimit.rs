@@ -1,8 +1,47 @@
 //! Token buckets: a rate with a burst, per key. Used for the unauthenticated customer
-//! registration (per client IP) and for send endpoints (per app).
+//! registration (per client IP) and for send endpoints (per app). And `Throttle`, which lets
+//! tables that grow with use sweep themselves now and then instead of on every call.
 
 use std::hash::Hash;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Tables swept by their users stay under roughly this many entries.
+pub const SWEEP_ABOVE: usize = 100_000;
+
+/// Yes at most once per interval, to one caller: for periodic work done on a hot path.
+pub struct Throttle {
+    epoch: Instant,
+    every_ms: u64,
+    /// Milliseconds after `epoch` when the next turn is due.
+    next_ms: AtomicU64,
+}
+
+impl Throttle {
+    pub fn new(every: Duration) -> Throttle {
+        Throttle {
+            epoch: Instant::now(),
+            every_ms: every.as_millis().max(1) as u64,
+            next_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// True when a turn is due; the caller that gets it owns this interval.
+    pub fn due(&self) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let next = self.next_ms.load(Ordering::Relaxed);
+        now >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now + self.every_ms,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+}
 
 use dashmap::DashMap;
 
@@ -13,6 +52,7 @@ pub struct RateLimiter<K: Eq + Hash> {
     burst: f64,
     /// (tokens left, last refill) per key.
     buckets: DashMap<K, (f64, Instant)>,
+    sweep: Throttle,
 }
 
 impl<K: Eq + Hash + Clone> RateLimiter<K> {
@@ -31,6 +71,7 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
             rate,
             burst: burst.max(1.0),
             buckets: DashMap::new(),
+            sweep: Throttle::new(Duration::from_secs(1)),
         }
     }
 
@@ -40,7 +81,7 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
             return Ok(());
         }
         let now = Instant::now();
-        if self.buckets.len() > 100_000 {
+        if self.sweep.due() && self.buckets.len() > SWEEP_ABOVE {
             // Forget keys whose buckets are full again: they carry no state worth keeping.
             let (rate, burst) = (self.rate, self.burst);
             self.buckets.retain(|_, (tokens, at)| {
@@ -63,6 +104,16 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_throttle_gives_one_turn_per_interval() {
+        let t = Throttle::new(Duration::from_millis(50));
+        assert!(t.due(), "the first turn is due at once");
+        assert!(!t.due() && !t.due(), "then not again within the interval");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(t.due());
+        assert!(!t.due());
+    }
 
     #[test]
     fn a_burst_is_allowed_then_refused_with_a_wait() {

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::MemoryStore;
 use crate::domain::{DeviceToken, UserKey};
+use crate::ratelimit::SWEEP_ABOVE;
 use crate::store::{Append, Appended, StoreResult, sort_tokens};
 
 impl MemoryStore {
@@ -36,7 +37,7 @@ impl MemoryStore {
     ) -> StoreResult<Appended> {
         let slot = match idempotency {
             Some((key, _)) => {
-                if self.idempotency.len() > 100_000 {
+                if self.idempotency_sweep.due() && self.idempotency.len() > SWEEP_ABOVE {
                     let now = Instant::now();
                     self.idempotency.retain(|_, v| v.2 > now);
                 }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -14,6 +14,7 @@ mod customers;
 mod groups;
 mod messages;
 use crate::domain::{DeviceToken, GroupId, PushProvider, Uid, UserKey};
+use crate::ratelimit::Throttle;
 
 #[derive(Default)]
 struct UserRow {
@@ -98,6 +99,8 @@ pub struct MemoryStore {
     inboxes: DashMap<UserKey, Inbox>,
     /// Idempotency key → (first result, expiry).
     idempotency: DashMap<String, (u64, u64, Instant)>,
+    /// Expired idempotency records are swept at most once a second, when there are many.
+    idempotency_sweep: Throttle,
     /// Bearer token → owner. Written by grant, removed by revoke.
     tokens: DashMap<String, UserKey>,
     /// Per-user settings and token.
@@ -118,6 +121,7 @@ impl MemoryStore {
             next_id: AtomicU64::new(1),
             inboxes: DashMap::new(),
             idempotency: DashMap::new(),
+            idempotency_sweep: Throttle::new(Duration::from_secs(1)),
             tokens: DashMap::new(),
             users: DashMap::new(),
             inbox_len,
