@@ -163,3 +163,17 @@ pub fn path_id<T>(
         ApiError::bad_request("invalid_path", format!("path segment `{name}` {why}"))
     })
 }
+
+/// Longest name, nickname or avatar accepted, bytes.
+pub const MAX_NAME: usize = 1024;
+
+/// 400 `invalid_field` when `value` (if given) is longer than `MAX_NAME` bytes.
+pub fn check_name<'a>(field: &str, value: impl Into<Option<&'a str>>) -> Result<(), ApiError> {
+    match value.into() {
+        Some(v) if v.len() > MAX_NAME => Err(ApiError::invalid_field(
+            field,
+            format!("is longer than {MAX_NAME} bytes"),
+        )),
+        _ => Ok(()),
+    }
+}

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{ClientAuth, ServerAuth, client_ip};
-use super::body::{JsonBody, path_id};
+use super::body::{JsonBody, check_name, path_id};
 use super::messages::{dispatch_error, prepare_send};
 use crate::apps::App;
 use crate::dispatch::PeerSend;
@@ -67,11 +67,8 @@ pub async fn register(
         ));
     }
     let cid = customer_id(&b.customer_id, "customer_id")?;
-    for (field, v) in [("name", &b.name), ("avatar", &b.avatar)] {
-        if v.as_ref().is_some_and(|s| s.len() > 1024) {
-            return Err(ApiError::invalid_field(field, "is longer than 1024 bytes"));
-        }
-    }
+    check_name("name", b.name.as_deref())?;
+    check_name("avatar", b.avatar.as_deref())?;
     let uid = state
         .store
         .customer_uid(app.id, &cid, state.settings.customers.uid_base)
@@ -120,12 +117,8 @@ pub async fn add_supporter(
     JsonBody(b): JsonBody<SupporterBody>,
 ) -> ApiResult<HttpResponse> {
     let store_id = own_store(&req, &auth.0)?;
-    if b.name.len() > 1024 || b.avatar.as_ref().is_some_and(|a| a.len() > 1024) {
-        return Err(ApiError::bad_request(
-            "invalid_field",
-            "`name` and `avatar` are at most 1024 bytes",
-        ));
-    }
+    check_name("name", b.name.as_str())?;
+    check_name("avatar", b.avatar.as_deref())?;
     state
         .store
         .add_supporter(store_id, b.uid, &b.name, b.avatar.as_deref().unwrap_or(""))

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::ServerAuth;
-use super::body::{JsonBody, JsonDoc, path_id};
+use super::body::{JsonBody, JsonDoc, check_name, path_id};
 use super::messages::{content, dispatch_error, prepare_send, take_send};
 use crate::dispatch::{MemberSpec, NewGroup};
 use crate::domain::{Flag, GroupId, Uid};
@@ -13,28 +13,15 @@ use crate::error::{ApiError, ApiResult, ok, ok_empty};
 use crate::state::AppState;
 use crate::store::MemberPatch;
 
-/// Longest group name or nickname accepted, bytes.
-const MAX_NAME: usize = 1024;
-
 fn gid(req: &HttpRequest) -> ApiResult<GroupId> {
     path_id(req, "gid", GroupId::parse)
-}
-
-fn check_name(field: &str, name: &str) -> ApiResult<()> {
-    if name.len() > MAX_NAME {
-        return Err(ApiError::invalid_field(
-            field,
-            format!("is longer than {MAX_NAME} bytes"),
-        ));
-    }
-    Ok(())
 }
 
 fn opt_string(v: Option<&Value>, field: &str) -> ApiResult<Option<String>> {
     match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => {
-            check_name(field, s)?;
+            check_name(field, s.as_str())?;
             Ok(Some(s.clone()))
         }
         Some(_) => Err(ApiError::invalid_field(field, "must be a string")),
@@ -96,7 +83,7 @@ pub async fn create(
     state: web::Data<AppState>,
     JsonBody(b): JsonBody<CreateBody>,
 ) -> ApiResult<HttpResponse> {
-    check_name("name", &b.name)?;
+    check_name("name", b.name.as_str())?;
     let members = parse_members(&b.members, "members")?;
     let group = NewGroup {
         group_id: b.group_id.unwrap_or(GroupId(0)),
@@ -140,7 +127,7 @@ pub async fn rename(
     state: web::Data<AppState>,
     JsonBody(b): JsonBody<RenameBody>,
 ) -> ApiResult<HttpResponse> {
-    check_name("name", &b.name)?;
+    check_name("name", b.name.as_str())?;
     state
         .dispatcher
         .rename_group(auth.0.id, gid(&req)?, &b.name)
@@ -287,9 +274,7 @@ pub async fn update_member(
 ) -> ApiResult<HttpResponse> {
     let gid = gid(&req)?;
     let mid = path_id(&req, "mid", Uid::parse)?;
-    if let Some(n) = &b.nickname {
-        check_name("nickname", n)?;
-    }
+    check_name("nickname", b.nickname.as_deref())?;
     let patch = MemberPatch {
         mute: b.mute.map(|f| f.0),
         dnd: b.do_not_disturb.map(|f| f.0),

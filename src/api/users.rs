@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::auth::{ClientAuth, ServerAuth};
-use super::body::{JsonBody, path_id};
+use super::body::{JsonBody, check_name, path_id};
 use crate::domain::{Flag, PushProvider, Uid, UserKey, now_secs};
 use crate::error::{ApiError, ApiResult, ok, ok_empty};
 use crate::state::AppState;
@@ -32,6 +32,7 @@ pub async fn grant(
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<GrantBody>,
 ) -> ApiResult<HttpResponse> {
+    check_name("user_name", body.user_name.as_deref())?;
     let user = UserKey::new(auth.0.id, body.uid);
     let token = state
         .store
@@ -63,6 +64,8 @@ pub async fn update(
     JsonBody(body): JsonBody<UserBody>,
 ) -> ApiResult<HttpResponse> {
     let uid = path_id(&req, "uid", Uid::parse)?;
+    check_name("name", body.name.as_deref())?;
+    check_name("avatar", body.avatar.as_deref())?;
     let patch = UserPatch {
         name: body.name,
         avatar: body.avatar,

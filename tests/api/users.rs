@@ -191,11 +191,21 @@ async fn bad_user_bodies_are_400_naming_the_field() {
             json!({"do_not_disturb": {"peer_uid": 4, "on": "x"}}),
             "do_not_disturb.on",
         ),
+        (json!({"name": "n".repeat(1025), "mute": true}), "name"),
+        (json!({"avatar": "a".repeat(1025)}), "avatar"),
     ] {
         let res = app.post("/users/3", body.clone()).await;
         assert_eq!(res.status, 400, "{body}: {}", res.body);
         assert!(res.message().contains(field), "{body}: {}", res.message());
     }
+    let res = app
+        .post(
+            "/auth/grant",
+            json!({"uid": 3, "user_name": "u".repeat(1025)}),
+        )
+        .await;
+    res.assert_error(400, "invalid_field");
+    assert!(res.message().contains("user_name"), "{}", res.message());
     // Nothing was half-applied by the rejected requests.
     let u = app
         .state
