@@ -14,8 +14,6 @@ use crate::ratelimit::RateLimiter;
 pub struct App {
     pub id: AppId,
     pub name: String,
-    /// Client key (the original's `app.key`).
-    pub key: String,
     /// `md5hex(secret)` in lower case: what server auth compares against (SPEC §3.1).
     pub secret_md5_hex: String,
     /// Customer-service store id; 0 = none.
@@ -67,7 +65,6 @@ impl Apps {
                 let app = App {
                     id: AppId(a.id),
                     name: a.name.clone(),
-                    key: a.key.clone(),
                     secret_md5_hex: md5_hex(&a.secret),
                     store_id: a.store_id,
                     allowed_ips: a.allowed_ips.clone(),
@@ -83,13 +80,5 @@ impl Apps {
 
     pub fn get(&self, id: AppId) -> Option<&Arc<App>> {
         self.by_id.get(&id)
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_id.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
     }
 }

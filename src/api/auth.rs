@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix_web::dev::Payload;
-use actix_web::http::header::AUTHORIZATION;
+use actix_web::http::header::{AUTHORIZATION, HeaderMap};
 use actix_web::{FromRequest, HttpRequest, web};
 use base64::Engine;
 use futures_util::future::{LocalBoxFuture, Ready, ready};
@@ -37,8 +37,8 @@ pub(crate) fn state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError>
 
 /// The `<credentials>` of `Authorization: <scheme> <credentials>`, scheme matched
 /// case-insensitively.
-fn credentials<'a>(req: &'a HttpRequest, scheme: &str) -> Option<&'a str> {
-    let value = req.headers().get(AUTHORIZATION)?.to_str().ok()?.trim();
+pub(super) fn credentials<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
     let (s, rest) = value.split_once(' ')?;
     s.eq_ignore_ascii_case(scheme).then(|| rest.trim())
 }
@@ -59,7 +59,7 @@ fn server_auth(req: &HttpRequest) -> Result<ServerAuth, ApiError> {
             "server credentials required: Authorization: Basic base64(\"<appid>:<md5hex(appsecret)>\")",
         )
     };
-    let encoded = credentials(req, "Basic").ok_or_else(bad)?;
+    let encoded = credentials(req.headers(), "Basic").ok_or_else(bad)?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(encoded))
@@ -72,9 +72,8 @@ fn server_auth(req: &HttpRequest) -> Result<ServerAuth, ApiError> {
         .cloned();
     let given = digest.trim().to_ascii_lowercase();
     // Compare even for an unknown app so the timing does not reveal which app ids exist.
-    let expected = app
-        .as_ref()
-        .map_or("0".repeat(32), |a| a.secret_md5_hex.clone());
+    const NO_APP: &str = "00000000000000000000000000000000";
+    let expected = app.as_deref().map_or(NO_APP, |a| a.secret_md5_hex.as_str());
     let matches: bool = given.as_bytes().ct_eq(expected.as_bytes()).into();
     let app = match app {
         Some(app) if matches => app,
@@ -125,7 +124,7 @@ impl FromRequest for ClientAuth {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = credentials(req, "Bearer").map(str::to_string);
+        let token = credentials(req.headers(), "Bearer").map(str::to_string);
         let state = state(req).cloned();
         Box::pin(async move {
             let state = state?;

@@ -31,12 +31,8 @@ pub struct WsQuery {
 
 /// The bearer token of `Authorization: Bearer …`, else `?token=`.
 fn token(headers: &actix_web::http::header::HeaderMap, query: &WsQuery) -> ApiResult<String> {
-    headers
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
-        .map(|(_, t)| t.trim().to_string())
+    super::auth::credentials(headers, "Bearer")
+        .map(str::to_string)
         .or_else(|| query.token.clone())
         .ok_or_else(|| {
             ApiError::unauthorized("token required: Authorization: Bearer <token> or ?token=")
