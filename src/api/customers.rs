@@ -206,11 +206,9 @@ pub async fn my_supporter(
     }
     for _ in 0..3 {
         let all = state.store.supporters(store_id).await?;
-        let current = match state.store.assignment(auth.user).await? {
-            Some((s, uid)) if s == store_id && all.iter().any(|x| x.uid == uid) => Some(uid),
-            _ => None,
-        };
-        let Some(chosen) = current.or_else(|| choose(&state, auth.app.id, &all)) else {
+        // `assign` keeps a customer's current supporter while it is registered; `chosen` is
+        // for a customer without one.
+        let Some(chosen) = choose(&state, auth.app.id, &all) else {
             return Err(ApiError::not_found(
                 "no_supporter",
                 "this store has no supporters",
