@@ -1,27 +1,48 @@
 //! Redis backend: inboxes (lists of stored JSON, trimmed), message ids, idempotency records,
 //! acknowledged positions.
-
-use std::collections::HashMap;
-
 use redis::AsyncCommands;
 
+use super::RedisStore;
 use super::scripts::{APPEND, INBOX_AFTER, INBOX_LATEST, SET_ACK, UNREAD};
-use super::{RedisStore, parse_user};
-use crate::domain::{DeviceToken, UserKey};
-use crate::store::{Append, Appended, StoreError, StoreResult, keys};
+use crate::domain::{DeviceToken, PushProvider, UserKey};
+use crate::store::{Append, Appended, StoreError, StoreResult, keys, sort_tokens};
 
 impl RedisStore {
     pub async fn device_tokens(&self, users: &[UserKey]) -> StoreResult<Vec<Vec<DeviceToken>>> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
+        // Only the token fields: a user hash also holds a field per DND peer and group.
+        let fields: Vec<&str> = PushProvider::ALL
+            .iter()
+            .flat_map(|p| [p.token_field(), p.timestamp_field()])
+            .collect();
         let mut c = self.conn()?;
         let mut pipe = redis::pipe();
         for u in users {
-            pipe.hgetall(keys::user(*u));
+            pipe.cmd("HMGET").arg(keys::user(*u)).arg(&fields);
         }
-        let all: Vec<HashMap<String, String>> = self.run(pipe.query_async(&mut c)).await?;
-        Ok(all.iter().map(|f| parse_user(f).device_tokens).collect())
+        let all: Vec<Vec<Option<String>>> = self.run(pipe.query_async(&mut c)).await?;
+        Ok(all
+            .into_iter()
+            .map(|values| {
+                let mut tokens: Vec<DeviceToken> = PushProvider::ALL
+                    .iter()
+                    .zip(values.chunks(2))
+                    .filter_map(|(&provider, pair)| {
+                        let token = pair.first()?.clone().filter(|t| !t.is_empty())?;
+                        let bound_at = pair.get(1)?.as_deref().and_then(|t| t.parse().ok());
+                        Some(DeviceToken {
+                            provider,
+                            token,
+                            bound_at: bound_at.unwrap_or(0),
+                        })
+                    })
+                    .collect();
+                sort_tokens(&mut tokens);
+                tokens
+            })
+            .collect())
     }
 
     pub async fn next_message_id(&self) -> StoreResult<u64> {
