@@ -361,9 +361,14 @@ async fn handed_over(
     reply
 }
 
+/// Inboxes per store append of a notification: bounds one script's run time (a disbanded
+/// super group may be huge).
+const NOTIFY_CHUNK: usize = 1000;
+
 /// Delivers a group notification (never pushed): on the timeline for the members of a super
 /// group, in the inboxes of everyone else (`extras`: leavers, disbanded members) and of all
-/// recipients of a normal group. Returns the message id.
+/// recipients of a normal group. Returns the message id: one id for the whole notification,
+/// wherever and in however many appends it is stored (SPEC §5.2).
 async fn notify(
     env: Arc<Env>,
     (app, gid, is_super): (AppId, GroupId, bool),
@@ -372,10 +377,11 @@ async fn notify(
     body: String,
 ) -> Result<u64, StoreError> {
     let registry = env.registry.upgrade();
-    let mut id = 0;
+    // Allocated by the first append; every later one stores under it.
+    let mut id = None;
     if is_super && !members.is_empty() {
         let a = env.store.append_timeline(gid, &body, None).await?;
-        id = a.id;
+        id = Some(a.id);
         let frame = Frame::Text(Spliced::with_field(a.id, "group_seq", &body).render(a.first_seq));
         if let Some(r) = &registry {
             let recipients = members.iter().map(|u| UserKey::new(app, *u));
@@ -393,28 +399,23 @@ async fn notify(
                 .map(|u| UserKey::new(app, *u)),
         );
     }
-    // Chunks bound one script's run time (a disbanded super group may be huge).
-    for chunk in inbox_users.chunks(1000) {
-        let a = env
-            .store
-            .append(&Append {
-                inboxes: chunk,
-                body: &body,
-                idempotency: None,
-            })
-            .await?;
-        if id == 0 {
-            id = a.id;
-        }
+    for chunk in inbox_users.chunks(NOTIFY_CHUNK) {
+        let append = Append {
+            inboxes: chunk,
+            body: &body,
+            idempotency: None,
+        };
+        let a = env.store.append_as(&append, id).await?;
+        let id = *id.get_or_insert(a.id);
         if let Some(r) = &registry {
-            let parts = Spliced::new(a.id, &body);
+            let parts = Spliced::new(id, &body);
             let recipients = chunk.iter().copied().zip(a.seqs.iter().copied());
             deliver_seqs(r, recipients, &parts, None, |_| {})
                 .send(r)
                 .await;
         }
     }
-    Ok(id)
+    Ok(id.unwrap_or(0))
 }
 
 impl Actor for GroupActor {

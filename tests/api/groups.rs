@@ -888,3 +888,86 @@ async fn group_ids_an_app_chooses_are_kept_exactly_up_to_the_largest() {
         assert_eq!(info(&app, fresh).await["name"], "allocated");
     }
 }
+
+/// (operation, id) of every group notification among `messages`.
+fn note_ids(messages: &[Value]) -> Vec<(String, Option<u64>)> {
+    messages
+        .iter()
+        .filter(|m| m["kind"] == "group_notification")
+        .map(|m| {
+            let content: Value =
+                serde_json::from_str(m["content"].as_str().unwrap_or_default()).unwrap_or_default();
+            let op = content
+                .as_object()
+                .and_then(|o| o.keys().next().cloned())
+                .unwrap_or_default();
+            (op, m["id"].as_u64())
+        })
+        .collect()
+}
+
+/// SPEC §5.2: `id` identifies one message. A notification to more inboxes than one store
+/// append takes (1,000) is stored in several appends, and keeps one id across all of them.
+#[actix_web::test]
+async fn a_notification_to_a_large_normal_group_has_one_id_in_every_inbox() {
+    for backend in BACKENDS {
+        let app = spawn_app(backend).await;
+        let (first, last) = (app.grant(1).await, app.grant(1500).await);
+        let members: Vec<u64> = (2..=1500).collect();
+        let gid = create(
+            &app,
+            json!({"master": 1, "name": "many", "members": members}),
+        )
+        .await;
+        app.call(
+            "PATCH",
+            &format!("/groups/{gid}"),
+            Some(&app.auth_a()),
+            Some(json!({"name": "more"})),
+        )
+        .await
+        .data();
+        // Members are stored in uid order: 1 is in the first append, 1500 in the second.
+        let mut seen = Vec::new();
+        for token in [&first, &last] {
+            let mut ws = app.ws(token, 1, "p").await;
+            seen.push(note_ids(&ws.sync_all(0).await));
+        }
+        let ops: Vec<&str> = seen[0].iter().map(|(op, _)| op.as_str()).collect();
+        assert_eq!(ops, ["create", "update_name"], "{backend:?}");
+        assert_eq!(seen[0], seen[1], "{backend:?}: one notification, one id");
+    }
+}
+
+/// A super group's leaver gets `quit_group` in their inbox (they no longer read the timeline):
+/// the same message, so the same id, as the timeline entry the remaining members get.
+#[actix_web::test]
+async fn a_super_group_leavers_quit_notification_has_the_timeline_entrys_id() {
+    for backend in BACKENDS {
+        let app = spawn_app(backend).await;
+        let mut master = app.online(1, 1, "p").await;
+        let gid = create(
+            &app,
+            json!({"master": 1, "name": "big", "super": true, "members": [2, 3]}),
+        )
+        .await;
+        assert!(next_note(&mut master).await.get("create").is_some());
+        app.call(
+            "DELETE",
+            &format!("/groups/{gid}/members/2"),
+            Some(&app.auth_a()),
+            None,
+        )
+        .await
+        .data();
+        let on_timeline = master.recv().await;
+        assert!(on_timeline.get("group_seq").is_some(), "{on_timeline}");
+        let mut leaver = app.online(2, 1, "p").await;
+        let in_inbox = note_ids(&leaver.sync_all(0).await);
+        assert_eq!(
+            in_inbox,
+            vec![("quit_group".to_string(), on_timeline["id"].as_u64())],
+            "{backend:?}"
+        );
+    }
+}
