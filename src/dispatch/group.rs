@@ -185,13 +185,6 @@ impl GroupActor {
         json!({ op: fields }).to_string()
     }
 
-    fn snapshot(&self) -> (AppId, bool, Arc<[Uid]>) {
-        match &self.state {
-            Some(s) => (s.app, s.is_super, s.members.uids().collect()),
-            None => (AppId(0), false, Arc::from(Vec::new())),
-        }
-    }
-
     /// Stores and fans out a group message from `sender` (a member, not muted).
     fn send(
         &mut self,

@@ -971,3 +971,45 @@ async fn a_super_group_leavers_quit_notification_has_the_timeline_entrys_id() {
         );
     }
 }
+
+/// A uid repeated in one add or remove counts once (its first entry), and the changed members
+/// are answered and announced in the order given.
+#[actix_web::test]
+async fn repeated_uids_in_one_membership_change_count_once_in_the_order_given() {
+    for backend in BACKENDS {
+        let app = spawn_app(backend).await;
+        let mut master = app.online(1, 1, "p").await;
+        let gid = create(&app, json!({"master": 1, "name": "g", "members": [2, 3]})).await;
+        next_note(&mut master).await;
+        let res = app
+            .post(
+                &format!("/groups/{gid}/members"),
+                json!([9, 5, 9, {"uid": 5, "name": "later"}, 2, 7]),
+            )
+            .await;
+        assert_eq!(res.data()["added"], json!([9, 5, 7]), "{backend:?}");
+        let mut notes = Vec::new();
+        for _ in 0..3 {
+            notes.push(next_note(&mut master).await["add_member"].clone());
+        }
+        let ids: Vec<&Value> = notes.iter().map(|n| &n["member_id"]).collect();
+        assert_eq!(ids, [&json!(9), &json!(5), &json!(7)]);
+        assert!(
+            notes[1].get("name").is_none(),
+            "the first entry of 5 counts"
+        );
+        let res = app
+            .call(
+                "DELETE",
+                &format!("/groups/{gid}/members"),
+                Some(&app.auth_a()),
+                Some(json!([7, 3, 7, 8])),
+            )
+            .await;
+        assert_eq!(res.data()["removed"], json!([7, 3]), "{backend:?}");
+        for uid in [7, 3] {
+            assert_eq!(next_note(&mut master).await["quit_group"]["member_id"], uid);
+        }
+        assert_eq!(member_uids(&info(&app, gid).await), vec![1, 2, 5, 9]);
+    }
+}

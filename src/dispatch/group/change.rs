@@ -3,6 +3,7 @@
 //! then applied in memory. A failed store write changes nothing; a notification that cannot
 //! be stored after the change is logged (the change itself stands).
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -61,14 +62,17 @@ impl GroupActor {
             Ok(st) => st,
             Err(e) => return done(Err(e)),
         };
-        let (app, is_super, members) = self.snapshot();
+        // The member list is copied (`recipients`) only by the commands that announce
+        // something, once their checks have passed.
+        let (app, is_super) = (st.app, st.is_super);
+        let recipients = || -> Arc<[Uid]> { st.members.uids().collect() };
         let (gid, env, group_name) = (self.gid, self.env.clone(), st.name.clone());
         let store = env.store.clone();
         let key = (app, gid, is_super);
         match cmd {
             GroupCmd::Notify { content, .. } => {
                 let body = self.body(Kind::GroupNotification, None, &content);
-                let fut = notify(env, key, members, Vec::new(), body);
+                let fut = notify(env, key, recipients(), Vec::new(), body);
                 AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |r, _, _| {
                     let id = r?;
                     Ok(GroupReply::Sent(Sent {
@@ -86,6 +90,7 @@ impl GroupActor {
                     &self.note("update_name", json!({ "name": name })),
                 );
                 let new_name = name.clone();
+                let members = recipients();
                 let op = async move {
                     store.rename_group(gid, &name).await?;
                     announce(notify(env, key, members, Vec::new(), body).await);
@@ -100,10 +105,10 @@ impl GroupActor {
             GroupCmd::Disband { .. } => {
                 let note = self.note("disband", json!({ "group_name": group_name }));
                 let body = self.body(Kind::GroupNotification, None, &note);
+                let everyone: Vec<Uid> = st.members.uids().collect();
                 let op = async move {
                     store.delete_group(gid, &[GroupEvent::Disband]).await?;
                     // Every member gets it in their inbox: the group and its timeline are gone.
-                    let everyone: Vec<Uid> = members.to_vec();
                     announce(
                         notify(
                             env,
@@ -129,6 +134,7 @@ impl GroupActor {
             GroupCmd::Upgrade { .. } => {
                 let note = self.note("upgrade", json!({ "group_name": group_name, "super": 1 }));
                 let body = self.body(Kind::GroupNotification, None, &note);
+                let members = recipients();
                 let op = async move {
                     store
                         .upgrade_group(gid, &[GroupEvent::Upgrade { app }])
@@ -148,12 +154,12 @@ impl GroupActor {
                 inviter,
                 ..
             } => {
-                let mut fresh: Vec<MemberSpec> = Vec::new();
-                for s in specs {
-                    if !st.members.contains(s.uid) && !fresh.iter().any(|f| f.uid == s.uid) {
-                        fresh.push(s);
-                    }
-                }
+                // New uids, each once (its first spec), in the order given.
+                let mut seen = HashSet::with_capacity(specs.len());
+                let fresh: Vec<MemberSpec> = specs
+                    .into_iter()
+                    .filter(|s| !st.members.contains(s.uid) && seen.insert(s.uid))
+                    .collect();
                 let limits = &self.env.limits;
                 let limit = if is_super {
                     limits.super_group_members
@@ -192,7 +198,7 @@ impl GroupActor {
                     .collect();
                 let events: Vec<GroupEvent> =
                     added.iter().map(|u| GroupEvent::MemberAdd(*u)).collect();
-                let after: Arc<[Uid]> = members.iter().chain(added.iter()).copied().collect();
+                let after: Arc<[Uid]> = st.members.uids().chain(added.iter().copied()).collect();
                 let uids = added.clone();
                 let op = async move {
                     let join_seq = if is_super {
@@ -218,12 +224,12 @@ impl GroupActor {
                 )
             }
             GroupCmd::Remove { members: specs, .. } => {
-                let mut gone: Vec<MemberSpec> = Vec::new();
-                for s in specs {
-                    if st.members.contains(s.uid) && !gone.iter().any(|g| g.uid == s.uid) {
-                        gone.push(s);
-                    }
-                }
+                // Members to remove, each once (its first spec), in the order given.
+                let mut seen = HashSet::with_capacity(specs.len());
+                let gone: Vec<MemberSpec> = specs
+                    .into_iter()
+                    .filter(|s| st.members.contains(s.uid) && seen.insert(s.uid))
+                    .collect();
                 if gone.iter().any(|s| s.uid == st.master) {
                     return done(Err(DispatchError::MasterCannotLeave));
                 }
@@ -250,11 +256,8 @@ impl GroupActor {
                     .iter()
                     .map(|u| GroupEvent::MemberRemove(*u))
                     .collect();
-                let remaining: Arc<[Uid]> = members
-                    .iter()
-                    .filter(|u| !removed.contains(u))
-                    .copied()
-                    .collect();
+                let remaining: Arc<[Uid]> =
+                    st.members.uids().filter(|u| !seen.contains(u)).collect();
                 let uids = removed.clone();
                 let op = async move {
                     store.remove_members(gid, &uids, &events).await?;
@@ -282,10 +285,10 @@ impl GroupActor {
                 let nickname_note = patch.nickname.as_ref().map(|n| {
                     let fields =
                         json!({ "group_name": group_name, "member_id": uid, "nickname": n });
-                    self.body(
-                        Kind::GroupNotification,
-                        None,
-                        &self.note("update_member_nickname", fields),
+                    let note = self.note("update_member_nickname", fields);
+                    (
+                        self.body(Kind::GroupNotification, None, &note),
+                        recipients(),
                     )
                 });
                 let mut events = Vec::new();
@@ -303,7 +306,7 @@ impl GroupActor {
                         rec.nickname = patch.nickname.clone().filter(|n| !n.is_empty());
                     }
                     store.update_member(app, gid, &rec, &events).await?;
-                    if let Some(body) = nickname_note {
+                    if let Some((body, members)) = nickname_note {
                         announce(notify(env, key, members, Vec::new(), body).await);
                     }
                     Ok(rec)
