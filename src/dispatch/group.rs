@@ -301,10 +301,16 @@ impl GroupActor {
         let fanout = deliver_seqs(&registry, recipients, parts, origin, |u| {
             offline.push(u.uid)
         });
-        self.push_group(offline, push);
+        if let (Some((sender, content)), Some(st)) = (push, &self.state) {
+            // At most a normal group's size: a lookup per offline member is cheap here.
+            offline.retain(|u| *u != sender && st.members.get(*u).is_some_and(|m| !m.dnd));
+            self.push_group(offline, sender, content);
+        }
         Some((registry, fanout))
     }
 
+    /// Live delivery of a stored super-group message, deciding on push in the same walk over
+    /// the members (up to a million): offline, not the sender, not on do-not-disturb.
     fn fan_out_super(
         &self,
         frame: &Frame,
@@ -312,23 +318,25 @@ impl GroupActor {
         push: Option<(Uid, &str)>,
     ) -> Option<(Arc<Registry>, Fanout)> {
         let (registry, st) = (self.env.registry.upgrade()?, self.state.as_ref()?);
-        let mut offline = Vec::new();
-        let recipients = st.members.uids().map(|u| UserKey::new(st.app, u));
-        let fanout = deliver_shared(&registry, recipients, frame, origin, |u| {
-            offline.push(u.uid)
+        let sender = push.map(|(s, _)| s);
+        let mut receivers = Vec::new();
+        let recipients = st.members.iter().map(|m| (UserKey::new(st.app, m.uid), m));
+        let fanout = deliver_shared(&registry, recipients, frame, origin, |_, m| {
+            if sender.is_some_and(|s| s != m.uid) && !m.dnd {
+                receivers.push(m.uid);
+            }
         });
-        self.push_group(offline, push);
+        if let Some((sender, content)) = push {
+            self.push_group(receivers, sender, content);
+        }
         Some((registry, fanout))
     }
 
-    fn push_group(&self, offline: Vec<Uid>, push: Option<(Uid, &str)>) {
-        let (Some((sender, content)), Some(st)) = (push, &self.state) else {
+    /// One push job for the group's `receivers` (already filtered), if any.
+    fn push_group(&self, receivers: Vec<Uid>, sender: Uid, content: &str) {
+        let Some(st) = &self.state else {
             return;
         };
-        let receivers: Vec<Uid> = offline
-            .into_iter()
-            .filter(|u| *u != sender && st.members.get(*u).is_some_and(|m| !m.dnd))
-            .collect();
         if !receivers.is_empty() {
             self.env.push.submit(PushJob::Group {
                 app: st.app,
@@ -377,8 +385,8 @@ async fn notify(
         id = Some(a.id);
         let frame = Frame::Text(Spliced::with_field(a.id, "group_seq", &body).render(a.first_seq));
         if let Some(r) = &registry {
-            let recipients = members.iter().map(|u| UserKey::new(app, *u));
-            deliver_shared(r, recipients, &frame, None, |_| {})
+            let recipients = members.iter().map(|u| (UserKey::new(app, *u), ()));
+            deliver_shared(r, recipients, &frame, None, |_, ()| {})
                 .send(r)
                 .await;
         }

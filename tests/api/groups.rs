@@ -479,62 +479,65 @@ async fn super_groups_deliver_live_with_group_seq_and_sync_from_join() {
 
 #[actix_web::test]
 async fn group_push_jobs_list_offline_members_except_the_sender_and_do_not_disturb() {
-    let (mut s, url) = test_settings(Backend::Redis);
-    s.push.sink = im_dispatcher::config::PushSinkKind::Redis;
-    s.push.flush_interval_ms = 5;
-    let app = spawn_with(s, url).await;
-    let gid = create(
-        &app,
-        json!({"master": 1, "name": "g", "members": [2, 3, 4]}),
-    )
-    .await;
-    app.call(
-        "PATCH",
-        &format!("/groups/{gid}/members/3"),
-        Some(&app.auth_a()),
-        Some(json!({"do_not_disturb": true})),
-    )
-    .await
-    .data();
-    let _online = app.online(4, 1, "p").await;
-    send(&app, 1, gid, "hello group").await.data();
-    let mut jobs: Vec<String> = Vec::new();
-    for _ in 0..500 {
-        jobs = app
-            .redis()
-            .lrange("group_push_queue", 0, -1)
-            .unwrap_or_default();
-        if !jobs.is_empty() {
-            break;
+    // A super group decides on push in its one walk over the members: same outcome.
+    for is_super in [false, true] {
+        let (mut s, url) = test_settings(Backend::Redis);
+        s.push.sink = im_dispatcher::config::PushSinkKind::Redis;
+        s.push.flush_interval_ms = 5;
+        let app = spawn_with(s, url).await;
+        let gid = create(
+            &app,
+            json!({"master": 1, "name": "g", "super": is_super, "members": [2, 3, 4]}),
+        )
+        .await;
+        app.call(
+            "PATCH",
+            &format!("/groups/{gid}/members/3"),
+            Some(&app.auth_a()),
+            Some(json!({"do_not_disturb": true})),
+        )
+        .await
+        .data();
+        let _online = app.online(4, 1, "p").await;
+        send(&app, 1, gid, "hello group").await.data();
+        let mut jobs: Vec<String> = Vec::new();
+        for _ in 0..500 {
+            jobs = app
+                .redis()
+                .lrange("group_push_queue", 0, -1)
+                .unwrap_or_default();
+            if !jobs.is_empty() {
+                break;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
         }
-        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        let job: Value = serde_json::from_str(&jobs[0]).unwrap();
+        assert_eq!(
+            job["receivers"],
+            json!([2]),
+            "super {is_super}: 1 sent it, 3 has DND, 4 is online"
+        );
+        assert_eq!(
+            (
+                job["group_id"].as_u64(),
+                job["sender"].as_u64(),
+                job["content"].as_str()
+            ),
+            (Some(gid), Some(1), Some("hello group"))
+        );
+        // The original DND representations are written too.
+        let field: String = app
+            .redis()
+            .hget("users_7_3", format!("group_{gid}"))
+            .unwrap_or_default();
+        assert_eq!(field, "1");
+        let conv: bool = app
+            .redis()
+            .sismember("conversations_donotdisturb_7_3", format!("g:{gid}"))
+            .unwrap_or(false);
+        assert!(conv);
     }
-    assert_eq!(jobs.len(), 1, "{jobs:?}");
-    let job: Value = serde_json::from_str(&jobs[0]).unwrap();
-    assert_eq!(
-        job["receivers"],
-        json!([2]),
-        "1 sent it, 3 has DND, 4 is online"
-    );
-    assert_eq!(
-        (
-            job["group_id"].as_u64(),
-            job["sender"].as_u64(),
-            job["content"].as_str()
-        ),
-        (Some(gid), Some(1), Some("hello group"))
-    );
-    // The original DND representations are written too.
-    let field: String = app
-        .redis()
-        .hget("users_7_3", format!("group_{gid}"))
-        .unwrap_or_default();
-    assert_eq!(field, "1");
-    let conv: bool = app
-        .redis()
-        .sismember("conversations_donotdisturb_7_3", format!("g:{gid}"))
-        .unwrap_or(false);
-    assert!(conv);
 }
 
 #[actix_web::test]
