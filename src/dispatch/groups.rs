@@ -311,9 +311,4 @@ impl Dispatcher {
         let more = records.len() == limit;
         Ok((records, last, more))
     }
-
-    /// Loaded group actors.
-    pub fn group_count(&self) -> usize {
-        self.inner.registry.group_count()
-    }
 }

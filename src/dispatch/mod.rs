@@ -459,11 +459,6 @@ impl Dispatcher {
         Ok(slot)
     }
 
-    /// Open WebSocket connections.
-    pub fn connection_count(&self) -> usize {
-        self.inner.connections.load(Ordering::Relaxed)
-    }
-
     /// Registers a connection and returns its id and the `hello` seq; from here on every
     /// stored message for the user after that seq reaches the connection's outbox.
     pub async fn connect(
@@ -515,11 +510,6 @@ impl Dispatcher {
         if let Some(entry) = self.inner.registry.session(user) {
             let _ = entry.addr.send(Disconnect(conn)).await;
         }
-    }
-
-    /// Loaded user sessions (a gauge for tests and metrics).
-    pub fn session_count(&self) -> usize {
-        self.inner.registry.session_count()
     }
 
     /// Shutdown, first step: every WebSocket gets a close frame (1001, reconnect elsewhere).
