@@ -82,34 +82,10 @@ pub enum GroupCmd {
         /// Answered as soon as the message is stored, before the fan-out (SPEC §4.3).
         stored: Option<oneshot::Sender<Sent>>,
     },
-    /// A group notification with the given content (app-defined, or `create`).
-    Notify {
+    /// A change of the group, or a notification to its members (`change.rs`).
+    Change {
         app: AppId,
-        content: String,
-    },
-    Rename {
-        app: AppId,
-        name: String,
-    },
-    Disband {
-        app: AppId,
-    },
-    Add {
-        app: AppId,
-        members: Vec<MemberSpec>,
-        inviter: Option<Value>,
-    },
-    Remove {
-        app: AppId,
-        members: Vec<MemberSpec>,
-    },
-    Upgrade {
-        app: AppId,
-    },
-    Update {
-        app: AppId,
-        uid: Uid,
-        patch: MemberPatch,
+        change: Change,
     },
     Info {
         app: AppId,
@@ -118,6 +94,30 @@ pub enum GroupCmd {
     JoinSeq {
         app: AppId,
         uid: Uid,
+    },
+}
+
+/// What a `GroupCmd::Change` does: each is stored, then announced to the members.
+pub enum Change {
+    /// A group notification with the given content (app-defined, or `create`).
+    Notify {
+        content: String,
+    },
+    Rename {
+        name: String,
+    },
+    Disband,
+    Add {
+        members: Vec<MemberSpec>,
+        inviter: Option<Value>,
+    },
+    Remove {
+        members: Vec<MemberSpec>,
+    },
+    Upgrade,
+    Update {
+        uid: Uid,
+        patch: MemberPatch,
     },
 }
 
@@ -497,7 +497,7 @@ impl Handler<GroupCmd> for GroupActor {
                     .map(|st| GroupReply::Info(st.view(self.gid))),
             ),
             GroupCmd::JoinSeq { app, uid } => self.join_seq(app, uid),
-            other => self.change(other, ctx),
+            GroupCmd::Change { app, change } => self.change(app, change, ctx),
         }
     }
 }

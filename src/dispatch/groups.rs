@@ -9,7 +9,7 @@ use actix::{Addr, MailboxError};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use super::group::{Env, GroupActor, GroupCmd, GroupReply, GroupView, MemberSpec};
+use super::group::{Change, Env, GroupActor, GroupCmd, GroupReply, GroupView, MemberSpec};
 use super::{DispatchError, Dispatcher, Sent};
 use crate::domain::{AppId, GroupId, Uid, UserKey, now_secs};
 use crate::store::{GroupRecord, MemberPatch, MemberRecord};
@@ -120,8 +120,7 @@ impl Dispatcher {
         }});
         let content = note.to_string();
         if let Err(e) = self
-            .group(gid, || GroupCmd::Notify {
-                app,
+            .change(app, gid, || Change::Notify {
                 content: content.clone(),
             })
             .await
@@ -182,9 +181,11 @@ impl Dispatcher {
         content: &str,
     ) -> Result<Sent, DispatchError> {
         match self
-            .group(gid, || GroupCmd::Notify {
+            .group(gid, || GroupCmd::Change {
                 app,
-                content: content.to_string(),
+                change: Change::Notify {
+                    content: content.to_string(),
+                },
             })
             .await?
         {
@@ -195,9 +196,14 @@ impl Dispatcher {
 
     async fn change(
         &self,
+        app: AppId,
         gid: GroupId,
-        cmd: impl Fn() -> GroupCmd,
+        change: impl Fn() -> Change,
     ) -> Result<Vec<Uid>, DispatchError> {
+        let cmd = || GroupCmd::Change {
+            app,
+            change: change(),
+        };
         match self.group(gid, cmd).await? {
             GroupReply::Changed(uids) => Ok(uids),
             _ => Ok(Vec::new()),
@@ -210,8 +216,7 @@ impl Dispatcher {
         gid: GroupId,
         name: &str,
     ) -> Result<(), DispatchError> {
-        self.change(gid, || GroupCmd::Rename {
-            app,
+        self.change(app, gid, || Change::Rename {
             name: name.to_string(),
         })
         .await
@@ -219,15 +224,11 @@ impl Dispatcher {
     }
 
     pub async fn disband_group(&self, app: AppId, gid: GroupId) -> Result<(), DispatchError> {
-        self.change(gid, || GroupCmd::Disband { app })
-            .await
-            .map(drop)
+        self.change(app, gid, || Change::Disband).await.map(drop)
     }
 
     pub async fn upgrade_group(&self, app: AppId, gid: GroupId) -> Result<(), DispatchError> {
-        self.change(gid, || GroupCmd::Upgrade { app })
-            .await
-            .map(drop)
+        self.change(app, gid, || Change::Upgrade).await.map(drop)
     }
 
     /// Adds members (existing ones are left alone); returns the ones added.
@@ -238,8 +239,7 @@ impl Dispatcher {
         members: Vec<MemberSpec>,
         inviter: Option<Value>,
     ) -> Result<Vec<Uid>, DispatchError> {
-        self.change(gid, || GroupCmd::Add {
-            app,
+        self.change(app, gid, || Change::Add {
             members: members.clone(),
             inviter: inviter.clone(),
         })
@@ -253,8 +253,7 @@ impl Dispatcher {
         gid: GroupId,
         members: Vec<MemberSpec>,
     ) -> Result<Vec<Uid>, DispatchError> {
-        self.change(gid, || GroupCmd::Remove {
-            app,
+        self.change(app, gid, || Change::Remove {
             members: members.clone(),
         })
         .await
@@ -267,8 +266,7 @@ impl Dispatcher {
         uid: Uid,
         patch: MemberPatch,
     ) -> Result<(), DispatchError> {
-        self.change(gid, || GroupCmd::Update {
-            app,
+        self.change(app, gid, || Change::Update {
             uid,
             patch: patch.clone(),
         })

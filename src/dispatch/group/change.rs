@@ -10,26 +10,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 use serde_json::json;
 
-use super::{GroupActor, GroupCmd, GroupReply, MemberSpec, Reply, done, notify};
+use super::{Change, GroupActor, GroupReply, MemberSpec, Reply, done, notify};
 use crate::dispatch::frame::Kind;
 use crate::dispatch::{DispatchError, Sent};
 use crate::domain::{AppId, Uid, now_secs};
 use crate::store::{GroupEvent, MemberRecord, StoreError};
-
-fn app_of(cmd: &GroupCmd) -> AppId {
-    match cmd {
-        GroupCmd::Send { app, .. }
-        | GroupCmd::Notify { app, .. }
-        | GroupCmd::Rename { app, .. }
-        | GroupCmd::Disband { app }
-        | GroupCmd::Add { app, .. }
-        | GroupCmd::Remove { app, .. }
-        | GroupCmd::Upgrade { app }
-        | GroupCmd::Update { app, .. }
-        | GroupCmd::Info { app }
-        | GroupCmd::JoinSeq { app, .. } => *app,
-    }
-}
 
 /// A member's name/avatar for a notification, when given.
 fn describe(mut fields: serde_json::Value, spec: &MemberSpec) -> serde_json::Value {
@@ -57,20 +42,20 @@ impl GroupActor {
         })))
     }
 
-    pub(super) fn change(&mut self, cmd: GroupCmd, _ctx: &mut Context<Self>) -> Reply {
-        let st = match self.state(app_of(&cmd)) {
+    pub(super) fn change(&mut self, app: AppId, change: Change, _: &mut Context<Self>) -> Reply {
+        let st = match self.state(app) {
             Ok(st) => st,
             Err(e) => return done(Err(e)),
         };
         // The member list is copied (`recipients`) only by the commands that announce
         // something, once their checks have passed.
-        let (app, is_super) = (st.app, st.is_super);
+        let is_super = st.is_super;
         let recipients = || -> Arc<[Uid]> { st.members.uids().collect() };
         let (gid, env, group_name) = (self.gid, self.env.clone(), st.name.clone());
         let store = env.store.clone();
         let key = (app, gid, is_super);
-        match cmd {
-            GroupCmd::Notify { content, .. } => {
+        match change {
+            Change::Notify { content } => {
                 let body = self.body(Kind::GroupNotification, None, &content);
                 let fut = notify(env, key, recipients(), Vec::new(), body);
                 AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |r, _, _| {
@@ -83,7 +68,7 @@ impl GroupActor {
                     }))
                 })))
             }
-            GroupCmd::Rename { name, .. } => {
+            Change::Rename { name } => {
                 let body = self.body(
                     Kind::GroupNotification,
                     None,
@@ -102,7 +87,7 @@ impl GroupActor {
                     GroupReply::Changed(Vec::new()),
                 )
             }
-            GroupCmd::Disband { .. } => {
+            Change::Disband => {
                 let note = self.note("disband", json!({ "group_name": group_name }));
                 let body = self.body(Kind::GroupNotification, None, &note);
                 let everyone: Vec<Uid> = st.members.uids().collect();
@@ -130,8 +115,8 @@ impl GroupActor {
                     GroupReply::Changed(Vec::new()),
                 )
             }
-            GroupCmd::Upgrade { .. } if is_super => done(Ok(GroupReply::Changed(Vec::new()))),
-            GroupCmd::Upgrade { .. } => {
+            Change::Upgrade if is_super => done(Ok(GroupReply::Changed(Vec::new()))),
+            Change::Upgrade => {
                 let note = self.note("upgrade", json!({ "group_name": group_name, "super": 1 }));
                 let body = self.body(Kind::GroupNotification, None, &note);
                 let members = recipients();
@@ -149,10 +134,9 @@ impl GroupActor {
                     GroupReply::Changed(Vec::new()),
                 )
             }
-            GroupCmd::Add {
+            Change::Add {
                 members: specs,
                 inviter,
-                ..
             } => {
                 // New uids, each once (its first spec), in the order given.
                 let mut seen = HashSet::with_capacity(specs.len());
@@ -223,7 +207,7 @@ impl GroupActor {
                     GroupReply::Changed(added),
                 )
             }
-            GroupCmd::Remove { members: specs, .. } => {
+            Change::Remove { members: specs } => {
                 // Members to remove, each once (its first spec), in the order given.
                 let mut seen = HashSet::with_capacity(specs.len());
                 let gone: Vec<MemberSpec> = specs
@@ -278,7 +262,7 @@ impl GroupActor {
                     GroupReply::Changed(removed),
                 )
             }
-            GroupCmd::Update { uid, patch, .. } => {
+            Change::Update { uid, patch } => {
                 let Some(current) = st.members.get(uid) else {
                     return done(Err(DispatchError::NotGroupMember));
                 };
@@ -321,9 +305,6 @@ impl GroupActor {
                     },
                     GroupReply::Changed(vec![uid]),
                 )
-            }
-            GroupCmd::Send { .. } | GroupCmd::Info { .. } | GroupCmd::JoinSeq { .. } => {
-                done(Err(DispatchError::Invalid("not a change".into())))
             }
         }
     }
