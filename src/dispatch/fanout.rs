@@ -35,48 +35,48 @@ pub fn deliver_seqs(
     recipients: impl Iterator<Item = (UserKey, u64)>,
     parts: &Arc<Spliced>,
     exclude: Option<u64>,
-    offline: impl FnMut(UserKey),
+    mut offline: impl FnMut(UserKey),
 ) -> Fanout {
     deliver(
         registry,
-        recipients,
+        recipients.map(|(u, seq)| (u, seq, ())),
         Delivery::Seq(parts.clone()),
         exclude,
-        offline,
+        |u, ()| offline(u),
     )
 }
 
 /// Prepares the same frame (a super-group message: `group_seq` is the same for everyone) for
-/// every recipient's connections.
-pub fn deliver_shared(
+/// every recipient's connections. `offline` is called for each recipient not online for push,
+/// with the tag the recipient came with (what the caller needs to decide on a push).
+pub fn deliver_shared<T>(
     registry: &Registry,
-    recipients: impl Iterator<Item = UserKey>,
+    recipients: impl Iterator<Item = (UserKey, T)>,
     frame: &Frame,
     exclude: Option<u64>,
-    offline: impl FnMut(UserKey),
+    offline: impl FnMut(UserKey, T),
 ) -> Fanout {
-    let recipients = recipients.map(|u| (u, 0));
     deliver(
         registry,
-        recipients,
+        recipients.map(|(u, tag)| (u, 0, tag)),
         Delivery::Shared(frame.clone()),
         exclude,
         offline,
     )
 }
 
-fn deliver(
+fn deliver<T>(
     registry: &Registry,
-    recipients: impl Iterator<Item = (UserKey, u64)>,
+    recipients: impl Iterator<Item = (UserKey, u64, T)>,
     delivery: Delivery,
     exclude: Option<u64>,
-    mut offline: impl FnMut(UserKey),
+    mut offline: impl FnMut(UserKey, T),
 ) -> Fanout {
     let started = Instant::now();
     let hubs = &registry.hubs;
     let mut batches: Vec<Vec<(u64, u64)>> = (0..hubs.count()).map(|_| Vec::new()).collect();
     let (mut delivered, mut members) = (0, 0u64);
-    for (user, seq) in recipients {
+    for (user, seq, tag) in recipients {
         members += 1;
         let online = registry.with_session(user, |s| {
             let (n, online) = s.collect_targets(seq, exclude, &mut batches);
@@ -84,7 +84,7 @@ fn deliver(
             online
         });
         if online != Some(true) {
-            offline(user);
+            offline(user, tag);
         }
     }
     let jobs = batches

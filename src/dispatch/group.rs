@@ -82,34 +82,10 @@ pub enum GroupCmd {
         /// Answered as soon as the message is stored, before the fan-out (SPEC §4.3).
         stored: Option<oneshot::Sender<Sent>>,
     },
-    /// A group notification with the given content (app-defined, or `create`).
-    Notify {
+    /// A change of the group, or a notification to its members (`change.rs`).
+    Change {
         app: AppId,
-        content: String,
-    },
-    Rename {
-        app: AppId,
-        name: String,
-    },
-    Disband {
-        app: AppId,
-    },
-    Add {
-        app: AppId,
-        members: Vec<MemberSpec>,
-        inviter: Option<Value>,
-    },
-    Remove {
-        app: AppId,
-        members: Vec<MemberSpec>,
-    },
-    Upgrade {
-        app: AppId,
-    },
-    Update {
-        app: AppId,
-        uid: Uid,
-        patch: MemberPatch,
+        change: Change,
     },
     Info {
         app: AppId,
@@ -118,6 +94,30 @@ pub enum GroupCmd {
     JoinSeq {
         app: AppId,
         uid: Uid,
+    },
+}
+
+/// What a `GroupCmd::Change` does: each is stored, then announced to the members.
+pub enum Change {
+    /// A group notification with the given content (app-defined, or `create`).
+    Notify {
+        content: String,
+    },
+    Rename {
+        name: String,
+    },
+    Disband,
+    Add {
+        members: Vec<MemberSpec>,
+        inviter: Option<Value>,
+    },
+    Remove {
+        members: Vec<MemberSpec>,
+    },
+    Upgrade,
+    Update {
+        uid: Uid,
+        patch: MemberPatch,
     },
 }
 
@@ -183,13 +183,6 @@ impl GroupActor {
         fields["group_id"] = json!(self.gid);
         fields["timestamp"] = json!(now_secs());
         json!({ op: fields }).to_string()
-    }
-
-    fn snapshot(&self) -> (AppId, bool, Arc<[Uid]>) {
-        match &self.state {
-            Some(s) => (s.app, s.is_super, s.members.uids().collect()),
-            None => (AppId(0), false, Arc::from(Vec::new())),
-        }
     }
 
     /// Stores and fans out a group message from `sender` (a member, not muted).
@@ -308,10 +301,16 @@ impl GroupActor {
         let fanout = deliver_seqs(&registry, recipients, parts, origin, |u| {
             offline.push(u.uid)
         });
-        self.push_group(offline, push);
+        if let (Some((sender, content)), Some(st)) = (push, &self.state) {
+            // At most a normal group's size: a lookup per offline member is cheap here.
+            offline.retain(|u| *u != sender && st.members.get(*u).is_some_and(|m| !m.dnd));
+            self.push_group(offline, sender, content);
+        }
         Some((registry, fanout))
     }
 
+    /// Live delivery of a stored super-group message, deciding on push in the same walk over
+    /// the members (up to a million): offline, not the sender, not on do-not-disturb.
     fn fan_out_super(
         &self,
         frame: &Frame,
@@ -319,23 +318,25 @@ impl GroupActor {
         push: Option<(Uid, &str)>,
     ) -> Option<(Arc<Registry>, Fanout)> {
         let (registry, st) = (self.env.registry.upgrade()?, self.state.as_ref()?);
-        let mut offline = Vec::new();
-        let recipients = st.members.uids().map(|u| UserKey::new(st.app, u));
-        let fanout = deliver_shared(&registry, recipients, frame, origin, |u| {
-            offline.push(u.uid)
+        let sender = push.map(|(s, _)| s);
+        let mut receivers = Vec::new();
+        let recipients = st.members.iter().map(|m| (UserKey::new(st.app, m.uid), m));
+        let fanout = deliver_shared(&registry, recipients, frame, origin, |_, m| {
+            if sender.is_some_and(|s| s != m.uid) && !m.dnd {
+                receivers.push(m.uid);
+            }
         });
-        self.push_group(offline, push);
+        if let Some((sender, content)) = push {
+            self.push_group(receivers, sender, content);
+        }
         Some((registry, fanout))
     }
 
-    fn push_group(&self, offline: Vec<Uid>, push: Option<(Uid, &str)>) {
-        let (Some((sender, content)), Some(st)) = (push, &self.state) else {
+    /// One push job for the group's `receivers` (already filtered), if any.
+    fn push_group(&self, receivers: Vec<Uid>, sender: Uid, content: &str) {
+        let Some(st) = &self.state else {
             return;
         };
-        let receivers: Vec<Uid> = offline
-            .into_iter()
-            .filter(|u| *u != sender && st.members.get(*u).is_some_and(|m| !m.dnd))
-            .collect();
         if !receivers.is_empty() {
             self.env.push.submit(PushJob::Group {
                 app: st.app,
@@ -361,9 +362,14 @@ async fn handed_over(
     reply
 }
 
+/// Inboxes per store append of a notification: bounds one script's run time (a disbanded
+/// super group may be huge).
+const NOTIFY_CHUNK: usize = 1000;
+
 /// Delivers a group notification (never pushed): on the timeline for the members of a super
 /// group, in the inboxes of everyone else (`extras`: leavers, disbanded members) and of all
-/// recipients of a normal group. Returns the message id.
+/// recipients of a normal group. Returns the message id: one id for the whole notification,
+/// wherever and in however many appends it is stored (SPEC §5.2).
 async fn notify(
     env: Arc<Env>,
     (app, gid, is_super): (AppId, GroupId, bool),
@@ -372,14 +378,15 @@ async fn notify(
     body: String,
 ) -> Result<u64, StoreError> {
     let registry = env.registry.upgrade();
-    let mut id = 0;
+    // Allocated by the first append; every later one stores under it.
+    let mut id = None;
     if is_super && !members.is_empty() {
         let a = env.store.append_timeline(gid, &body, None).await?;
-        id = a.id;
+        id = Some(a.id);
         let frame = Frame::Text(Spliced::with_field(a.id, "group_seq", &body).render(a.first_seq));
         if let Some(r) = &registry {
-            let recipients = members.iter().map(|u| UserKey::new(app, *u));
-            deliver_shared(r, recipients, &frame, None, |_| {})
+            let recipients = members.iter().map(|u| (UserKey::new(app, *u), ()));
+            deliver_shared(r, recipients, &frame, None, |_, ()| {})
                 .send(r)
                 .await;
         }
@@ -393,28 +400,23 @@ async fn notify(
                 .map(|u| UserKey::new(app, *u)),
         );
     }
-    // Chunks bound one script's run time (a disbanded super group may be huge).
-    for chunk in inbox_users.chunks(1000) {
-        let a = env
-            .store
-            .append(&Append {
-                inboxes: chunk,
-                body: &body,
-                idempotency: None,
-            })
-            .await?;
-        if id == 0 {
-            id = a.id;
-        }
+    for chunk in inbox_users.chunks(NOTIFY_CHUNK) {
+        let append = Append {
+            inboxes: chunk,
+            body: &body,
+            idempotency: None,
+        };
+        let a = env.store.append_as(&append, id).await?;
+        let id = *id.get_or_insert(a.id);
         if let Some(r) = &registry {
-            let parts = Spliced::new(a.id, &body);
+            let parts = Spliced::new(id, &body);
             let recipients = chunk.iter().copied().zip(a.seqs.iter().copied());
             deliver_seqs(r, recipients, &parts, None, |_| {})
                 .send(r)
                 .await;
         }
     }
-    Ok(id)
+    Ok(id.unwrap_or(0))
 }
 
 impl Actor for GroupActor {
@@ -495,7 +497,7 @@ impl Handler<GroupCmd> for GroupActor {
                     .map(|st| GroupReply::Info(st.view(self.gid))),
             ),
             GroupCmd::JoinSeq { app, uid } => self.join_seq(app, uid),
-            other => self.change(other, ctx),
+            GroupCmd::Change { app, change } => self.change(app, change, ctx),
         }
     }
 }

@@ -1,14 +1,15 @@
 //! The `Dispatcher`'s group side: creating groups, and routing every other group operation to
 //! the group's actor (started on demand).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::MailboxError;
+use actix::{Addr, MailboxError};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use super::group::{Env, GroupActor, GroupCmd, GroupReply, GroupView, MemberSpec};
+use super::group::{Change, Env, GroupActor, GroupCmd, GroupReply, GroupView, MemberSpec};
 use super::{DispatchError, Dispatcher, Sent};
 use crate::domain::{AppId, GroupId, Uid, UserKey, now_secs};
 use crate::store::{GroupRecord, MemberPatch, MemberRecord};
@@ -30,20 +31,25 @@ impl Dispatcher {
         self.inner.group_env.clone()
     }
 
-    /// Sends a command to the group's actor, retrying once if it was just stopping.
-    async fn group(
+    /// Runs `attempt` against the group's actor (started, and the group loaded, on demand). An
+    /// actor that was just stopping (its mailbox closed: idle, disbanded, or its load failed)
+    /// is forgotten and the attempt runs once more on a fresh one.
+    async fn on_group<T, Fut>(
         &self,
         gid: GroupId,
-        make_cmd: impl Fn() -> GroupCmd,
-    ) -> Result<GroupReply, DispatchError> {
+        mut attempt: impl FnMut(Addr<GroupActor>) -> Fut,
+    ) -> Result<T, DispatchError>
+    where
+        Fut: Future<Output = Result<Result<T, DispatchError>, MailboxError>>,
+    {
         for _ in 0..2 {
             let env = self.group_env();
             let entry = self
                 .inner
                 .registry
                 .group_or_start(gid, move |generation| GroupActor::new(gid, generation, env));
-            match entry.addr.send(make_cmd()).await {
-                Ok(reply) => return reply,
+            match attempt(entry.addr).await {
+                Ok(result) => return result,
                 Err(MailboxError::Closed) | Err(MailboxError::Timeout) => {
                     self.inner.registry.remove_group(gid, entry.generation);
                     actix_web::rt::time::sleep(Duration::from_millis(5)).await;
@@ -53,6 +59,15 @@ impl Dispatcher {
         Err(DispatchError::Store(crate::store::StoreError::Unavailable(
             "group could not be loaded".into(),
         )))
+    }
+
+    /// Sends a command to the group's actor and waits for its reply.
+    async fn group(
+        &self,
+        gid: GroupId,
+        make_cmd: impl Fn() -> GroupCmd,
+    ) -> Result<GroupReply, DispatchError> {
+        self.on_group(gid, |addr| addr.send(make_cmd())).await
     }
 
     /// Creates a group (the master is always a member) and announces it to the members.
@@ -105,8 +120,7 @@ impl Dispatcher {
         }});
         let content = note.to_string();
         if let Err(e) = self
-            .group(gid, || GroupCmd::Notify {
-                app,
+            .change(app, gid, || Change::Notify {
                 content: content.clone(),
             })
             .await
@@ -127,46 +141,36 @@ impl Dispatcher {
         idempotency: Option<String>,
         origin: Option<u64>,
     ) -> Result<Sent, DispatchError> {
-        for _ in 0..2 {
-            let env = self.group_env();
-            let entry = self
-                .inner
-                .registry
-                .group_or_start(gid, move |generation| GroupActor::new(gid, generation, env));
+        self.on_group(gid, |addr| {
             let (tx, mut stored) = oneshot::channel();
-            let cmd = GroupCmd::Send {
+            let handled = addr.send(GroupCmd::Send {
                 app,
                 sender,
                 content: content.to_string(),
                 idempotency: idempotency.clone(),
                 origin,
                 stored: Some(tx),
-            };
-            let handled = entry.addr.send(cmd);
-            tokio::pin!(handled);
-            // The early answer (stored) normally comes first; refusals come as the handler's
-            // result. Dropping `handled` then does not cancel the fan-out already under way.
-            let outcome = tokio::select! {
-                biased;
-                sent = &mut stored => match sent {
-                    Ok(sent) => return Ok(sent),
-                    Err(_) => handled.await,
-                },
-                reply = &mut handled => reply,
-            };
-            match outcome {
-                Ok(Ok(GroupReply::Sent(sent))) => return Ok(sent),
-                Ok(Ok(_)) => return Err(DispatchError::Invalid("unexpected group reply".into())),
-                Ok(Err(e)) => return Err(e),
-                Err(_) => {
-                    self.inner.registry.remove_group(gid, entry.generation);
-                    actix_web::rt::time::sleep(Duration::from_millis(5)).await;
-                }
+            });
+            async move {
+                tokio::pin!(handled);
+                // The early answer (stored) normally comes first; refusals come as the
+                // handler's result. Dropping `handled` then does not cancel the fan-out already
+                // under way.
+                let outcome = tokio::select! {
+                    biased;
+                    sent = &mut stored => match sent {
+                        Ok(sent) => return Ok(Ok(sent)),
+                        Err(_) => handled.await,
+                    },
+                    reply = &mut handled => reply,
+                };
+                outcome.map(|reply| match reply? {
+                    GroupReply::Sent(sent) => Ok(sent),
+                    _ => Err(DispatchError::Invalid("unexpected group reply".into())),
+                })
             }
-        }
-        Err(DispatchError::Store(crate::store::StoreError::Unavailable(
-            "group could not be loaded".into(),
-        )))
+        })
+        .await
     }
 
     /// An app-defined group notification to every member (stored, never pushed).
@@ -177,9 +181,11 @@ impl Dispatcher {
         content: &str,
     ) -> Result<Sent, DispatchError> {
         match self
-            .group(gid, || GroupCmd::Notify {
+            .group(gid, || GroupCmd::Change {
                 app,
-                content: content.to_string(),
+                change: Change::Notify {
+                    content: content.to_string(),
+                },
             })
             .await?
         {
@@ -190,9 +196,14 @@ impl Dispatcher {
 
     async fn change(
         &self,
+        app: AppId,
         gid: GroupId,
-        cmd: impl Fn() -> GroupCmd,
+        change: impl Fn() -> Change,
     ) -> Result<Vec<Uid>, DispatchError> {
+        let cmd = || GroupCmd::Change {
+            app,
+            change: change(),
+        };
         match self.group(gid, cmd).await? {
             GroupReply::Changed(uids) => Ok(uids),
             _ => Ok(Vec::new()),
@@ -205,8 +216,7 @@ impl Dispatcher {
         gid: GroupId,
         name: &str,
     ) -> Result<(), DispatchError> {
-        self.change(gid, || GroupCmd::Rename {
-            app,
+        self.change(app, gid, || Change::Rename {
             name: name.to_string(),
         })
         .await
@@ -214,15 +224,11 @@ impl Dispatcher {
     }
 
     pub async fn disband_group(&self, app: AppId, gid: GroupId) -> Result<(), DispatchError> {
-        self.change(gid, || GroupCmd::Disband { app })
-            .await
-            .map(drop)
+        self.change(app, gid, || Change::Disband).await.map(drop)
     }
 
     pub async fn upgrade_group(&self, app: AppId, gid: GroupId) -> Result<(), DispatchError> {
-        self.change(gid, || GroupCmd::Upgrade { app })
-            .await
-            .map(drop)
+        self.change(app, gid, || Change::Upgrade).await.map(drop)
     }
 
     /// Adds members (existing ones are left alone); returns the ones added.
@@ -233,8 +239,7 @@ impl Dispatcher {
         members: Vec<MemberSpec>,
         inviter: Option<Value>,
     ) -> Result<Vec<Uid>, DispatchError> {
-        self.change(gid, || GroupCmd::Add {
-            app,
+        self.change(app, gid, || Change::Add {
             members: members.clone(),
             inviter: inviter.clone(),
         })
@@ -248,8 +253,7 @@ impl Dispatcher {
         gid: GroupId,
         members: Vec<MemberSpec>,
     ) -> Result<Vec<Uid>, DispatchError> {
-        self.change(gid, || GroupCmd::Remove {
-            app,
+        self.change(app, gid, || Change::Remove {
             members: members.clone(),
         })
         .await
@@ -262,8 +266,7 @@ impl Dispatcher {
         uid: Uid,
         patch: MemberPatch,
     ) -> Result<(), DispatchError> {
-        self.change(gid, || GroupCmd::Update {
-            app,
+        self.change(app, gid, || Change::Update {
             uid,
             patch: patch.clone(),
         })
@@ -305,10 +308,5 @@ impl Dispatcher {
             .unwrap_or(from);
         let more = records.len() == limit;
         Ok((records, last, more))
-    }
-
-    /// Loaded group actors.
-    pub fn group_count(&self) -> usize {
-        self.inner.registry.group_count()
     }
 }

@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use actix::MailboxError;
 use actix::prelude::SendError;
 
 pub use self::connection::{Accepted, ConnectionInfo};
@@ -229,22 +228,6 @@ impl Dispatcher {
         tracing::warn!(app = %user.app, uid = %user.uid, "delivery: session unavailable");
     }
 
-    /// Like `deliver`, waiting for the session: the number of connections reached.
-    async fn deliver_counted(&self, user: UserKey, msg: Deliver) -> usize {
-        for _ in 0..2 {
-            let Some(entry) = self.inner.registry.session(user) else {
-                return 0;
-            };
-            match entry.addr.send(msg.clone()).await {
-                Ok(n) => return n,
-                Err(MailboxError::Closed) | Err(MailboxError::Timeout) => {
-                    self.inner.registry.remove_session(user, entry.generation);
-                }
-            }
-        }
-        0
-    }
-
     /// Customer messages flow only between a customer and their assigned supporter.
     async fn check_customer_pair(
         &self,
@@ -434,7 +417,16 @@ impl Dispatcher {
             exclude: None,
             push: None,
         };
-        let devices = self.deliver_counted(UserKey::new(app, receiver), msg).await;
+        // Straight to the session's published connections: without a push decision no
+        // settings are needed, so `handle` always delivers. A user without a loaded session
+        // has no connection: 0 devices.
+        let push = &self.inner.push;
+        let devices = self
+            .inner
+            .registry
+            .with_session(UserKey::new(app, receiver), |s| s.handle(&msg, push, false))
+            .flatten()
+            .unwrap_or(0);
         Ok((id, devices))
     }
 
@@ -465,11 +457,6 @@ impl Dispatcher {
             return Err(DispatchError::TooManyConnections);
         }
         Ok(slot)
-    }
-
-    /// Open WebSocket connections.
-    pub fn connection_count(&self) -> usize {
-        self.inner.connections.load(Ordering::Relaxed)
     }
 
     /// Registers a connection and returns its id and the `hello` seq; from here on every
@@ -523,11 +510,6 @@ impl Dispatcher {
         if let Some(entry) = self.inner.registry.session(user) {
             let _ = entry.addr.send(Disconnect(conn)).await;
         }
-    }
-
-    /// Loaded user sessions (a gauge for tests and metrics).
-    pub fn session_count(&self) -> usize {
-        self.inner.registry.session_count()
     }
 
     /// Shutdown, first step: every WebSocket gets a close frame (1001, reconnect elsewhere).

@@ -149,10 +149,6 @@ impl Registry {
     pub fn forget_group(&self, gid: GroupId) {
         self.groups.remove(&gid);
     }
-
-    pub fn group_count(&self) -> usize {
-        self.groups.len()
-    }
 }
 
 impl Registry {

@@ -198,8 +198,15 @@ impl Store {
     /// trimming each inbox to the configured length; with an idempotency key seen before, stores
     /// nothing and returns the first result.
     pub async fn append(&self, append: &Append<'_>) -> StoreResult<Appended> {
+        self.append_as(append, None).await
+    }
+
+    /// `append`, under the given message id (`Some`: from an earlier append or
+    /// `next_message_id`) instead of a new one, so one message stored in several batches has
+    /// one id everywhere (SPEC §5.2). `None` allocates one, as `append` does.
+    pub async fn append_as(&self, append: &Append<'_>, id: Option<u64>) -> StoreResult<Appended> {
         let started = std::time::Instant::now();
-        let result = backend!(self, s => s.append(append).await);
+        let result = backend!(self, s => s.append(append, id).await);
         metrics::histogram!("imd_store_op_duration_seconds", "op" => "append")
             .record(started.elapsed().as_secs_f64());
         result

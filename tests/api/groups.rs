@@ -479,62 +479,65 @@ async fn super_groups_deliver_live_with_group_seq_and_sync_from_join() {
 
 #[actix_web::test]
 async fn group_push_jobs_list_offline_members_except_the_sender_and_do_not_disturb() {
-    let (mut s, url) = test_settings(Backend::Redis);
-    s.push.sink = im_dispatcher::config::PushSinkKind::Redis;
-    s.push.flush_interval_ms = 5;
-    let app = spawn_with(s, url).await;
-    let gid = create(
-        &app,
-        json!({"master": 1, "name": "g", "members": [2, 3, 4]}),
-    )
-    .await;
-    app.call(
-        "PATCH",
-        &format!("/groups/{gid}/members/3"),
-        Some(&app.auth_a()),
-        Some(json!({"do_not_disturb": true})),
-    )
-    .await
-    .data();
-    let _online = app.online(4, 1, "p").await;
-    send(&app, 1, gid, "hello group").await.data();
-    let mut jobs: Vec<String> = Vec::new();
-    for _ in 0..500 {
-        jobs = app
-            .redis()
-            .lrange("group_push_queue", 0, -1)
-            .unwrap_or_default();
-        if !jobs.is_empty() {
-            break;
+    // A super group decides on push in its one walk over the members: same outcome.
+    for is_super in [false, true] {
+        let (mut s, url) = test_settings(Backend::Redis);
+        s.push.sink = im_dispatcher::config::PushSinkKind::Redis;
+        s.push.flush_interval_ms = 5;
+        let app = spawn_with(s, url).await;
+        let gid = create(
+            &app,
+            json!({"master": 1, "name": "g", "super": is_super, "members": [2, 3, 4]}),
+        )
+        .await;
+        app.call(
+            "PATCH",
+            &format!("/groups/{gid}/members/3"),
+            Some(&app.auth_a()),
+            Some(json!({"do_not_disturb": true})),
+        )
+        .await
+        .data();
+        let _online = app.online(4, 1, "p").await;
+        send(&app, 1, gid, "hello group").await.data();
+        let mut jobs: Vec<String> = Vec::new();
+        for _ in 0..500 {
+            jobs = app
+                .redis()
+                .lrange("group_push_queue", 0, -1)
+                .unwrap_or_default();
+            if !jobs.is_empty() {
+                break;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
         }
-        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        let job: Value = serde_json::from_str(&jobs[0]).unwrap();
+        assert_eq!(
+            job["receivers"],
+            json!([2]),
+            "super {is_super}: 1 sent it, 3 has DND, 4 is online"
+        );
+        assert_eq!(
+            (
+                job["group_id"].as_u64(),
+                job["sender"].as_u64(),
+                job["content"].as_str()
+            ),
+            (Some(gid), Some(1), Some("hello group"))
+        );
+        // The original DND representations are written too.
+        let field: String = app
+            .redis()
+            .hget("users_7_3", format!("group_{gid}"))
+            .unwrap_or_default();
+        assert_eq!(field, "1");
+        let conv: bool = app
+            .redis()
+            .sismember("conversations_donotdisturb_7_3", format!("g:{gid}"))
+            .unwrap_or(false);
+        assert!(conv);
     }
-    assert_eq!(jobs.len(), 1, "{jobs:?}");
-    let job: Value = serde_json::from_str(&jobs[0]).unwrap();
-    assert_eq!(
-        job["receivers"],
-        json!([2]),
-        "1 sent it, 3 has DND, 4 is online"
-    );
-    assert_eq!(
-        (
-            job["group_id"].as_u64(),
-            job["sender"].as_u64(),
-            job["content"].as_str()
-        ),
-        (Some(gid), Some(1), Some("hello group"))
-    );
-    // The original DND representations are written too.
-    let field: String = app
-        .redis()
-        .hget("users_7_3", format!("group_{gid}"))
-        .unwrap_or_default();
-    assert_eq!(field, "1");
-    let conv: bool = app
-        .redis()
-        .sismember("conversations_donotdisturb_7_3", format!("g:{gid}"))
-        .unwrap_or(false);
-    assert!(conv);
 }
 
 #[actix_web::test]
@@ -886,5 +889,130 @@ async fn group_ids_an_app_chooses_are_kept_exactly_up_to_the_largest() {
         )
         .await;
         assert_eq!(info(&app, fresh).await["name"], "allocated");
+    }
+}
+
+/// (operation, id) of every group notification among `messages`.
+fn note_ids(messages: &[Value]) -> Vec<(String, Option<u64>)> {
+    messages
+        .iter()
+        .filter(|m| m["kind"] == "group_notification")
+        .map(|m| {
+            let content: Value =
+                serde_json::from_str(m["content"].as_str().unwrap_or_default()).unwrap_or_default();
+            let op = content
+                .as_object()
+                .and_then(|o| o.keys().next().cloned())
+                .unwrap_or_default();
+            (op, m["id"].as_u64())
+        })
+        .collect()
+}
+
+/// SPEC §5.2: `id` identifies one message. A notification to more inboxes than one store
+/// append takes (1,000) is stored in several appends, and keeps one id across all of them.
+#[actix_web::test]
+async fn a_notification_to_a_large_normal_group_has_one_id_in_every_inbox() {
+    for backend in BACKENDS {
+        let app = spawn_app(backend).await;
+        let (first, last) = (app.grant(1).await, app.grant(1500).await);
+        let members: Vec<u64> = (2..=1500).collect();
+        let gid = create(
+            &app,
+            json!({"master": 1, "name": "many", "members": members}),
+        )
+        .await;
+        app.call(
+            "PATCH",
+            &format!("/groups/{gid}"),
+            Some(&app.auth_a()),
+            Some(json!({"name": "more"})),
+        )
+        .await
+        .data();
+        // Members are stored in uid order: 1 is in the first append, 1500 in the second.
+        let mut seen = Vec::new();
+        for token in [&first, &last] {
+            let mut ws = app.ws(token, 1, "p").await;
+            seen.push(note_ids(&ws.sync_all(0).await));
+        }
+        let ops: Vec<&str> = seen[0].iter().map(|(op, _)| op.as_str()).collect();
+        assert_eq!(ops, ["create", "update_name"], "{backend:?}");
+        assert_eq!(seen[0], seen[1], "{backend:?}: one notification, one id");
+    }
+}
+
+/// A super group's leaver gets `quit_group` in their inbox (they no longer read the timeline):
+/// the same message, so the same id, as the timeline entry the remaining members get.
+#[actix_web::test]
+async fn a_super_group_leavers_quit_notification_has_the_timeline_entrys_id() {
+    for backend in BACKENDS {
+        let app = spawn_app(backend).await;
+        let mut master = app.online(1, 1, "p").await;
+        let gid = create(
+            &app,
+            json!({"master": 1, "name": "big", "super": true, "members": [2, 3]}),
+        )
+        .await;
+        assert!(next_note(&mut master).await.get("create").is_some());
+        app.call(
+            "DELETE",
+            &format!("/groups/{gid}/members/2"),
+            Some(&app.auth_a()),
+            None,
+        )
+        .await
+        .data();
+        let on_timeline = master.recv().await;
+        assert!(on_timeline.get("group_seq").is_some(), "{on_timeline}");
+        let mut leaver = app.online(2, 1, "p").await;
+        let in_inbox = note_ids(&leaver.sync_all(0).await);
+        assert_eq!(
+            in_inbox,
+            vec![("quit_group".to_string(), on_timeline["id"].as_u64())],
+            "{backend:?}"
+        );
+    }
+}
+
+/// A uid repeated in one add or remove counts once (its first entry), and the changed members
+/// are answered and announced in the order given.
+#[actix_web::test]
+async fn repeated_uids_in_one_membership_change_count_once_in_the_order_given() {
+    for backend in BACKENDS {
+        let app = spawn_app(backend).await;
+        let mut master = app.online(1, 1, "p").await;
+        let gid = create(&app, json!({"master": 1, "name": "g", "members": [2, 3]})).await;
+        next_note(&mut master).await;
+        let res = app
+            .post(
+                &format!("/groups/{gid}/members"),
+                json!([9, 5, 9, {"uid": 5, "name": "later"}, 2, 7]),
+            )
+            .await;
+        assert_eq!(res.data()["added"], json!([9, 5, 7]), "{backend:?}");
+        let mut notes = Vec::new();
+        for _ in 0..3 {
+            notes.push(next_note(&mut master).await["add_member"].clone());
+        }
+        let ids: Vec<&Value> = notes.iter().map(|n| &n["member_id"]).collect();
+        assert_eq!(ids, [&json!(9), &json!(5), &json!(7)]);
+        assert!(
+            notes[1].get("name").is_none(),
+            "the first entry of 5 counts"
+        );
+        let res = app
+            .call(
+                "DELETE",
+                &format!("/groups/{gid}/members"),
+                Some(&app.auth_a()),
+                Some(json!([7, 3, 7, 8])),
+            )
+            .await;
+        assert_eq!(res.data()["removed"], json!([7, 3]), "{backend:?}");
+        for uid in [7, 3] {
+            assert_eq!(next_note(&mut master).await["quit_group"]["member_id"], uid);
+        }
+        assert_eq!(member_uids(&info(&app, gid).await), vec![1, 2, 5, 9]);
     }
 }

@@ -265,6 +265,21 @@ async fn notifications_reach_online_devices_only_and_are_not_stored() {
         let mut c = app.online(9, 1, "p").await;
         assert_eq!(c.hello["seq"], 0);
         c.expect_silence(Duration::from_millis(100)).await;
+        // A user whose session is loaded (a system message just went to them) but who has no
+        // connection: reaches nobody either.
+        app.post(
+            "/messages/systems",
+            json!({"receiver": 10, "content": "stored"}),
+        )
+        .await
+        .data();
+        let res = app
+            .post(
+                "/messages/notifications",
+                json!({"receiver": 10, "content": "x"}),
+            )
+            .await;
+        assert_eq!(res.data()["devices"], 0, "{backend:?}");
     }
 }
 

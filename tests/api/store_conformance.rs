@@ -199,6 +199,43 @@ fn seqs(stored: &[String]) -> Vec<u64> {
         .collect()
 }
 
+/// One message stored in several appends (a notification to many inboxes) keeps one id.
+#[actix_web::test]
+async fn an_append_under_a_given_id_stores_under_it_and_numbers_as_usual() {
+    use im_dispatcher::store::Append;
+    for store in small_stores(5).await {
+        let (a, b) = (u(1, 1), u(1, 2));
+        let body = r#""kind":"group_notification","content":"n"}"#;
+        let append = |inboxes| Append {
+            inboxes,
+            body,
+            idempotency: None,
+        };
+        let (only_a, both) = ([a], [a, b]);
+        let first = store.append(&append(&only_a)).await.unwrap();
+        let again = store
+            .append_as(&append(&both), Some(first.id))
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.id, again.seqs),
+            (first.id, vec![2, 1]),
+            "{}",
+            store.kind()
+        );
+        for user in [a, b] {
+            let stored = store.inbox_after(user, 0, u64::MAX, 10).await.unwrap();
+            let ids: Vec<Option<u64>> = stored
+                .iter()
+                .map(|s| serde_json::from_str::<serde_json::Value>(s).unwrap()["id"].as_u64())
+                .collect();
+            assert!(ids.iter().all(|id| *id == Some(first.id)), "{ids:?}");
+        }
+        let next = store.append_as(&append(&both[1..]), None).await.unwrap();
+        assert!(next.id > first.id, "{}: None allocates", store.kind());
+    }
+}
+
 #[actix_web::test]
 async fn appends_number_each_inbox_without_gaps_and_share_one_id() {
     use im_dispatcher::store::Append;

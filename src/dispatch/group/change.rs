@@ -3,32 +3,18 @@
 //! then applied in memory. A failed store write changes nothing; a notification that cannot
 //! be stored after the change is logged (the change itself stands).
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use serde_json::json;
 
-use super::{GroupActor, GroupCmd, GroupReply, MemberSpec, Reply, done, notify};
+use super::{Change, GroupActor, GroupReply, MemberSpec, Reply, done, notify};
 use crate::dispatch::frame::Kind;
 use crate::dispatch::{DispatchError, Sent};
 use crate::domain::{AppId, Uid, now_secs};
 use crate::store::{GroupEvent, MemberRecord, StoreError};
-
-fn app_of(cmd: &GroupCmd) -> AppId {
-    match cmd {
-        GroupCmd::Send { app, .. }
-        | GroupCmd::Notify { app, .. }
-        | GroupCmd::Rename { app, .. }
-        | GroupCmd::Disband { app }
-        | GroupCmd::Add { app, .. }
-        | GroupCmd::Remove { app, .. }
-        | GroupCmd::Upgrade { app }
-        | GroupCmd::Update { app, .. }
-        | GroupCmd::Info { app }
-        | GroupCmd::JoinSeq { app, .. } => *app,
-    }
-}
 
 /// A member's name/avatar for a notification, when given.
 fn describe(mut fields: serde_json::Value, spec: &MemberSpec) -> serde_json::Value {
@@ -56,19 +42,22 @@ impl GroupActor {
         })))
     }
 
-    pub(super) fn change(&mut self, cmd: GroupCmd, _ctx: &mut Context<Self>) -> Reply {
-        let st = match self.state(app_of(&cmd)) {
+    pub(super) fn change(&mut self, app: AppId, change: Change, _: &mut Context<Self>) -> Reply {
+        let st = match self.state(app) {
             Ok(st) => st,
             Err(e) => return done(Err(e)),
         };
-        let (app, is_super, members) = self.snapshot();
+        // The member list is copied (`recipients`) only by the commands that announce
+        // something, once their checks have passed.
+        let is_super = st.is_super;
+        let recipients = || -> Arc<[Uid]> { st.members.uids().collect() };
         let (gid, env, group_name) = (self.gid, self.env.clone(), st.name.clone());
         let store = env.store.clone();
         let key = (app, gid, is_super);
-        match cmd {
-            GroupCmd::Notify { content, .. } => {
+        match change {
+            Change::Notify { content } => {
                 let body = self.body(Kind::GroupNotification, None, &content);
-                let fut = notify(env, key, members, Vec::new(), body);
+                let fut = notify(env, key, recipients(), Vec::new(), body);
                 AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |r, _, _| {
                     let id = r?;
                     Ok(GroupReply::Sent(Sent {
@@ -79,13 +68,14 @@ impl GroupActor {
                     }))
                 })))
             }
-            GroupCmd::Rename { name, .. } => {
+            Change::Rename { name } => {
                 let body = self.body(
                     Kind::GroupNotification,
                     None,
                     &self.note("update_name", json!({ "name": name })),
                 );
                 let new_name = name.clone();
+                let members = recipients();
                 let op = async move {
                     store.rename_group(gid, &name).await?;
                     announce(notify(env, key, members, Vec::new(), body).await);
@@ -97,13 +87,13 @@ impl GroupActor {
                     GroupReply::Changed(Vec::new()),
                 )
             }
-            GroupCmd::Disband { .. } => {
+            Change::Disband => {
                 let note = self.note("disband", json!({ "group_name": group_name }));
                 let body = self.body(Kind::GroupNotification, None, &note);
+                let everyone: Vec<Uid> = st.members.uids().collect();
                 let op = async move {
                     store.delete_group(gid, &[GroupEvent::Disband]).await?;
                     // Every member gets it in their inbox: the group and its timeline are gone.
-                    let everyone: Vec<Uid> = members.to_vec();
                     announce(
                         notify(
                             env,
@@ -125,10 +115,11 @@ impl GroupActor {
                     GroupReply::Changed(Vec::new()),
                 )
             }
-            GroupCmd::Upgrade { .. } if is_super => done(Ok(GroupReply::Changed(Vec::new()))),
-            GroupCmd::Upgrade { .. } => {
+            Change::Upgrade if is_super => done(Ok(GroupReply::Changed(Vec::new()))),
+            Change::Upgrade => {
                 let note = self.note("upgrade", json!({ "group_name": group_name, "super": 1 }));
                 let body = self.body(Kind::GroupNotification, None, &note);
+                let members = recipients();
                 let op = async move {
                     store
                         .upgrade_group(gid, &[GroupEvent::Upgrade { app }])
@@ -143,17 +134,16 @@ impl GroupActor {
                     GroupReply::Changed(Vec::new()),
                 )
             }
-            GroupCmd::Add {
+            Change::Add {
                 members: specs,
                 inviter,
-                ..
             } => {
-                let mut fresh: Vec<MemberSpec> = Vec::new();
-                for s in specs {
-                    if !st.members.contains(s.uid) && !fresh.iter().any(|f| f.uid == s.uid) {
-                        fresh.push(s);
-                    }
-                }
+                // New uids, each once (its first spec), in the order given.
+                let mut seen = HashSet::with_capacity(specs.len());
+                let fresh: Vec<MemberSpec> = specs
+                    .into_iter()
+                    .filter(|s| !st.members.contains(s.uid) && seen.insert(s.uid))
+                    .collect();
                 let limits = &self.env.limits;
                 let limit = if is_super {
                     limits.super_group_members
@@ -192,7 +182,7 @@ impl GroupActor {
                     .collect();
                 let events: Vec<GroupEvent> =
                     added.iter().map(|u| GroupEvent::MemberAdd(*u)).collect();
-                let after: Arc<[Uid]> = members.iter().chain(added.iter()).copied().collect();
+                let after: Arc<[Uid]> = st.members.uids().chain(added.iter().copied()).collect();
                 let uids = added.clone();
                 let op = async move {
                     let join_seq = if is_super {
@@ -217,13 +207,13 @@ impl GroupActor {
                     GroupReply::Changed(added),
                 )
             }
-            GroupCmd::Remove { members: specs, .. } => {
-                let mut gone: Vec<MemberSpec> = Vec::new();
-                for s in specs {
-                    if st.members.contains(s.uid) && !gone.iter().any(|g| g.uid == s.uid) {
-                        gone.push(s);
-                    }
-                }
+            Change::Remove { members: specs } => {
+                // Members to remove, each once (its first spec), in the order given.
+                let mut seen = HashSet::with_capacity(specs.len());
+                let gone: Vec<MemberSpec> = specs
+                    .into_iter()
+                    .filter(|s| st.members.contains(s.uid) && seen.insert(s.uid))
+                    .collect();
                 if gone.iter().any(|s| s.uid == st.master) {
                     return done(Err(DispatchError::MasterCannotLeave));
                 }
@@ -250,11 +240,8 @@ impl GroupActor {
                     .iter()
                     .map(|u| GroupEvent::MemberRemove(*u))
                     .collect();
-                let remaining: Arc<[Uid]> = members
-                    .iter()
-                    .filter(|u| !removed.contains(u))
-                    .copied()
-                    .collect();
+                let remaining: Arc<[Uid]> =
+                    st.members.uids().filter(|u| !seen.contains(u)).collect();
                 let uids = removed.clone();
                 let op = async move {
                     store.remove_members(gid, &uids, &events).await?;
@@ -275,17 +262,17 @@ impl GroupActor {
                     GroupReply::Changed(removed),
                 )
             }
-            GroupCmd::Update { uid, patch, .. } => {
+            Change::Update { uid, patch } => {
                 let Some(current) = st.members.get(uid) else {
                     return done(Err(DispatchError::NotGroupMember));
                 };
                 let nickname_note = patch.nickname.as_ref().map(|n| {
                     let fields =
                         json!({ "group_name": group_name, "member_id": uid, "nickname": n });
-                    self.body(
-                        Kind::GroupNotification,
-                        None,
-                        &self.note("update_member_nickname", fields),
+                    let note = self.note("update_member_nickname", fields);
+                    (
+                        self.body(Kind::GroupNotification, None, &note),
+                        recipients(),
                     )
                 });
                 let mut events = Vec::new();
@@ -303,7 +290,7 @@ impl GroupActor {
                         rec.nickname = patch.nickname.clone().filter(|n| !n.is_empty());
                     }
                     store.update_member(app, gid, &rec, &events).await?;
-                    if let Some(body) = nickname_note {
+                    if let Some((body, members)) = nickname_note {
                         announce(notify(env, key, members, Vec::new(), body).await);
                     }
                     Ok(rec)
@@ -318,9 +305,6 @@ impl GroupActor {
                     },
                     GroupReply::Changed(vec![uid]),
                 )
-            }
-            GroupCmd::Send { .. } | GroupCmd::Info { .. } | GroupCmd::JoinSeq { .. } => {
-                done(Err(DispatchError::Invalid("not a change".into())))
             }
         }
     }

@@ -129,7 +129,7 @@ impl MemoryStore {
         body: &str,
         idempotency: Option<(&str, u64)>,
     ) -> StoreResult<Appended> {
-        self.append_with(idempotency, |id| {
+        self.append_with(None, idempotency, |id| {
             vec![
                 self.timelines
                     .entry(gid)

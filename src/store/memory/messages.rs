@@ -28,10 +28,12 @@ impl MemoryStore {
         Ok(self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Runs `store` (which appends with the given message id and returns the new seqs) unless
-    /// the idempotency key was seen; holding the key's entry makes check-and-store atomic.
+    /// Runs `store` (which appends with the message id, `id` or a new one, and returns the new
+    /// seqs) unless the idempotency key was seen; holding the key's entry makes
+    /// check-and-store atomic.
     pub(super) fn append_with(
         &self,
+        id: Option<u64>,
         idempotency: Option<(&str, u64)>,
         store: impl FnOnce(u64) -> Vec<u64>,
     ) -> StoreResult<Appended> {
@@ -57,7 +59,7 @@ impl MemoryStore {
             }
             None => None,
         };
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id = id.unwrap_or_else(|| self.next_id.fetch_add(1, Ordering::Relaxed));
         let seqs = store(id);
         let first_seq = seqs.first().copied().unwrap_or(0);
         if let (Some(entry), Some((_, ttl))) = (slot, idempotency) {
@@ -71,8 +73,8 @@ impl MemoryStore {
         })
     }
 
-    pub async fn append(&self, a: &Append<'_>) -> StoreResult<Appended> {
-        self.append_with(a.idempotency, |id| {
+    pub async fn append(&self, a: &Append<'_>, id: Option<u64>) -> StoreResult<Appended> {
+        self.append_with(id, a.idempotency, |id| {
             a.inboxes
                 .iter()
                 .map(|u| {

@@ -177,7 +177,8 @@ impl RedisStore {
             .arg(body)
             .arg(self.inbox_len)
             .arg(idempotency.map_or(0, |(_, ttl)| ttl.max(1)))
-            .arg("group_seq");
+            .arg("group_seq")
+            .arg(0);
         parse_appended(self.eval(&inv, false).await?)
     }
 

@@ -50,7 +50,7 @@ impl RedisStore {
         self.run(c.incr(keys::MESSAGE_ID, 1)).await
     }
 
-    pub async fn append(&self, a: &Append<'_>) -> StoreResult<Appended> {
+    pub async fn append(&self, a: &Append<'_>, id: Option<u64>) -> StoreResult<Appended> {
         let mut inv = APPEND.prepare_invoke();
         inv.key(keys::MESSAGE_ID);
         match a.idempotency {
@@ -63,7 +63,8 @@ impl RedisStore {
         inv.arg(a.body)
             .arg(self.inbox_len)
             .arg(a.idempotency.map_or(0, |(_, ttl)| ttl.max(1)))
-            .arg("seq");
+            .arg("seq")
+            .arg(id.unwrap_or(0));
         // Big fan-outs take a dedicated connection so they do not hold up small commands.
         let reply = self.eval(&inv, a.inboxes.len() > 64).await?;
         parse_appended(reply)

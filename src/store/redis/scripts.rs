@@ -94,7 +94,8 @@ return removed
 
 /// KEYS: message-id counter, idempotency key, then (seq key, inbox key) per inbox.
 /// ARGV: body (stored JSON after `{"id":N,"seq":M,`), inbox length, idempotency TTL (0 = none),
-/// the seq field's name (`seq`, or `group_seq` on a super-group timeline).
+/// the seq field's name (`seq`, or `group_seq` on a super-group timeline), the message id to
+/// store under (0 = allocate one: one message appended in several batches keeps one id).
 /// Returns {1, id, {seq…}} or, for a key seen before, {0, "<id>:<first seq>"}.
 pub(super) static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -104,7 +105,8 @@ if ttl > 0 then
   local prev = redis.call('GET', KEYS[2])
   if prev then return {0, prev} end
 end
-local id = redis.call('INCR', KEYS[1])
+local id = tonumber(ARGV[5])
+if id == 0 then id = redis.call('INCR', KEYS[1]) end
 local keep = tonumber(ARGV[2])
 local head = string.format('{"id":%d,"%s":', id, ARGV[4])
 local seqs = {}
