@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::auth::ServerAuth;
 use super::body::{JsonBody, JsonDoc, check_name, path_id};
-use super::messages::{content, dispatch_error, prepare_send, take_send};
+use super::messages::{dispatch_error, prepare_send};
 use crate::dispatch::{MemberSpec, NewGroup};
 use crate::domain::{Flag, GroupId, Uid};
 use crate::error::{ApiError, ApiResult, ok, ok_empty};
@@ -329,19 +329,27 @@ pub async fn send(
 pub struct GroupNotificationBody {
     group_id: GroupId,
     content: Value,
+    client_msg_id: Option<Value>,
 }
 
 /// POST /messages/groups/notifications (S): an app-defined group notification.
 pub async fn notify(
+    req: HttpRequest,
     auth: ServerAuth,
     state: web::Data<AppState>,
     JsonBody(b): JsonBody<GroupNotificationBody>,
 ) -> ApiResult<HttpResponse> {
-    take_send(&auth.0)?;
-    let content = content(&state, &b.content)?;
+    let (content, idem) = prepare_send(
+        &req,
+        &state,
+        &auth.0,
+        "group_notifications",
+        &b.content,
+        &b.client_msg_id,
+    )?;
     let sent = state
         .dispatcher
-        .send_group_notification(auth.0.id, b.group_id, &content)
+        .send_group_notification(auth.0.id, b.group_id, &content, idem)
         .await
         .map_err(dispatch_error)?;
     Ok(ok(json!({ "msg_id": sent.id })))

@@ -102,6 +102,7 @@ pub enum Change {
     /// A group notification with the given content (app-defined, or `create`).
     Notify {
         content: String,
+        idempotency: Option<String>,
     },
     Rename {
         name: String,
@@ -376,12 +377,21 @@ async fn notify(
     members: Arc<[Uid]>,
     extras: Vec<Uid>,
     body: String,
+    idempotency: Option<(&str, u64)>,
 ) -> Result<u64, StoreError> {
     let registry = env.registry.upgrade();
-    // Allocated by the first append; every later one stores under it.
+    // Allocated by the first append; every later one stores under it. The idempotency key
+    // goes with the first append: a replay there means all of it was sent before.
     let mut id = None;
+    let mut idempotency = idempotency;
     if is_super && !members.is_empty() {
-        let a = env.store.append_timeline(gid, &body, None).await?;
+        let a = env
+            .store
+            .append_timeline(gid, &body, idempotency.take())
+            .await?;
+        if a.replayed {
+            return Ok(a.id);
+        }
         id = Some(a.id);
         let frame = Frame::Text(Spliced::with_field(a.id, "group_seq", &body).render(a.first_seq));
         if let Some(r) = &registry {
@@ -404,9 +414,12 @@ async fn notify(
         let append = Append {
             inboxes: chunk,
             body: &body,
-            idempotency: None,
+            idempotency: idempotency.take(),
         };
         let a = env.store.append_as(&append, id).await?;
+        if a.replayed {
+            return Ok(a.id);
+        }
         let id = *id.get_or_insert(a.id);
         if let Some(r) = &registry {
             let parts = Spliced::new(id, &body);

@@ -122,6 +122,7 @@ impl Dispatcher {
         if let Err(e) = self
             .change(app, gid, || Change::Notify {
                 content: content.clone(),
+                idempotency: None,
             })
             .await
         {
@@ -179,12 +180,14 @@ impl Dispatcher {
         app: AppId,
         gid: GroupId,
         content: &str,
+        idempotency: Option<String>,
     ) -> Result<Sent, DispatchError> {
         match self
             .group(gid, || GroupCmd::Change {
                 app,
                 change: Change::Notify {
                     content: content.to_string(),
+                    idempotency: idempotency.clone(),
                 },
             })
             .await?

@@ -1016,3 +1016,30 @@ async fn repeated_uids_in_one_membership_change_count_once_in_the_order_given() 
         assert_eq!(member_uids(&info(&app, gid).await), vec![1, 2, 5, 9]);
     }
 }
+
+#[actix_web::test]
+async fn a_retried_group_notification_is_stored_and_delivered_once() {
+    for backend in BACKENDS {
+        for is_super in [false, true] {
+            let app = spawn_app(backend).await;
+            let mut member = app.online(2, 1, "p").await;
+            let gid = create(
+                &app,
+                json!({"master": 1, "name": "g", "super": is_super, "members": [2]}),
+            )
+            .await;
+            assert!(next_note(&mut member).await.get("create").is_some());
+            let body =
+                json!({"group_id": gid, "content": "{\"pinned\":1}", "client_msg_id": "n-1"});
+            let first = app
+                .post("/messages/groups/notifications", body.clone())
+                .await;
+            let again = app.post("/messages/groups/notifications", body).await;
+            let id = first.data()["msg_id"].as_u64();
+            assert!(id.is_some(), "{}", first.body);
+            assert_eq!(again.data()["msg_id"].as_u64(), id, "super {is_super}");
+            assert_eq!(next_note(&mut member).await["pinned"], 1);
+            member.expect_silence(Duration::from_millis(200)).await;
+        }
+    }
+}

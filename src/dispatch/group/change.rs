@@ -55,9 +55,16 @@ impl GroupActor {
         let store = env.store.clone();
         let key = (app, gid, is_super);
         match change {
-            Change::Notify { content } => {
+            Change::Notify {
+                content,
+                idempotency,
+            } => {
                 let body = self.body(Kind::GroupNotification, None, &content);
-                let fut = notify(env, key, recipients(), Vec::new(), body);
+                let (ttl, members) = (env.limits.idempotency_ttl_secs, recipients());
+                let fut = async move {
+                    let idem = idempotency.as_deref().map(|k| (k, ttl));
+                    notify(env, key, members, Vec::new(), body, idem).await
+                };
                 AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |r, _, _| {
                     let id = r?;
                     Ok(GroupReply::Sent(Sent {
@@ -78,7 +85,7 @@ impl GroupActor {
                 let members = recipients();
                 let op = async move {
                     store.rename_group(gid, &name).await?;
-                    announce(notify(env, key, members, Vec::new(), body).await);
+                    announce(notify(env, key, members, Vec::new(), body, None).await);
                     Ok(())
                 };
                 self.finish(
@@ -101,6 +108,7 @@ impl GroupActor {
                             Arc::from(Vec::new()),
                             everyone,
                             body,
+                            None,
                         )
                         .await,
                     );
@@ -125,7 +133,7 @@ impl GroupActor {
                         .upgrade_group(gid, &[GroupEvent::Upgrade { app }])
                         .await?;
                     // Announced where members already look: their inboxes.
-                    announce(notify(env, (app, gid, false), members, Vec::new(), body).await);
+                    announce(notify(env, (app, gid, false), members, Vec::new(), body, None).await);
                     Ok(())
                 };
                 self.finish(
@@ -197,7 +205,9 @@ impl GroupActor {
                         .collect();
                     store.add_members(gid, &records, &events).await?;
                     for body in bodies {
-                        announce(notify(env.clone(), key, after.clone(), Vec::new(), body).await);
+                        announce(
+                            notify(env.clone(), key, after.clone(), Vec::new(), body, None).await,
+                        );
                     }
                     Ok(records)
                 };
@@ -247,7 +257,15 @@ impl GroupActor {
                     store.remove_members(gid, &uids, &events).await?;
                     for (leaver, body) in notes {
                         announce(
-                            notify(env.clone(), key, remaining.clone(), vec![leaver], body).await,
+                            notify(
+                                env.clone(),
+                                key,
+                                remaining.clone(),
+                                vec![leaver],
+                                body,
+                                None,
+                            )
+                            .await,
                         );
                     }
                     Ok(uids)
@@ -291,7 +309,7 @@ impl GroupActor {
                     }
                     store.update_member(app, gid, &rec, &events).await?;
                     if let Some((body, members)) = nickname_note {
-                        announce(notify(env, key, members, Vec::new(), body).await);
+                        announce(notify(env, key, members, Vec::new(), body, None).await);
                     }
                     Ok(rec)
                 };
