@@ -8,7 +8,7 @@ use redis::AsyncCommands;
 use super::RedisStore;
 use super::messages::parse_appended;
 use super::scripts::{
-    ADD_MEMBERS, APPEND, CREATE_GROUP, DELETE_GROUP, INBOX_AFTER, REMOVE_MEMBERS, RENAME_GROUP,
+    ADD_MEMBERS, CREATE_GROUP, DELETE_GROUP, INBOX_AFTER, REMOVE_MEMBERS, RENAME_GROUP,
     UPDATE_MEMBER, UPGRADE_GROUP,
 };
 use crate::domain::{AppId, GroupId, Uid, UserKey, parse_id};
@@ -166,19 +166,8 @@ impl RedisStore {
         body: &str,
         idempotency: Option<(&str, u64)>,
     ) -> StoreResult<Appended> {
-        let mut inv = APPEND.prepare_invoke();
-        inv.key(keys::MESSAGE_ID);
-        match idempotency {
-            Some((key, _)) => inv.key(keys::idempotency(key)),
-            None => inv.key("imd:idem:-"),
-        };
-        inv.key(keys::timeline_seq(gid))
-            .key(keys::timeline(gid))
-            .arg(body)
-            .arg(self.inbox_len)
-            .arg(idempotency.map_or(0, |(_, ttl)| ttl.max(1)))
-            .arg("group_seq")
-            .arg(0);
+        let timeline = std::iter::once((keys::timeline_seq(gid), keys::timeline(gid)));
+        let inv = self.append_invocation(timeline, body, idempotency, "group_seq", None);
         parse_appended(self.eval(&inv, false).await?)
     }
 

@@ -51,23 +51,41 @@ impl RedisStore {
     }
 
     pub async fn append(&self, a: &Append<'_>, id: Option<u64>) -> StoreResult<Appended> {
-        let mut inv = APPEND.prepare_invoke();
-        inv.key(keys::MESSAGE_ID);
-        match a.idempotency {
-            Some((key, _)) => inv.key(keys::idempotency(key)),
-            None => inv.key("imd:idem:-"),
-        };
-        for user in a.inboxes {
-            inv.key(keys::inbox_seq(*user)).key(keys::inbox(*user));
-        }
-        inv.arg(a.body)
-            .arg(self.inbox_len)
-            .arg(a.idempotency.map_or(0, |(_, ttl)| ttl.max(1)))
-            .arg("seq")
-            .arg(id.unwrap_or(0));
+        let lists = a
+            .inboxes
+            .iter()
+            .map(|u| (keys::inbox_seq(*u), keys::inbox(*u)));
+        let inv = self.append_invocation(lists, a.body, a.idempotency, "seq", id);
         // Big fan-outs take a dedicated connection so they do not hold up small commands.
         let reply = self.eval(&inv, a.inboxes.len() > 64).await?;
         parse_appended(reply)
+    }
+
+    /// The `APPEND` script for `lists`, (seq counter, list) key pairs; `seq_field` names the
+    /// seq in the stored JSON; `id` stores under a given message id instead of a new one.
+    pub(super) fn append_invocation(
+        &self,
+        lists: impl Iterator<Item = (String, String)>,
+        body: &str,
+        idempotency: Option<(&str, u64)>,
+        seq_field: &str,
+        id: Option<u64>,
+    ) -> redis::ScriptInvocation<'static> {
+        let mut inv = APPEND.prepare_invoke();
+        inv.key(keys::MESSAGE_ID);
+        match idempotency {
+            Some((key, _)) => inv.key(keys::idempotency(key)),
+            None => inv.key("imd:idem:-"),
+        };
+        for (seq, list) in lists {
+            inv.key(seq).key(list);
+        }
+        inv.arg(body)
+            .arg(self.inbox_len)
+            .arg(idempotency.map_or(0, |(_, ttl)| ttl.max(1)))
+            .arg(seq_field)
+            .arg(id.unwrap_or(0));
+        inv
     }
 
     pub async fn latest_seq(&self, user: UserKey) -> StoreResult<u64> {
