@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
 use super::outbox::{CloseReason, Drained, Frame, Outbox};
-use super::{ConnectionSlot, DispatchError, Dispatcher, frame};
+use super::{ConnectionSlot, DispatchError, Dispatcher};
 use crate::domain::{Platform, UserKey};
 use crate::store::device_key;
 
@@ -52,7 +52,7 @@ pub struct Accepted {
 
 impl Dispatcher {
     /// Registers a WebSocket before the upgrade is answered (so a refusal can still be an HTTP
-    /// error) and queues its `hello`.
+    /// error); its `hello` is queued ahead of everything else.
     pub async fn accept(&self, info: ConnectionInfo) -> Result<Accepted, DispatchError> {
         let limits = self.limits();
         let slot = self.connection_slot()?;
@@ -60,11 +60,6 @@ impl Dispatcher {
         let (conn_id, hello_seq) = self
             .connect(info.user, info.platform, outbox.clone())
             .await?;
-        outbox.push(Frame::Text(frame::hello(
-            info.user.app,
-            info.user.uid,
-            hello_seq,
-        )));
         Ok(Accepted {
             conn: Connection {
                 _slot: slot,

@@ -473,7 +473,8 @@ impl Dispatcher {
     }
 
     /// Registers a connection and returns its id and the `hello` seq; from here on every
-    /// stored message for the user after that seq reaches the connection's outbox.
+    /// stored message for the user after that seq reaches the connection's outbox, behind
+    /// the `hello` frame, which is queued first.
     pub async fn connect(
         &self,
         user: UserKey,
@@ -506,7 +507,8 @@ impl Dispatcher {
         }
         match self.inner.store.latest_seq(user).await {
             Ok(seq) => {
-                outbox.start_live(seq);
+                let hello = Frame::Text(frame::hello(user.app, user.uid, seq));
+                outbox.start_live(seq, hello);
                 Ok((id, seq))
             }
             Err(e) => {

@@ -149,10 +149,13 @@ impl Outbox {
         ok
     }
 
-    /// The connection's `hello` seq is known: frames at or below it are dropped (the client
-    /// syncs them), the ones after it are released in order.
-    pub fn start_live(&self, hello_seq: u64) {
+    /// The connection's `hello` seq is known: `hello` goes to the front of the queue, ahead of
+    /// anything queued since the connection was registered; then frames at or below the seq
+    /// are dropped (the client syncs them) and the ones after it are released in order. One
+    /// lock for all of it, so the client's first frame is always its `hello` (SPEC §5.2).
+    pub fn start_live(&self, hello_seq: u64, hello: Frame) {
         let mut st = self.lock();
+        st.queue.push_front(hello);
         st.next_seq = Some(hello_seq + 1);
         st.held = st.held.split_off(&(hello_seq + 1));
         st.held_since = oldest(&st.held);
@@ -380,18 +383,20 @@ mod tests {
         assert!(o.push_seq(5, text("5")));
         assert!(o.push_seq(7, text("7")));
         assert!(o.push_seq(4, text("4")));
-        o.start_live(4); // seq 4 and below come by sync
-        assert_eq!(queued(&o), vec!["5"]);
+        assert!(o.push(text("note")));
+        o.start_live(4, text("hello")); // seq 4 and below come by sync
+        assert_eq!(queued(&o), vec!["hello", "note", "5"]);
         assert!(o.push_seq(6, text("6")));
-        assert_eq!(queued(&o), vec!["5", "6", "7"]);
+        assert_eq!(queued(&o), vec!["hello", "note", "5", "6", "7"]);
         assert!(o.push_seq(6, text("dup")));
-        assert_eq!(queued(&o).len(), 3);
+        assert_eq!(queued(&o).len(), 5);
     }
 
     #[test]
     fn a_gap_that_never_fills_is_released_after_the_wait() {
         let o = Outbox::new(16);
-        o.start_live(0);
+        o.start_live(0, text("hello"));
+        o.drain();
         o.push_seq(3, text("3"));
         assert!(queued(&o).is_empty());
         o.release_stale(Duration::ZERO);
@@ -403,7 +408,8 @@ mod tests {
     #[test]
     fn a_new_gap_gets_the_full_wait_even_while_older_frames_were_held() {
         let o = Outbox::new(16);
-        o.start_live(2);
+        o.start_live(2, text("hello"));
+        o.drain();
         o.push_seq(4, text("4")); // waits for 3
         std::thread::sleep(Duration::from_millis(300));
         o.push_seq(6, text("6")); // waits for 5: a fresh gap

@@ -637,3 +637,70 @@ async fn a_fragmented_text_message_is_reassembled() {
     ws.send_wire(&client_frame(true, 0x0, b"x")).await;
     assert_eq!(ws.next(WAIT).await, Some(Err(1002)));
 }
+
+#[actix_web::test]
+async fn hello_is_the_first_frame_even_while_messages_stream_in() {
+    let app = spawn_app(Backend::Redis).await;
+    let token = app.grant(1).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Stored messages (held until the hello seq is known) and notifications (queued at once)
+    // arrive for the user throughout its connects.
+    let mut senders = Vec::new();
+    for (path, body) in [
+        (
+            "/messages/peers",
+            json!({"sender": 2, "receiver": 1, "content": "p"}),
+        ),
+        (
+            "/messages/notifications",
+            json!({"receiver": 1, "content": "n"}),
+        ),
+        (
+            "/messages/notifications",
+            json!({"receiver": 1, "content": "n"}),
+        ),
+    ] {
+        let (base, auth, stop) = (app.base.clone(), app.auth_a(), stop.clone());
+        senders.push(actix_web::rt::spawn(async move {
+            let client = awc::Client::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let res = client
+                    .post(format!("{base}{path}"))
+                    .insert_header(("Authorization", auth.clone()))
+                    .send_json(&body)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(res.status().as_u16(), 200);
+            }
+        }));
+    }
+    let mut firsts = Vec::new();
+    for _ in 0..40 {
+        let (_, mut framed) = awc::Client::new()
+            .ws(format!("ws://{}/ws?token={token}", app.addr))
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("ws connect: {e}"));
+        let first = loop {
+            use futures_util::StreamExt;
+            match tokio::time::timeout(WAIT, framed.next()).await {
+                Ok(Some(Ok(awc::ws::Frame::Text(b)))) => {
+                    break serde_json::from_slice::<Value>(&b).unwrap();
+                }
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("no first frame: {other:?}"),
+            }
+        };
+        firsts.push(first["type"].as_str().unwrap_or_default().to_string());
+        drop(framed);
+        actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+    assert!(
+        firsts.iter().all(|t| t == "hello"),
+        "every connection starts with hello: {firsts:?}"
+    );
+}
