@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
 use super::outbox::{CloseReason, Drained, Frame, Outbox};
-use super::{ConnectionSlot, DispatchError, Dispatcher};
+use super::{ConnectionSlot, DispatchError, Dispatcher, Registration};
 use crate::domain::{Platform, UserKey};
 use crate::store::device_key;
 
@@ -57,8 +57,8 @@ impl Dispatcher {
         let limits = self.limits();
         let slot = self.connection_slot()?;
         let outbox = Outbox::new(limits.outbound_queue);
-        let (conn_id, hello_seq) = self
-            .connect(info.user, info.platform, outbox.clone())
+        let (registration, hello_seq) = self
+            .register(info.user, info.platform, outbox.clone())
             .await?;
         Ok(Accepted {
             conn: Connection {
@@ -66,7 +66,8 @@ impl Dispatcher {
                 dispatcher: self.clone(),
                 device: device_key(info.platform.0, &info.device_id),
                 info,
-                conn_id,
+                conn_id: registration.id(),
+                registration,
                 hello_seq,
                 outbox,
                 bad_frames: 0,
@@ -84,12 +85,10 @@ impl Accepted {
         actix_web::rt::spawn(self.conn.run(io, read));
     }
 
-    /// The upgrade could not be answered: unregister.
-    pub async fn abandon(self) {
-        self.conn
-            .dispatcher
-            .disconnect(self.conn.info.user, self.conn.conn_id)
-            .await;
+    /// The upgrade could not be answered: unregister. (Dropping an `Accepted` unregisters too,
+    /// without waiting for the session.)
+    pub async fn abandon(mut self) {
+        self.conn.registration.release().await;
     }
 }
 
@@ -101,6 +100,8 @@ pub(super) struct Connection {
     /// `<platform>:<device_id>`: whose acknowledged position `ack` moves.
     pub(super) device: String,
     pub(super) conn_id: u64,
+    /// Unregisters the connection when it ends, however it ends.
+    registration: Registration,
     /// Live frames start after this seq; `sync` covers up to it.
     pub(super) hello_seq: u64,
     pub(super) outbox: Arc<Outbox>,
@@ -286,9 +287,7 @@ impl Connection {
             })
             .await;
         }
-        self.dispatcher
-            .disconnect(self.info.user, self.conn_id)
-            .await;
+        self.registration.release().await;
         metrics::gauge!("imd_ws_connections").decrement(1.0);
     }
 
