@@ -34,6 +34,10 @@ pub struct ConnectionInfo {
 /// How long a stored frame waits for an earlier seq before the gap is given up on.
 const MAX_HOLD: Duration = Duration::from_secs(2);
 
+/// How long a closing connection has to get its close frame out. A client that stopped
+/// reading never takes it; past this the socket is dropped without it.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 /// Bytes read per readiness event at most.
 const READ_CHUNK: usize = 8 * 1024;
 
@@ -162,13 +166,21 @@ impl Connection {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut last_seen, mut last_ping) = (Instant::now(), Instant::now());
         let mut wbuf = BytesMut::new();
+        // Set while `wbuf` holds bytes: when the socket last took some.
+        let mut write_stalled_since: Option<Instant> = None;
+        // Set once closing is seen: when the close frame is given up on.
+        let mut close_deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         let mut peer_gone = false;
+        let mut gave_up = false;
         loop {
-            // Everything complete in the read buffer first.
-            while !self.outbox.is_closing() {
+            // Everything complete in the read buffer first; nothing more once closing.
+            let closing = loop {
+                if self.outbox.is_closing() {
+                    break true;
+                }
                 match codec.decode(&mut rbuf) {
                     Ok(Some(f)) => Box::pin(self.on_frame(f)).await,
-                    Ok(None) => break,
+                    Ok(None) => break false,
                     Err(ProtocolError::Overflow) => {
                         self.outbox.close(CloseReason::TooBig, "frame too large")
                     }
@@ -176,6 +188,14 @@ impl Connection {
                         tracing::debug!(error = %e, "ws protocol error");
                         self.outbox.close(CloseReason::Protocol, "protocol error");
                     }
+                }
+            };
+            if closing {
+                // What a closing connection reads is never decoded: discard it, so a client
+                // that keeps sending cannot grow the buffer.
+                rbuf.clear();
+                if close_deadline.is_none() {
+                    close_deadline = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
                 }
             }
             if rbuf.is_empty() && rbuf.capacity() > 0 {
@@ -211,13 +231,23 @@ impl Connection {
                 }
             } else {
                 match io.try_write(&wbuf) {
-                    Ok(n) => wbuf.advance(n),
+                    Ok(n) => {
+                        wbuf.advance(n);
+                        if n > 0 {
+                            write_stalled_since = None; // restarted below if bytes remain
+                        }
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => break,
                 }
                 if wbuf.is_empty() {
                     drained = Drained::More; // drain what queued up meanwhile
                 }
+            }
+            if wbuf.is_empty() {
+                write_stalled_since = None;
+            } else if write_stalled_since.is_none() {
+                write_stalled_since = Some(Instant::now());
             }
             if wbuf.is_empty() {
                 match drained {
@@ -236,9 +266,22 @@ impl Connection {
                 biased;
                 // Fixed order, cheapest check first; the queue is drained on every pass
                 // whichever branch woke us, so none of them can starve it.
+                () = async {
+                    if let Some(deadline) = close_deadline.as_mut() {
+                        deadline.await
+                    }
+                }, if close_deadline.is_some() => {
+                    // The close frame did not get out in time (the client stopped reading).
+                    gave_up = true;
+                    break;
+                }
                 _ = tick.tick() => {
                     if last_seen.elapsed() >= idle_timeout {
                         self.outbox.close(CloseReason::Normal, "idle timeout");
+                    } else if write_stalled_since.is_some_and(|t| t.elapsed() >= idle_timeout) {
+                        // The client sends but has not read anything for as long: it would hold
+                        // its slot until its queue overflowed, possibly never.
+                        self.outbox.close(CloseReason::Normal, "write timeout");
                     } else if last_ping.elapsed() >= ping_every {
                         self.outbox.push(Frame::Ping);
                         last_ping = Instant::now();
@@ -255,6 +298,7 @@ impl Connection {
                             peer_gone = true;
                             self.outbox.close(CloseReason::Normal, "");
                         }
+                        Ok(_) if closing => {} // discarded on the next pass
                         Ok(_) => last_seen = Instant::now(),
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                         Err(_) => break,
@@ -269,8 +313,8 @@ impl Connection {
             }
         }
         // Half-close and give the peer a moment to answer our close frame, so it reads the
-        // frame instead of a reset.
-        if !peer_gone {
+        // frame instead of a reset. Not if the frame never went out: nothing to wait for.
+        if !peer_gone && !gave_up {
             let _ = tokio::time::timeout(Duration::from_secs(1), async {
                 let _ = io.shutdown().await;
                 let mut sink = [0u8; 512];
