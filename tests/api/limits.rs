@@ -78,14 +78,14 @@ async fn refused_connections_leave_nothing_registered_on_the_worker() {
     );
     first.close().await;
     let deadline = Instant::now() + WAIT;
-    while dispatcher.hub_connections() > 0 {
+    // The socket loop unregisters, then gives back its slot.
+    while dispatcher.hub_connections() > 0 || dispatcher.connection_count() > 0 {
         assert!(
             Instant::now() < deadline,
             "the closed connection stayed registered"
         );
         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(dispatcher.connection_count(), 0);
 }
 
 #[actix_web::test]
