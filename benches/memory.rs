@@ -110,6 +110,7 @@ async fn connection(n: u64) -> f64 {
     d.connect(UserKey::new(APP, Uid(1)), Platform::IOS, o.clone())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    o.drain(); // a real connection writes its hello at once
     keep.push(o);
     settle().await;
     let before = live();
@@ -118,6 +119,7 @@ async fn connection(n: u64) -> f64 {
         d.connect(UserKey::new(APP, Uid(u)), Platform::IOS, o.clone())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
+        o.drain();
         keep.push(o);
     }
     settle().await;

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
 use super::outbox::{CloseReason, Drained, Frame, Outbox};
-use super::{ConnectionSlot, DispatchError, Dispatcher, frame};
+use super::{ConnectionSlot, DispatchError, Dispatcher, Registration};
 use crate::domain::{Platform, UserKey};
 use crate::store::device_key;
 
@@ -33,6 +33,10 @@ pub struct ConnectionInfo {
 
 /// How long a stored frame waits for an earlier seq before the gap is given up on.
 const MAX_HOLD: Duration = Duration::from_secs(2);
+
+/// How long a closing connection has to get its close frame out. A client that stopped
+/// reading never takes it; past this the socket is dropped without it.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// Bytes read per readiness event at most.
 const READ_CHUNK: usize = 8 * 1024;
@@ -52,26 +56,22 @@ pub struct Accepted {
 
 impl Dispatcher {
     /// Registers a WebSocket before the upgrade is answered (so a refusal can still be an HTTP
-    /// error) and queues its `hello`.
+    /// error); its `hello` is queued ahead of everything else.
     pub async fn accept(&self, info: ConnectionInfo) -> Result<Accepted, DispatchError> {
         let limits = self.limits();
         let slot = self.connection_slot()?;
         let outbox = Outbox::new(limits.outbound_queue);
-        let (conn_id, hello_seq) = self
-            .connect(info.user, info.platform, outbox.clone())
+        let (registration, hello_seq) = self
+            .register(info.user, info.platform, outbox.clone())
             .await?;
-        outbox.push(Frame::Text(frame::hello(
-            info.user.app,
-            info.user.uid,
-            hello_seq,
-        )));
         Ok(Accepted {
             conn: Connection {
                 _slot: slot,
                 dispatcher: self.clone(),
                 device: device_key(info.platform.0, &info.device_id),
                 info,
-                conn_id,
+                conn_id: registration.id(),
+                registration,
                 hello_seq,
                 outbox,
                 bad_frames: 0,
@@ -89,12 +89,10 @@ impl Accepted {
         actix_web::rt::spawn(self.conn.run(io, read));
     }
 
-    /// The upgrade could not be answered: unregister.
-    pub async fn abandon(self) {
-        self.conn
-            .dispatcher
-            .disconnect(self.conn.info.user, self.conn.conn_id)
-            .await;
+    /// The upgrade could not be answered: unregister. (Dropping an `Accepted` unregisters too,
+    /// without waiting for the session.)
+    pub async fn abandon(mut self) {
+        self.conn.registration.release().await;
     }
 }
 
@@ -106,6 +104,8 @@ pub(super) struct Connection {
     /// `<platform>:<device_id>`: whose acknowledged position `ack` moves.
     pub(super) device: String,
     pub(super) conn_id: u64,
+    /// Unregisters the connection when it ends, however it ends.
+    registration: Registration,
     /// Live frames start after this seq; `sync` covers up to it.
     pub(super) hello_seq: u64,
     pub(super) outbox: Arc<Outbox>,
@@ -166,13 +166,21 @@ impl Connection {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut last_seen, mut last_ping) = (Instant::now(), Instant::now());
         let mut wbuf = BytesMut::new();
+        // Set while `wbuf` holds bytes: when the socket last took some.
+        let mut write_stalled_since: Option<Instant> = None;
+        // Set once closing is seen: when the close frame is given up on.
+        let mut close_deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         let mut peer_gone = false;
+        let mut gave_up = false;
         loop {
-            // Everything complete in the read buffer first.
-            while !self.outbox.is_closing() {
+            // Everything complete in the read buffer first; nothing more once closing.
+            let closing = loop {
+                if self.outbox.is_closing() {
+                    break true;
+                }
                 match codec.decode(&mut rbuf) {
                     Ok(Some(f)) => Box::pin(self.on_frame(f)).await,
-                    Ok(None) => break,
+                    Ok(None) => break false,
                     Err(ProtocolError::Overflow) => {
                         self.outbox.close(CloseReason::TooBig, "frame too large")
                     }
@@ -180,6 +188,14 @@ impl Connection {
                         tracing::debug!(error = %e, "ws protocol error");
                         self.outbox.close(CloseReason::Protocol, "protocol error");
                     }
+                }
+            };
+            if closing {
+                // What a closing connection reads is never decoded: discard it, so a client
+                // that keeps sending cannot grow the buffer.
+                rbuf.clear();
+                if close_deadline.is_none() {
+                    close_deadline = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
                 }
             }
             if rbuf.is_empty() && rbuf.capacity() > 0 {
@@ -215,13 +231,23 @@ impl Connection {
                 }
             } else {
                 match io.try_write(&wbuf) {
-                    Ok(n) => wbuf.advance(n),
+                    Ok(n) => {
+                        wbuf.advance(n);
+                        if n > 0 {
+                            write_stalled_since = None; // restarted below if bytes remain
+                        }
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(_) => break,
                 }
                 if wbuf.is_empty() {
                     drained = Drained::More; // drain what queued up meanwhile
                 }
+            }
+            if wbuf.is_empty() {
+                write_stalled_since = None;
+            } else if write_stalled_since.is_none() {
+                write_stalled_since = Some(Instant::now());
             }
             if wbuf.is_empty() {
                 match drained {
@@ -240,9 +266,22 @@ impl Connection {
                 biased;
                 // Fixed order, cheapest check first; the queue is drained on every pass
                 // whichever branch woke us, so none of them can starve it.
+                () = async {
+                    if let Some(deadline) = close_deadline.as_mut() {
+                        deadline.await
+                    }
+                }, if close_deadline.is_some() => {
+                    // The close frame did not get out in time (the client stopped reading).
+                    gave_up = true;
+                    break;
+                }
                 _ = tick.tick() => {
                     if last_seen.elapsed() >= idle_timeout {
                         self.outbox.close(CloseReason::Normal, "idle timeout");
+                    } else if write_stalled_since.is_some_and(|t| t.elapsed() >= idle_timeout) {
+                        // The client sends but has not read anything for as long: it would hold
+                        // its slot until its queue overflowed, possibly never.
+                        self.outbox.close(CloseReason::Normal, "write timeout");
                     } else if last_ping.elapsed() >= ping_every {
                         self.outbox.push(Frame::Ping);
                         last_ping = Instant::now();
@@ -259,6 +298,7 @@ impl Connection {
                             peer_gone = true;
                             self.outbox.close(CloseReason::Normal, "");
                         }
+                        Ok(_) if closing => {} // discarded on the next pass
                         Ok(_) => last_seen = Instant::now(),
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                         Err(_) => break,
@@ -273,8 +313,8 @@ impl Connection {
             }
         }
         // Half-close and give the peer a moment to answer our close frame, so it reads the
-        // frame instead of a reset.
-        if !peer_gone {
+        // frame instead of a reset. Not if the frame never went out: nothing to wait for.
+        if !peer_gone && !gave_up {
             let _ = tokio::time::timeout(Duration::from_secs(1), async {
                 let _ = io.shutdown().await;
                 let mut sink = [0u8; 512];
@@ -291,9 +331,7 @@ impl Connection {
             })
             .await;
         }
-        self.dispatcher
-            .disconnect(self.info.user, self.conn_id)
-            .await;
+        self.registration.release().await;
         metrics::gauge!("imd_ws_connections").decrement(1.0);
     }
 

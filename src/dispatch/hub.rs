@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::mpsc;
 
@@ -50,6 +50,8 @@ thread_local! {
 pub struct Hubs {
     id: u64,
     senders: std::sync::RwLock<Vec<mpsc::Sender<Job>>>,
+    /// Connections attached over all threads (the tables themselves are thread-local).
+    attached: AtomicUsize,
 }
 
 impl Default for Hubs {
@@ -58,6 +60,7 @@ impl Default for Hubs {
         Hubs {
             id: NEXT.fetch_add(1, Ordering::Relaxed),
             senders: Default::default(),
+            attached: AtomicUsize::new(0),
         }
     }
 }
@@ -73,7 +76,9 @@ impl Hubs {
                 index: self.start_hub(),
                 conns: FastMap::default(),
             });
-            hub.conns.insert(conn, outbox);
+            if hub.conns.insert(conn, outbox).is_none() {
+                self.attached.fetch_add(1, Ordering::Relaxed);
+            }
             hub.index
         })
     }
@@ -81,8 +86,10 @@ impl Hubs {
     /// Unregisters a connection (on its thread).
     pub fn detach(&self, conn: u64) {
         LOCAL.with(|local| {
-            if let Some(hub) = local.borrow_mut().get_mut(&self.id) {
-                hub.conns.remove(&conn);
+            if let Some(hub) = local.borrow_mut().get_mut(&self.id)
+                && hub.conns.remove(&conn).is_some()
+            {
+                self.attached.fetch_sub(1, Ordering::Relaxed);
             }
         });
     }
@@ -98,6 +105,11 @@ impl Hubs {
         let mut senders = self.senders.write().unwrap_or_else(|p| p.into_inner());
         senders.push(tx);
         senders.len() - 1
+    }
+
+    /// Connections attached to any hub of this dispatcher.
+    pub fn attached(&self) -> usize {
+        self.attached.load(Ordering::Relaxed)
     }
 
     pub fn count(&self) -> usize {

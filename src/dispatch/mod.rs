@@ -130,6 +130,54 @@ struct Inner {
     group_env: Arc<group::Env>,
 }
 
+/// A connection's entry in its worker's hub table and in its user's session. Dropped while
+/// armed — a refused or failed connect, a connect future dropped half-way, an accepted
+/// connection that never ran — it undoes both; `release` undoes them and waits for the
+/// session. Lives and drops on the connection's thread (the hub table is thread-local).
+pub(crate) struct Registration {
+    dispatcher: Dispatcher,
+    user: UserKey,
+    id: u64,
+    /// The session may list the connection: tell it on drop.
+    in_session: bool,
+    armed: bool,
+}
+
+impl Registration {
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Keeps the registration past this guard (the caller disconnects); the connection id.
+    fn keep(mut self) -> u64 {
+        self.armed = false;
+        self.id
+    }
+
+    /// Unregisters now, waiting until the session has let go of the connection.
+    pub(crate) async fn release(&mut self) {
+        if self.armed {
+            self.dispatcher.disconnect(self.user, self.id).await;
+            self.armed = false;
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let inner = &self.dispatcher.inner;
+        inner.registry.hubs.detach(self.id);
+        if self.in_session
+            && let Some(entry) = inner.registry.session(self.user)
+        {
+            entry.addr.do_send(Disconnect(self.id));
+        }
+    }
+}
+
 /// One open connection's share of `limits.ws_max_connections`, given back on drop.
 pub struct ConnectionSlot(Arc<AtomicUsize>);
 
@@ -459,14 +507,37 @@ impl Dispatcher {
         Ok(slot)
     }
 
+    /// Open WebSocket connections.
+    pub fn connection_count(&self) -> usize {
+        self.inner.connections.load(Ordering::Relaxed)
+    }
+
+    /// Connections registered with a delivery hub; equal to `connection_count` unless a
+    /// registration leaked (a gauge for tests).
+    pub fn hub_connections(&self) -> usize {
+        self.inner.registry.hubs.attached()
+    }
+
     /// Registers a connection and returns its id and the `hello` seq; from here on every
-    /// stored message for the user after that seq reaches the connection's outbox.
+    /// stored message for the user after that seq reaches the connection's outbox, behind
+    /// the `hello` frame, which is queued first. The registration stays until `disconnect`.
     pub async fn connect(
         &self,
         user: UserKey,
         platform: crate::domain::Platform,
         outbox: Arc<Outbox>,
     ) -> Result<(u64, u64), DispatchError> {
+        let (registration, seq) = self.register(user, platform, outbox).await?;
+        Ok((registration.keep(), seq))
+    }
+
+    /// `connect`, with the registration held by a guard that undoes it when dropped.
+    async fn register(
+        &self,
+        user: UserKey,
+        platform: crate::domain::Platform,
+        outbox: Arc<Outbox>,
+    ) -> Result<(Registration, u64), DispatchError> {
         let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let conn = ConnRef {
             id,
@@ -474,17 +545,30 @@ impl Dispatcher {
             outbox: outbox.clone(),
             hub: self.inner.registry.hubs.attach(id, outbox.clone()),
         };
+        // From here every early return (or a drop of this future) detaches it again.
+        let mut registration = Registration {
+            dispatcher: self.clone(),
+            user,
+            id,
+            in_session: false,
+            armed: true,
+        };
         // Registered before the seq is read, so nothing appended after the read is missed.
         let mut registered = false;
         let max = self.inner.limits.ws_connections_per_user;
         for _ in 0..2 {
             let entry = self.session(user);
+            // The session may hold the connection from here, even if this future is dropped.
+            registration.in_session = true;
             match entry.addr.send(Connect(conn.clone(), max)).await {
                 Ok(true) => {
                     registered = true;
                     break;
                 }
-                Ok(false) => return Err(DispatchError::TooManyUserConnections),
+                Ok(false) => {
+                    registration.in_session = false;
+                    return Err(DispatchError::TooManyUserConnections);
+                }
                 Err(_) => self.inner.registry.remove_session(user, entry.generation),
             }
         }
@@ -493,11 +577,12 @@ impl Dispatcher {
         }
         match self.inner.store.latest_seq(user).await {
             Ok(seq) => {
-                outbox.start_live(seq);
-                Ok((id, seq))
+                let hello = Frame::Text(frame::hello(user.app, user.uid, seq));
+                outbox.start_live(seq, hello);
+                Ok((registration, seq))
             }
             Err(e) => {
-                self.disconnect(user, id).await;
+                registration.release().await;
                 Err(e.into())
             }
         }

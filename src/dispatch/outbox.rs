@@ -71,9 +71,11 @@ struct State {
     queue: VecDeque<Frame>,
     /// Next inbox seq to release; `None` until the connection's `hello` seq is known.
     next_seq: Option<u64>,
-    /// Stored-message frames that arrived ahead of an earlier seq.
-    held: BTreeMap<u64, Frame>,
-    /// When the oldest held frame started waiting.
+    /// Stored-message frames that arrived ahead of an earlier seq, with when each arrived.
+    held: BTreeMap<u64, (Frame, Instant)>,
+    /// When the oldest frame still held arrived: how long the gap in front of the held frames
+    /// has been known. Recomputed whenever frames leave `held`, so a gap that opened later
+    /// is not given up on early for a frame that waited on an earlier one.
     held_since: Option<Instant>,
     /// Set once: the close frame to send after the queue drains.
     close: Option<(CloseReason, String)>,
@@ -131,8 +133,9 @@ impl Outbox {
                 ok
             }
             _ => {
-                st.held.insert(seq, frame);
-                st.held_since.get_or_insert_with(Instant::now);
+                let now = Instant::now();
+                st.held.insert(seq, (frame, now));
+                st.held_since.get_or_insert(now);
                 if st.queue.len() + st.held.len() > self.capacity {
                     self.overflow(&mut st);
                     false
@@ -146,12 +149,16 @@ impl Outbox {
         ok
     }
 
-    /// The connection's `hello` seq is known: frames at or below it are dropped (the client
-    /// syncs them), the ones after it are released in order.
-    pub fn start_live(&self, hello_seq: u64) {
+    /// The connection's `hello` seq is known: `hello` goes to the front of the queue, ahead of
+    /// anything queued since the connection was registered; then frames at or below the seq
+    /// are dropped (the client syncs them) and the ones after it are released in order. One
+    /// lock for all of it, so the client's first frame is always its `hello` (SPEC §5.2).
+    pub fn start_live(&self, hello_seq: u64, hello: Frame) {
         let mut st = self.lock();
+        st.queue.push_front(hello);
         st.next_seq = Some(hello_seq + 1);
         st.held = st.held.split_off(&(hello_seq + 1));
+        st.held_since = oldest(&st.held);
         self.release_ready(&mut st);
         drop(st);
         self.wake();
@@ -178,6 +185,7 @@ impl Outbox {
         if st.close.is_none() {
             st.close = Some((reason, text.into()));
             st.held.clear();
+            st.held_since = None;
         }
         drop(st);
         self.wake();
@@ -241,15 +249,18 @@ impl Outbox {
     }
 
     fn release_ready(&self, st: &mut State) {
+        let mut released = false;
         while let Some(next) = st.next_seq {
-            let Some(frame) = st.held.remove(&next) else {
+            let Some((frame, _)) = st.held.remove(&next) else {
                 break;
             };
             st.next_seq = Some(next + 1);
             st.queue.push_back(frame);
+            released = true;
         }
-        if st.held.is_empty() {
-            st.held_since = None;
+        if released {
+            // The frames left wait on a later gap: it is as old as the oldest of them.
+            st.held_since = oldest(&st.held);
         }
     }
 
@@ -257,11 +268,17 @@ impl Outbox {
         metrics::counter!("imd_ws_queue_overflows_total").increment(1);
         st.queue.clear();
         st.held.clear();
+        st.held_since = None;
         st.close = Some((
             CloseReason::Overflow,
             "outbound queue overflow; reconnect and sync".into(),
         ));
     }
+}
+
+/// When the longest-waiting held frame arrived.
+fn oldest(held: &BTreeMap<u64, (Frame, Instant)>) -> Option<Instant> {
+    held.values().map(|(_, at)| *at).min()
 }
 
 /// Most bytes one drain encodes before the socket loop writes them.
@@ -366,24 +383,46 @@ mod tests {
         assert!(o.push_seq(5, text("5")));
         assert!(o.push_seq(7, text("7")));
         assert!(o.push_seq(4, text("4")));
-        o.start_live(4); // seq 4 and below come by sync
-        assert_eq!(queued(&o), vec!["5"]);
+        assert!(o.push(text("note")));
+        o.start_live(4, text("hello")); // seq 4 and below come by sync
+        assert_eq!(queued(&o), vec!["hello", "note", "5"]);
         assert!(o.push_seq(6, text("6")));
-        assert_eq!(queued(&o), vec!["5", "6", "7"]);
+        assert_eq!(queued(&o), vec!["hello", "note", "5", "6", "7"]);
         assert!(o.push_seq(6, text("dup")));
-        assert_eq!(queued(&o).len(), 3);
+        assert_eq!(queued(&o).len(), 5);
     }
 
     #[test]
     fn a_gap_that_never_fills_is_released_after_the_wait() {
         let o = Outbox::new(16);
-        o.start_live(0);
+        o.start_live(0, text("hello"));
+        o.drain();
         o.push_seq(3, text("3"));
         assert!(queued(&o).is_empty());
         o.release_stale(Duration::ZERO);
         assert_eq!(queued(&o), vec!["3"]);
         o.push_seq(4, text("4"));
         assert_eq!(queued(&o), vec!["3", "4"]);
+    }
+
+    #[test]
+    fn a_new_gap_gets_the_full_wait_even_while_older_frames_were_held() {
+        let o = Outbox::new(16);
+        o.start_live(2, text("hello"));
+        o.drain();
+        o.push_seq(4, text("4")); // waits for 3
+        std::thread::sleep(Duration::from_millis(300));
+        o.push_seq(6, text("6")); // waits for 5: a fresh gap
+        o.push_seq(3, text("3")); // 3 and 4 go; 6 still waits for 5
+        assert_eq!(queued(&o), vec!["3", "4"]);
+        o.release_stale(Duration::from_millis(200));
+        assert_eq!(
+            queued(&o),
+            vec!["3", "4"],
+            "5 has been missing only briefly"
+        );
+        o.push_seq(5, text("5"));
+        assert_eq!(queued(&o), vec!["3", "4", "5", "6"]);
     }
 
     #[test]

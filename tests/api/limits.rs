@@ -56,6 +56,39 @@ async fn a_user_may_hold_only_so_many_connections_and_the_process_only_so_many()
 }
 
 #[actix_web::test]
+async fn refused_connections_leave_nothing_registered_on_the_worker() {
+    let (mut s, _) = test_settings(Backend::Memory);
+    s.limits.ws_connections_per_user = 1;
+    let app = spawn_with(s, None).await;
+    let token = app.grant(1).await;
+    let first = app.ws(&token, 1, "a").await;
+    for _ in 0..20 {
+        let err = awc::Client::new()
+            .ws(format!("ws://{}/ws?token={token}", app.addr))
+            .connect()
+            .await
+            .err();
+        assert_eq!(ws_status(err), 429);
+    }
+    let dispatcher = &app.state.dispatcher;
+    assert_eq!(
+        dispatcher.hub_connections(),
+        1,
+        "only the open connection is registered with a delivery hub"
+    );
+    first.close().await;
+    let deadline = Instant::now() + WAIT;
+    // The socket loop unregisters, then gives back its slot.
+    while dispatcher.hub_connections() > 0 || dispatcher.connection_count() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the closed connection stayed registered"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_web::test]
 async fn sends_past_the_apps_rate_get_429_with_retry_after() {
     let (mut s, _) = test_settings(Backend::Memory);
     s.limits.app_sends_per_sec = 5;

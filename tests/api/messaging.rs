@@ -652,3 +652,203 @@ async fn a_fragmented_text_message_is_reassembled() {
     ws.send_wire(&client_frame(true, 0x0, b"x")).await;
     assert_eq!(ws.next(WAIT).await, Some(Err(1002)));
 }
+
+/// A WebSocket client that does the handshake by hand, with a small receive buffer, and then
+/// never reads: once the kernel buffers fill, the server's writes to it make no progress.
+async fn stalled_client(addr: std::net::SocketAddr, token: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut io = socket.connect(addr).await.unwrap();
+    let request = format!(
+        "GET /ws?token={token}&platform_id=1&device_id=stalled HTTP/1.1\r\nHost: {addr}\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    io.write_all(request.as_bytes()).await.unwrap();
+    // The response head, a byte at a time so nothing after it is consumed.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(io.read_u8().await.unwrap());
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    io
+}
+
+/// Tries a new connection for the user until one is accepted (a refusal must be the per-user
+/// limit); panics after `within`. Returns how long it took.
+async fn reconnect_within(app: &TestApp, token: &str, within: Duration) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        match awc::Client::new()
+            .ws(format!("ws://{}/ws?token={token}", app.addr))
+            .connect()
+            .await
+        {
+            Ok((_, framed)) => {
+                let ws = Ws::from_framed(framed).await;
+                ws.close().await;
+                return started.elapsed();
+            }
+            Err(awc::error::WsClientError::InvalidResponseStatus(s)) => {
+                assert_eq!(s.as_u16(), 429, "only the per-user limit refuses")
+            }
+            Err(e) => panic!("ws connect: {e}"),
+        }
+        assert!(
+            started.elapsed() < within,
+            "the stalled connection still holds the user's only slot after {within:?}"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Reads (and discards) until the server ends the stream; panics if it is still open after
+/// `within`.
+async fn assert_dropped(io: &mut (impl tokio::io::AsyncRead + Unpin), within: Duration) {
+    use tokio::io::AsyncReadExt;
+    let mut sink = vec![0u8; 64 * 1024];
+    let read_all = async {
+        loop {
+            match io.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    assert!(
+        tokio::time::timeout(within, read_all).await.is_ok(),
+        "the server kept the stalled socket open"
+    );
+}
+
+#[actix_web::test]
+async fn a_client_that_stops_reading_is_dropped_and_frees_its_slot_after_an_overflow() {
+    let (mut settings, _) = test_settings(Backend::Memory);
+    settings.limits.outbound_queue = 8;
+    settings.limits.ws_connections_per_user = 1;
+    let app = spawn_with(settings, None).await;
+    let token = app.grant(1).await;
+    let mut stalled = stalled_client(app.addr, &token).await;
+    let refused = awc::Client::new()
+        .ws(format!("ws://{}/ws?token={token}", app.addr))
+        .connect()
+        .await;
+    assert!(
+        refused.is_err(),
+        "the stalled connection holds the only slot"
+    );
+    // Far more than the kernel buffers and the 8-frame queue hold: the queue overflows (1013)
+    // while the socket takes nothing.
+    let big = "y".repeat(60_000);
+    for _ in 0..200 {
+        send_peer(&app, 2, 1, &big).await;
+    }
+    // The close frame cannot be written; the server gives up on it and drops the socket.
+    let took = reconnect_within(&app, &token, Duration::from_secs(20)).await;
+    eprintln!("slot freed {took:?} after the overflow");
+    assert_dropped(&mut stalled, WAIT).await;
+}
+
+#[actix_web::test]
+async fn a_client_that_keeps_sending_but_never_reads_is_dropped_after_the_idle_timeout() {
+    let (mut settings, _) = test_settings(Backend::Memory);
+    settings.limits.ws_connections_per_user = 1;
+    settings.limits.ws_idle_timeout_secs = 2;
+    settings.limits.ws_ping_interval_secs = 1;
+    let app = spawn_with(settings, None).await;
+    let token = app.grant(1).await;
+    let stalled = stalled_client(app.addr, &token).await;
+    // Enough to fill the kernel buffers, far below the outbound queue: no overflow.
+    let big = "y".repeat(60_000);
+    for _ in 0..150 {
+        send_peer(&app, 2, 1, &big).await;
+    }
+    // The client keeps pinging, so it never looks idle by what it sends.
+    let (mut reader, mut writer) = stalled.into_split();
+    let pinger = actix_web::rt::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while writer
+            .write_all(&client_frame(true, 0x9, b""))
+            .await
+            .is_ok()
+        {
+            actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let took = reconnect_within(&app, &token, Duration::from_secs(25)).await;
+    eprintln!("slot freed {took:?} after the sends");
+    assert_dropped(&mut reader, WAIT).await;
+    pinger.abort();
+}
+
+#[actix_web::test]
+async fn hello_is_the_first_frame_even_while_messages_stream_in() {
+    let app = spawn_app(Backend::Redis).await;
+    let token = app.grant(1).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Stored messages (held until the hello seq is known) and notifications (queued at once)
+    // arrive for the user throughout its connects.
+    let mut senders = Vec::new();
+    for (path, body) in [
+        (
+            "/messages/peers",
+            json!({"sender": 2, "receiver": 1, "content": "p"}),
+        ),
+        (
+            "/messages/notifications",
+            json!({"receiver": 1, "content": "n"}),
+        ),
+        (
+            "/messages/notifications",
+            json!({"receiver": 1, "content": "n"}),
+        ),
+    ] {
+        let (base, auth, stop) = (app.base.clone(), app.auth_a(), stop.clone());
+        senders.push(actix_web::rt::spawn(async move {
+            let client = awc::Client::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let res = client
+                    .post(format!("{base}{path}"))
+                    .insert_header(("Authorization", auth.clone()))
+                    .send_json(&body)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert_eq!(res.status().as_u16(), 200);
+            }
+        }));
+    }
+    let mut firsts = Vec::new();
+    for _ in 0..40 {
+        let (_, mut framed) = awc::Client::new()
+            .ws(format!("ws://{}/ws?token={token}", app.addr))
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("ws connect: {e}"));
+        let first = loop {
+            use futures_util::StreamExt;
+            match tokio::time::timeout(WAIT, framed.next()).await {
+                Ok(Some(Ok(awc::ws::Frame::Text(b)))) => {
+                    break serde_json::from_slice::<Value>(&b).unwrap();
+                }
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("no first frame: {other:?}"),
+            }
+        };
+        firsts.push(first["type"].as_str().unwrap_or_default().to_string());
+        drop(framed);
+        actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in senders {
+        s.await.unwrap();
+    }
+    assert!(
+        firsts.iter().all(|t| t == "hello"),
+        "every connection starts with hello: {firsts:?}"
+    );
+}
