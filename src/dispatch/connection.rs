@@ -70,7 +70,6 @@ impl Dispatcher {
                 dispatcher: self.clone(),
                 device: device_key(info.platform.0, &info.device_id),
                 info,
-                conn_id: registration.id(),
                 registration,
                 hello_seq,
                 outbox,
@@ -103,9 +102,8 @@ pub(super) struct Connection {
     pub(super) info: ConnectionInfo,
     /// `<platform>:<device_id>`: whose acknowledged position `ack` moves.
     pub(super) device: String,
-    pub(super) conn_id: u64,
-    /// Unregisters the connection when it ends, however it ends.
-    registration: Registration,
+    /// The connection's id; unregisters the connection when it ends, however it ends.
+    pub(super) registration: Registration,
     /// Live frames start after this seq; `sync` covers up to it.
     pub(super) hello_seq: u64,
     pub(super) outbox: Arc<Outbox>,
@@ -315,7 +313,9 @@ impl Connection {
         // Half-close and give the peer a moment to answer our close frame, so it reads the
         // frame instead of a reset. Not if the frame never went out: nothing to wait for.
         if !peer_gone && !gave_up {
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            // Boxed, like the release below: the socket task's future is as large as its
+            // largest state, and this one would otherwise be carried by every idle connection.
+            let _ = Box::pin(tokio::time::timeout(Duration::from_secs(1), async {
                 let _ = io.shutdown().await;
                 let mut sink = [0u8; 512];
                 while let Ok(Ok(n)) = tokio::time::timeout(
@@ -328,10 +328,10 @@ impl Connection {
                         break;
                     }
                 }
-            })
+            }))
             .await;
         }
-        self.registration.release().await;
+        Box::pin(self.registration.release()).await;
         metrics::gauge!("imd_ws_connections").decrement(1.0);
     }
 

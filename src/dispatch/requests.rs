@@ -195,7 +195,7 @@ impl Connection {
                         receiver: Uid(to),
                         content: &content,
                         idempotency,
-                        origin: Some(self.conn_id),
+                        origin: Some(self.registration.id()),
                     })
                     .await
             }
@@ -207,7 +207,7 @@ impl Connection {
                         GroupId(to),
                         &content,
                         idempotency,
-                        Some(self.conn_id),
+                        Some(self.registration.id()),
                     )
                     .await
             }
