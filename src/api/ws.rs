@@ -64,7 +64,11 @@ pub async fn upgrade(
     let started = Instant::now();
     let parts = framed.into_parts();
     let (mut io, read) = (parts.io, parts.read_buf);
-    let status = match accept(&state, &req).await {
+    // Boxed: inline, the registration steps made this future (which actix-http allocates per
+    // upgrade) 4.1 KB instead of 2.6 KB, and glibc's worker arenas kept ~1.3 KB a connection
+    // more free memory between the long-lived allocations (malloc_stats): idle RSS rose from
+    // 4.7 to 6.2 KB a connection (`scripts/bench idle`, README "Performance").
+    let status = match Box::pin(accept(&state, &req)).await {
         Ok((accepted, key)) => {
             let head = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: {key}\r\n\r\n"
