@@ -220,12 +220,7 @@ impl GroupActor {
                 move |(r, body), act, _| {
                     let mut fanout = None;
                     let reply = r.map(|a| {
-                        let sent = Sent {
-                            id: a.id,
-                            seq: a.first_seq,
-                            replayed: a.replayed,
-                            timeline: true,
-                        };
+                        let sent = Sent::of(&a, true);
                         if let Some(tx) = stored {
                             let _ = tx.send(sent);
                         }
@@ -260,12 +255,7 @@ impl GroupActor {
             move |(r, body, inboxes), act, _| {
                 let mut fanout = None;
                 let reply = r.map(|a| {
-                    let sent = Sent {
-                        id: a.id,
-                        seq: a.first_seq,
-                        replayed: a.replayed,
-                        timeline: false,
-                    };
+                    let sent = Sent::of(&a, false);
                     if let Some(tx) = stored {
                         let _ = tx.send(sent);
                     }

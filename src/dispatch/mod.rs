@@ -99,6 +99,18 @@ pub struct Sent {
     pub timeline: bool,
 }
 
+impl Sent {
+    /// The result of a store append (or of its replay).
+    fn of(a: &crate::store::Appended, timeline: bool) -> Sent {
+        Sent {
+            id: a.id,
+            seq: a.first_seq,
+            replayed: a.replayed,
+            timeline,
+        }
+    }
+}
+
 /// A send request shared by the HTTP and WebSocket paths.
 pub struct PeerSend<'a> {
     /// `Peer`, or `Customer` between a customer and their supporter.
@@ -334,12 +346,7 @@ impl Dispatcher {
                 idempotency: req.idempotency.as_deref().map(|k| (k, ttl)),
             })
             .await?;
-        let sent = Sent {
-            id: appended.id,
-            seq: appended.first_seq,
-            replayed: appended.replayed,
-            timeline: false,
-        };
+        let sent = Sent::of(&appended, false);
         if appended.replayed {
             return Ok(sent);
         }
@@ -435,12 +442,7 @@ impl Dispatcher {
             };
             self.deliver(user, msg, true).await;
         }
-        Ok(Sent {
-            id: appended.id,
-            seq: appended.first_seq,
-            replayed: appended.replayed,
-            timeline: false,
-        })
+        Ok(Sent::of(&appended, false))
     }
 
     /// Notification: online devices only; not stored, never pushed. Returns (id, devices).

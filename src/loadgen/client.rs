@@ -99,55 +99,49 @@ pub async fn post(
     path: &str,
     body: String,
 ) -> Result<Bytes, Failure> {
-    let url = format!("{}{path}", shared.base);
     let sent = client
-        .post(url)
+        .post(format!("{}{path}", shared.base))
         .insert_header(("Authorization", shared.auth.as_str()))
         .insert_header(("Content-Type", "application/json"))
-        .send_body(body)
-        .await;
-    let mut res = sent.map_err(|e| Failure {
-        status: None,
-        text: format!("POST {path}: {e}"),
-    })?;
-    let status = res.status().as_u16();
-    let bytes = res.body().limit(1 << 20).await.map_err(|e| Failure {
-        status: Some(status),
-        text: format!("POST {path}: reading the body: {e}"),
-    })?;
-    if status == 200 {
-        Ok(bytes)
-    } else {
-        Err(Failure {
-            status: Some(status),
-            text: format!("POST {path}: {status} {}", String::from_utf8_lossy(&bytes)),
-        })
-    }
+        .send_body(body);
+    reply("POST", path, sent, 1 << 20).await
 }
 
 /// GETs with server authentication; `Ok(body)` on 200.
 pub async fn get(client: &awc::Client, shared: &Shared, path: &str) -> Result<Bytes, Failure> {
-    let url = format!("{}{path}", shared.base);
     let sent = client
-        .get(url)
+        .get(format!("{}{path}", shared.base))
         .insert_header(("Authorization", shared.auth.as_str()))
-        .send()
-        .await;
-    let mut res = sent.map_err(|e| Failure {
+        .send();
+    reply("GET", path, sent, 16 << 20).await
+}
+
+/// The body of a 200 answer (at most `limit` bytes); anything else as a `Failure` naming the
+/// request.
+async fn reply(
+    method: &str,
+    path: &str,
+    sent: awc::SendClientRequest,
+    limit: usize,
+) -> Result<Bytes, Failure> {
+    let mut res = sent.await.map_err(|e| Failure {
         status: None,
-        text: format!("GET {path}: {e}"),
+        text: format!("{method} {path}: {e}"),
     })?;
     let status = res.status().as_u16();
-    let bytes = res.body().limit(16 << 20).await.map_err(|e| Failure {
+    let bytes = res.body().limit(limit).await.map_err(|e| Failure {
         status: Some(status),
-        text: format!("GET {path}: reading the body: {e}"),
+        text: format!("{method} {path}: reading the body: {e}"),
     })?;
     if status == 200 {
         Ok(bytes)
     } else {
         Err(Failure {
             status: Some(status),
-            text: format!("GET {path}: {status}"),
+            text: format!(
+                "{method} {path}: {status} {}",
+                String::from_utf8_lossy(&bytes)
+            ),
         })
     }
 }
