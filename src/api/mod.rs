@@ -48,6 +48,29 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
     cors
 }
 
+/// CORS refusals (actix-cors answers them in plain text) in the standard envelope, with the
+/// reason (origin, method or header not allowed).
+async fn cors_envelope<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let refusal = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<actix_cors::CorsError>())
+        .map(|e| {
+            let status = actix_web::ResponseError::status_code(e);
+            ApiError::new(status, "cors_rejected", e.to_string())
+        });
+    Ok(match refusal {
+        Some(err) => res
+            .into_response(actix_web::ResponseError::error_response(&err))
+            .map_into_right_body(),
+        None => res.map_into_left_body(),
+    })
+}
+
 pub use health::metrics;
 
 /// Every route of the service (`/metrics` only when `with_metrics`: it may have its own
@@ -85,16 +108,19 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String], with_metric
     .service(
         resource("/messages")
             .wrap(cors(cors_origins))
+            .wrap(actix_web::middleware::from_fn(cors_envelope))
             .route(web::get().to(messages::history)),
     )
     .service(
         resource("/auth/customer")
             .wrap(cors(cors_origins))
+            .wrap(actix_web::middleware::from_fn(cors_envelope))
             .route(web::post().to(customers::register)),
     )
     .service(
         resource("/supporters")
             .wrap(cors(cors_origins))
+            .wrap(actix_web::middleware::from_fn(cors_envelope))
             .route(web::get().to(customers::my_supporter)),
     )
     .service(

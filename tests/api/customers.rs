@@ -449,3 +449,35 @@ async fn browser_facing_endpoints_answer_cors() {
     assert_eq!(res.status().as_u16(), 200);
     assert!(res.headers().contains_key("access-control-allow-origin"));
 }
+
+#[actix_web::test]
+async fn a_refused_cors_preflight_is_an_error_envelope_naming_the_reason() {
+    let (mut s, url) = test_settings(Backend::Memory);
+    s.http.cors_origins = vec!["https://shop.example".into()];
+    let app = spawn_with(s, url).await;
+    for (origin, method, reason) in [
+        ("https://elsewhere.example", "POST", "origin"),
+        ("https://shop.example", "DELETE", "method"),
+    ] {
+        let mut res = app
+            .client
+            .request(
+                awc::http::Method::OPTIONS,
+                format!("{}/auth/customer", app.base),
+            )
+            .insert_header(("Origin", origin))
+            .insert_header(("Access-Control-Request-Method", method))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(res.status().as_u16(), 400, "{origin} {method}: {body}");
+        assert_eq!(body["meta"]["code"], 400, "{body}");
+        assert_eq!(body["meta"]["error"], "cors_rejected", "{body}");
+        let message = body["meta"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.to_lowercase().contains(reason),
+            "the message names the {reason}: {body}"
+        );
+    }
+}
