@@ -10,7 +10,8 @@ use crate::config::{LogFormat, LogSettings};
 /// Installs the global tracing subscriber. Safe to call more than once (tests do): later calls
 /// leave the first subscriber in place.
 pub fn init_tracing(settings: &LogSettings) {
-    let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_new(directives(&settings.level))
+        .unwrap_or_else(|_| EnvFilter::new(directives("info")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
@@ -18,6 +19,20 @@ pub fn init_tracing(settings: &LogSettings) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// What a client can make actix-http log at ERROR: a fragmented control frame ("Unfinished
+/// fragment"). The connection answers it with close code 1002 and logs that at debug; a client
+/// must not be able to fill the server's log with errors. Kept unless `log.level` names
+/// actix_http itself.
+const CLIENT_TRIGGERED: &str = "actix_http::ws::codec=off";
+
+fn directives(level: &str) -> String {
+    if level.contains("actix_http") {
+        level.to_string()
+    } else {
+        format!("{level},{CLIENT_TRIGGERED}")
+    }
 }
 
 /// Checks a log level directive without installing anything (config validation).

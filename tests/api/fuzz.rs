@@ -14,7 +14,7 @@
 
 mod bodies;
 mod endpoints;
-mod frames;
+pub(crate) mod frames;
 mod http;
 mod values;
 mod ws;

@@ -256,3 +256,39 @@ async fn metrics_can_be_served_on_their_own_listener() {
     let body = res.body().await.unwrap();
     assert!(String::from_utf8_lossy(&body).contains("imd_http_requests_total"));
 }
+
+#[actix_web::test]
+async fn a_client_cannot_make_the_server_log_errors_with_bad_frames() {
+    let server = process::Server::start(&[("IMD_LOG__LEVEL", "info".into())]);
+    let client = awc::Client::new();
+    let mut res = client
+        .post(format!("{}/auth/grant", server.base()))
+        .insert_header(("Authorization", process::demo_auth()))
+        .send_json(&json!({"uid": 1}))
+        .await
+        .unwrap();
+    let v: serde_json::Value = res.json().await.unwrap();
+    let token = v["data"]["token"].as_str().unwrap().to_string();
+    for _ in 0..3 {
+        let (_, framed) = client
+            .ws(format!("ws://{}/ws?token={token}", server.addr))
+            .connect()
+            .await
+            .unwrap();
+        let mut ws = Ws::from_framed(framed).await;
+        // A ping without FIN: control frames must not be fragmented (RFC 6455 §5.5).
+        ws.send_wire(&crate::fuzz::frames::wire(0x09, b"p", true))
+            .await;
+        assert_eq!(ws.next(WAIT).await, Some(Err(1002)), "a protocol error");
+    }
+    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    let log = server.log_text();
+    assert!(
+        log.contains("\"status\":101"),
+        "the connections were logged: {log}"
+    );
+    assert!(
+        !log.contains("\"level\":\"ERROR\""),
+        "a client's bad frame logged as a server error: {log}"
+    );
+}
