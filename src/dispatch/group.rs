@@ -90,8 +90,8 @@ pub enum GroupCmd {
     Info {
         app: AppId,
     },
-    /// For `sync_group`: the member's join seq on the timeline.
-    JoinSeq {
+    /// For `sync_group`: is `uid` a member (answered from memory)?
+    Member {
         app: AppId,
         uid: Uid,
     },
@@ -127,7 +127,8 @@ pub enum GroupReply {
     /// Members the change applied to (added / removed), or empty.
     Changed(Vec<Uid>),
     Info(GroupView),
-    JoinSeq(u64),
+    /// `uid` is a member.
+    Member,
 }
 
 impl Message for GroupCmd {
@@ -499,7 +500,7 @@ impl Handler<GroupCmd> for GroupActor {
                 self.state(app)
                     .map(|st| GroupReply::Info(st.view(self.gid))),
             ),
-            GroupCmd::JoinSeq { app, uid } => self.join_seq(app, uid),
+            GroupCmd::Member { app, uid } => done(self.member(app, uid)),
             GroupCmd::Change { app, change } => self.change(app, change, ctx),
         }
     }
@@ -527,18 +528,12 @@ impl GroupState {
 }
 
 impl GroupActor {
-    fn join_seq(&mut self, app: AppId, uid: Uid) -> Reply {
-        match self.state(app) {
-            Err(e) => done(Err(e)),
-            Ok(st) if !st.members.contains(uid) => done(Err(DispatchError::NotGroupMember)),
-            Ok(_) => {
-                let (store, gid) = (self.env.store.clone(), self.gid);
-                let fut = async move { store.member(gid, uid).await };
-                AtomicResponse::new(Box::pin(
-                    fut.into_actor(self)
-                        .map(|r, _, _| Ok(GroupReply::JoinSeq(r?.map_or(0, |m| m.join_seq)))),
-                ))
-            }
+    /// Membership from memory: the group is not held up by a store read for every sync.
+    fn member(&mut self, app: AppId, uid: Uid) -> Result<GroupReply, DispatchError> {
+        if self.state(app)?.members.contains(uid) {
+            Ok(GroupReply::Member)
+        } else {
+            Err(DispatchError::NotGroupMember)
         }
     }
 }

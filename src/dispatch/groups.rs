@@ -293,16 +293,25 @@ impl Dispatcher {
         after: u64,
         limit: usize,
     ) -> Result<(Vec<String>, u64, bool), DispatchError> {
-        let join_seq = match self
-            .group(gid, || GroupCmd::JoinSeq {
+        match self
+            .group(gid, || GroupCmd::Member {
                 app: user.app,
                 uid: user.uid,
             })
             .await?
         {
-            GroupReply::JoinSeq(s) => s,
-            _ => 0,
-        };
+            GroupReply::Member => {}
+            _ => return Err(DispatchError::Invalid("unexpected group reply".into())),
+        }
+        // The join seq is read here, not in the group actor, which would wait for it. Gone
+        // since the check: the member has just left.
+        let join_seq = self
+            .inner
+            .store
+            .member(gid, user.uid)
+            .await?
+            .ok_or(DispatchError::NotGroupMember)?
+            .join_seq;
         let from = after.max(join_seq);
         let records = self.inner.store.timeline_after(gid, from, limit).await?;
         let last = records
