@@ -470,7 +470,13 @@ async fn a_refused_cors_preflight_is_an_error_envelope_naming_the_reason() {
             .send()
             .await
             .unwrap();
-        let body: Value = res.json().await.unwrap();
+        let bytes = res.body().await.unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!(
+                "{origin} {method}: not the JSON envelope: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
         assert_eq!(res.status().as_u16(), 400, "{origin} {method}: {body}");
         assert_eq!(body["meta"]["code"], 400, "{body}");
         assert_eq!(body["meta"]["error"], "cors_rejected", "{body}");
