@@ -134,8 +134,10 @@ impl Run {
         Ok(ok())
     }
 
-    /// Fails with the first error samples unless all `wanted` clients connected.
-    pub fn require_connected(&self, connected: u64, wanted: u64) -> anyhow::Result<()> {
+    /// `connect_all`, failing with the first error samples unless every client connected.
+    pub async fn connect_everyone(&mut self, uids: Vec<u64>) -> anyhow::Result<()> {
+        let wanted = uids.len() as u64;
+        let connected = self.connect_all(uids).await?;
         if connected < wanted {
             bail!(
                 "only {connected} of {wanted} clients connected; first errors: {}",

@@ -14,6 +14,7 @@ use super::client::post;
 use super::options::secs;
 use super::payload::{Payload, Rng, unix_micros};
 use super::pool::Worker;
+use super::report::Outcome;
 use super::run::Run;
 use super::stats::Counters;
 
@@ -95,13 +96,32 @@ impl Run {
     /// Waits (at most `--drain`) for the deliveries of what was sent: every receiver of every
     /// acknowledged message — and of the unanswered sends too: one that timed out may still
     /// have been stored, and its deliveries must not end the wait before ours arrived.
-    pub async fn drain(&mut self, sent: &Sent, per_message: u64) {
+    async fn drain(&mut self, sent: &Sent, per_message: u64) {
         let shared = self.shared.clone();
         let c = &shared.counters;
         let target = (Counters::get(&c.sent_ok) + sent.unanswered) * per_message;
         let within = self.opts.drain();
         self.wait_for("delivering", &c.delivered, target, within)
             .await;
+    }
+
+    /// The measured phase of a delivery scenario (`peer`, `groups`, `fanout`): samples both
+    /// processes, sends by `plan`, waits for the `per_message` deliveries of every message
+    /// (`drain`), samples again.
+    pub async fn deliveries(
+        &mut self,
+        plan: SendPlan,
+        per_message: u64,
+    ) -> anyhow::Result<Outcome> {
+        self.mark_start()?;
+        let sent = self.send(plan).await;
+        self.drain(&sent, per_message).await;
+        self.mark_end()?;
+        Ok(Outcome {
+            per_message,
+            sent: Some(sent),
+            ..Outcome::default()
+        })
     }
 }
 

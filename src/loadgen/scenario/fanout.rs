@@ -17,24 +17,17 @@ pub async fn run(run: &mut Run, a: &FanoutArgs) -> anyhow::Result<Outcome> {
     let name = format!("loadgen-fanout-{}", run.shared.run_id);
     let gid = create_group(run, name, members.clone(), a.super_group).await?;
     // Connected after the group is complete, so no member gets the set-up notifications.
-    let connected = run.connect_all(members).await?;
-    run.require_connected(connected, n)?;
-    run.mark_start()?;
-    let sent = run
-        .send(SendPlan {
+    run.connect_everyone(members).await?;
+    run.deliveries(
+        SendPlan {
             path: "/messages/groups",
             total: Some(a.messages),
             rate: a.rate,
             senders: a.senders,
             duration: Some(secs(a.duration)),
             pick: Arc::new(move |rng| (base + rng.below(n), gid)),
-        })
-        .await;
-    run.drain(&sent, n).await;
-    run.mark_end()?;
-    Ok(Outcome {
-        per_message: n,
-        sent: Some(sent),
-        ..Outcome::default()
-    })
+        },
+        n,
+    )
+    .await
 }

@@ -31,14 +31,11 @@ pub async fn run(run: &mut Run, a: &GroupsArgs) -> anyhow::Result<Outcome> {
     {
         gids.push(p.with_context(|| format!("group {g} of {count}"))?);
     }
-    let connected = run
-        .connect_all((0..count * size).map(|i| base + i).collect())
+    run.connect_everyone((0..count * size).map(|i| base + i).collect())
         .await?;
-    run.require_connected(connected, count * size)?;
-    run.mark_start()?;
     let gids = Arc::new(gids);
-    let sent = run
-        .send(SendPlan {
+    run.deliveries(
+        SendPlan {
             path: "/messages/groups",
             total: Some(a.messages),
             rate: a.rate,
@@ -48,13 +45,8 @@ pub async fn run(run: &mut Run, a: &GroupsArgs) -> anyhow::Result<Outcome> {
                 let g = rng.below(count);
                 (member(g, rng.below(size)), gids[g as usize])
             }),
-        })
-        .await;
-    run.drain(&sent, size).await;
-    run.mark_end()?;
-    Ok(Outcome {
-        per_message: size,
-        sent: Some(sent),
-        ..Outcome::default()
-    })
+        },
+        size,
+    )
+    .await
 }

@@ -12,16 +12,14 @@ pub async fn run(run: &mut Run, a: &PeerArgs) -> anyhow::Result<Outcome> {
     let (base, pairs) = (run.opts.uid_base, a.pairs.max(1));
     // Senders are base..base+P (never connected), receivers base+P..base+2P.
     let receivers: Vec<u64> = (0..pairs).map(|i| base + pairs + i).collect();
-    let connected = run.connect_all(receivers).await?;
-    run.require_connected(connected, pairs)?;
+    run.connect_everyone(receivers).await?;
     let duration = a.duration.or(if a.messages.is_none() {
         Some(10.0)
     } else {
         None
     });
-    run.mark_start()?;
-    let sent = run
-        .send(SendPlan {
+    run.deliveries(
+        SendPlan {
             path: "/messages/peers",
             total: a.messages,
             rate: a.rate,
@@ -31,13 +29,8 @@ pub async fn run(run: &mut Run, a: &PeerArgs) -> anyhow::Result<Outcome> {
                 let i = rng.below(pairs);
                 (base + i, base + pairs + i)
             }),
-        })
-        .await;
-    run.drain(&sent, 1).await;
-    run.mark_end()?;
-    Ok(Outcome {
-        per_message: 1,
-        sent: Some(sent),
-        ..Outcome::default()
-    })
+        },
+        1,
+    )
+    .await
 }
