@@ -12,7 +12,9 @@ use proptest::sample::Index;
 use proptest::strategy::ValueTree;
 
 use im_dispatcher::domain::{AppId, GroupId, PushProvider, Uid, UserKey};
-use im_dispatcher::store::{Append, GroupEvent, GroupRecord, MemberRecord, Store, UserPatch};
+use im_dispatcher::store::{
+    Append, Appended, GroupEvent, GroupRecord, MemberRecord, Store, StoreResult, UserPatch,
+};
 use serde_json::Value;
 
 use crate::fuzz::{runner, shrink};
@@ -211,6 +213,20 @@ impl Side {
     }
 
     /// Stored records with their id made relative.
+    /// An append's outcome, with the message id relative to the first one seen.
+    fn appended(&mut self, r: StoreResult<Appended>) -> String {
+        match r {
+            Ok(a) => format!(
+                "id {} seqs {:?} first {} replayed {}",
+                self.id(a.id),
+                a.seqs,
+                a.first_seq,
+                a.replayed
+            ),
+            Err(e) => format!("{e:?}"),
+        }
+    }
+
     fn records(&mut self, records: Vec<String>) -> Vec<Value> {
         records
             .iter()
@@ -267,16 +283,7 @@ impl Side {
                         idempotency: key.as_deref().map(|k| (k, TTL)),
                     })
                     .await;
-                match r {
-                    Ok(a) => format!(
-                        "id {} seqs {:?} first {} replayed {}",
-                        self.id(a.id),
-                        a.seqs,
-                        a.first_seq,
-                        a.replayed
-                    ),
-                    Err(e) => format!("{e:?}"),
-                }
+                self.appended(r)
             }
             Op::InboxAfter(u, after, upto, limit) => {
                 match s.inbox_after(*u, *after, *upto, *limit).await {
@@ -314,19 +321,10 @@ impl Side {
             Op::Member(g, u) => format!("{:?}", s.member(*g, *u).await),
             Op::AppendTimeline(g, key) => {
                 let body = r#""kind":"group","content":"t"}"#;
-                match s
+                let r = s
                     .append_timeline(*g, body, key.as_deref().map(|k| (k, TTL)))
-                    .await
-                {
-                    Ok(a) => format!(
-                        "id {} seqs {:?} first {} replayed {}",
-                        self.id(a.id),
-                        a.seqs,
-                        a.first_seq,
-                        a.replayed
-                    ),
-                    Err(e) => format!("{e:?}"),
-                }
+                    .await;
+                self.appended(r)
             }
             Op::TimelineAfter(g, after, limit) => {
                 match s.timeline_after(*g, *after, *limit).await {

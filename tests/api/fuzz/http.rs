@@ -10,7 +10,7 @@ use proptest::strategy::Union;
 use serde_json::Value;
 
 use super::bodies::{json_body, query, raw_body, segment};
-use super::endpoints::{Auth, BODY_ENDPOINTS, QUERIES, ROUTES};
+use super::endpoints::{Auth, BODY_ENDPOINTS, Endpoint, QUERIES, ROUTES};
 use crate::helpers::*;
 
 /// What a request carries in `Authorization`.
@@ -102,28 +102,20 @@ fn fixture_id(name: &str) -> BoxedStrategy<String> {
 
 /// A request with a generated JSON body to any body-taking endpoint.
 pub fn json_request() -> BoxedStrategy<Request> {
-    Union::new(BODY_ENDPOINTS.iter().map(|e| {
-        (
-            path(e.path, fixture_id),
-            creds(),
-            json_body(e.fields, e.members),
-        )
-            .prop_map(move |(path, creds, body)| Request {
-                method: e.method,
-                path,
-                auth: e.auth,
-                creds,
-                body,
-            })
-            .boxed()
-    }))
-    .boxed()
+    body_request(|e| json_body(e.fields, e.members))
 }
 
 /// A request with a body that is not (valid) JSON to any body-taking endpoint.
 pub fn raw_request() -> BoxedStrategy<Request> {
+    body_request(|e| raw_body(e.fields))
+}
+
+/// A request to any body-taking endpoint, with a body from `body`.
+fn body_request(
+    body: impl Fn(&'static Endpoint) -> BoxedStrategy<Vec<u8>>,
+) -> BoxedStrategy<Request> {
     Union::new(BODY_ENDPOINTS.iter().map(|e| {
-        (path(e.path, fixture_id), creds(), raw_body(e.fields))
+        (path(e.path, fixture_id), creds(), body(e))
             .prop_map(move |(path, creds, body)| Request {
                 method: e.method,
                 path,
