@@ -33,15 +33,19 @@ impl<T> WsConn for T where
 {
 }
 
-/// A token for `uid`, fetched under the run's handshake gate.
-pub async fn token(w: &Worker, uid: u64) -> Result<String, String> {
-    let shared = &w.shared;
-    let _permit = shared
+/// One of the run's handshake permits (`--connect-concurrency`), held while it lives.
+async fn handshake_slot(w: &Worker) -> Result<tokio::sync::SemaphorePermit<'_>, String> {
+    w.shared
         .connect_gate
         .acquire()
         .await
-        .map_err(|e| e.to_string())?;
-    grant(w.clients.setup(uid), shared, uid)
+        .map_err(|e| e.to_string())
+}
+
+/// A token for `uid`, fetched under the run's handshake gate.
+pub async fn token(w: &Worker, uid: u64) -> Result<String, String> {
+    let _permit = handshake_slot(w).await?;
+    grant(w.clients.setup(uid), &w.shared, uid)
         .await
         .map_err(|f| f.text)
 }
@@ -50,11 +54,7 @@ pub async fn token(w: &Worker, uid: u64) -> Result<String, String> {
 /// the handshake time.
 pub async fn open(w: &Worker, uid: u64, token: &str) -> Result<impl WsConn + use<>, String> {
     let shared = &w.shared;
-    let _permit = shared
-        .connect_gate
-        .acquire()
-        .await
-        .map_err(|e| e.to_string())?;
+    let _permit = handshake_slot(w).await?;
     let started = Instant::now();
     let url = format!(
         "{}/ws?token={token}&platform_id=1&device_id=lg{uid}",
