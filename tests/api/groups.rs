@@ -25,6 +25,17 @@ fn member_uids(info: &Value) -> Vec<u64> {
         .unwrap_or_default()
 }
 
+/// PATCH /groups/{gid}/members/{uid} as app A's server.
+async fn patch_member(app: &TestApp, gid: u64, uid: u64, body: Value) -> Res {
+    app.call(
+        "PATCH",
+        &format!("/groups/{gid}/members/{uid}"),
+        Some(&app.auth_a()),
+        Some(body),
+    )
+    .await
+}
+
 async fn send(app: &TestApp, sender: u64, gid: u64, content: &str) -> Res {
     app.post(
         "/messages/groups",
@@ -119,11 +130,11 @@ async fn a_group_lives_through_its_whole_lifecycle() {
         next_note(&mut master).await;
         assert_eq!(next_note(&mut master).await["add_member"]["name"], "f");
 
-        app.call(
-            "PATCH",
-            &format!("/groups/{gid}/members/2"),
-            Some(&app.auth_a()),
-            Some(json!({"nickname": "bobby", "mute": true, "do_not_disturb": true})),
+        patch_member(
+            &app,
+            gid,
+            2,
+            json!({"nickname": "bobby", "mute": true, "do_not_disturb": true}),
         )
         .await
         .data();
@@ -257,14 +268,9 @@ async fn non_members_and_muted_members_cannot_send() {
         send(&app, 9, gid, "x")
             .await
             .assert_error(403, "not_group_member");
-        app.call(
-            "PATCH",
-            &format!("/groups/{gid}/members/2"),
-            Some(&app.auth_a()),
-            Some(json!({"mute": true})),
-        )
-        .await
-        .data();
+        patch_member(&app, gid, 2, json!({"mute": true}))
+            .await
+            .data();
         send(&app, 2, gid, "x")
             .await
             .assert_error(403, "member_muted");
@@ -490,14 +496,9 @@ async fn group_push_jobs_list_offline_members_except_the_sender_and_do_not_distu
             json!({"master": 1, "name": "g", "super": is_super, "members": [2, 3, 4]}),
         )
         .await;
-        app.call(
-            "PATCH",
-            &format!("/groups/{gid}/members/3"),
-            Some(&app.auth_a()),
-            Some(json!({"do_not_disturb": true})),
-        )
-        .await
-        .data();
+        patch_member(&app, gid, 3, json!({"do_not_disturb": true}))
+            .await
+            .data();
         let _online = app.online(4, 1, "p").await;
         send(&app, 1, gid, "hello group").await.data();
         let mut jobs: Vec<String> = Vec::new();
@@ -708,14 +709,9 @@ async fn malformed_group_bodies_are_400_naming_the_field_and_change_nothing() {
         .await
         .assert_error(400, "group_too_large");
     assert_eq!(member_uids(&info(&app, gid).await), vec![1, 2]);
-    app.call(
-        "PATCH",
-        &format!("/groups/{gid}/members/9"),
-        Some(&app.auth_a()),
-        Some(json!({"mute": true})),
-    )
-    .await
-    .assert_error(403, "not_group_member");
+    patch_member(&app, gid, 9, json!({"mute": true}))
+        .await
+        .assert_error(403, "not_group_member");
     app.get("/groups/424242")
         .await
         .assert_error(404, "group_not_found");
@@ -731,14 +727,9 @@ async fn group_changes_are_appended_to_group_manager_stream_in_the_original_form
     app.post(&format!("/groups/{gid}/members"), json!([3]))
         .await
         .data();
-    app.call(
-        "PATCH",
-        &format!("/groups/{gid}/members/3"),
-        Some(&app.auth_a()),
-        Some(json!({"mute": true})),
-    )
-    .await
-    .data();
+    patch_member(&app, gid, 3, json!({"mute": true}))
+        .await
+        .data();
     app.call(
         "DELETE",
         &format!("/groups/{gid}/members/3"),
@@ -814,14 +805,9 @@ async fn a_restart_with_redis_loses_no_group_member_or_setting() {
     )
     .await;
     assert_eq!(gid, 4242);
-    app.call(
-        "PATCH",
-        &format!("/groups/{gid}/members/2"),
-        Some(&app.auth_a()),
-        Some(json!({"nickname": "two", "mute": true})),
-    )
-    .await
-    .data();
+    patch_member(&app, gid, 2, json!({"nickname": "two", "mute": true}))
+        .await
+        .data();
     app.post(&format!("/groups/{gid}/upgrade"), json!({}))
         .await
         .data();
