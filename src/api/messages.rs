@@ -181,6 +181,8 @@ pub async fn notifications(
 pub struct HistoryQuery {
     limit: Option<usize>,
     before: Option<u64>,
+    /// The original's `?store=`: only the customer messages of that help desk.
+    store: Option<u64>,
 }
 
 /// Most messages one history request returns.
@@ -205,10 +207,14 @@ pub async fn history(
             "`before` must be a positive seq",
         ));
     }
-    let items = state
+    let mut items = state
         .store
         .inbox_latest(auth.user, query.before, limit)
         .await?;
+    if let Some(store) = query.store {
+        let ours = store != 0 && store == auth.app.store_id;
+        items.retain(|m| ours && is_customer_message(m));
+    }
     // Stored records are already the wire JSON of each message.
     let body = format!(
         r#"{{"meta":{{"code":0,"message":"ok"}},"data":[{}]}}"#,
@@ -217,6 +223,17 @@ pub async fn history(
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(body))
+}
+
+/// A stored record of kind `customer`.
+fn is_customer_message(record: &str) -> bool {
+    serde_json::from_str::<Value>(record).is_ok_and(|v| v["kind"] == "customer")
+}
+
+/// POST /messages/dequeue (C): the original's acknowledgement of old clients, a no-op since
+/// 2017 there too (acks travel on the WebSocket); answers success so those clients go on.
+pub async fn dequeue(_auth: ClientAuth) -> HttpResponse {
+    ok(json!({ "success": true }))
 }
 
 #[derive(Deserialize)]

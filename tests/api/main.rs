@@ -16,6 +16,7 @@ mod groups;
 mod health;
 mod limits;
 mod loadgen;
+mod media;
 mod messaging;
 mod process;
 mod push;
