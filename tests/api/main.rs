@@ -8,6 +8,7 @@ mod security;
 
 mod auth;
 mod cli;
+mod compat;
 mod conventions;
 mod customers;
 mod faults;
