@@ -19,6 +19,7 @@ mod limits;
 mod loadgen;
 mod media;
 mod messaging;
+mod openapi;
 mod process;
 mod push;
 mod store_conformance;

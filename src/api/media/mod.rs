@@ -6,8 +6,8 @@
 //! at the top level too. Upload bodies have their own limit (`media.max_upload`); every other
 //! endpoint keeps `limits.request_body`. Uploads are rate-limited per user.
 
-mod download;
-mod upload;
+pub(crate) mod download;
+pub(crate) mod upload;
 
 use super::Entry;
 

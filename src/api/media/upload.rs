@@ -10,6 +10,8 @@ use serde::Serialize;
 
 use super::error;
 use crate::api::auth::ClientAuth;
+use crate::api::openapi::answers::UploadAnswer;
+use crate::api::openapi::schemas::{Binary, FileForm};
 use crate::error::{ApiError, ApiResult};
 use crate::media::names::ImageType;
 use crate::state::AppState;
@@ -111,6 +113,7 @@ fn image_type(declared: &str, what: &str) -> ApiResult<ImageType> {
 }
 
 /// POST /images (C): the body is the image, typed by `Content-Type`.
+#[utoipa::path(post, path = "/images", tag = "media", security(("client" = [])), request_body(content((Binary = "image/png"), (Binary = "image/jpeg"))), responses((status = 200, description = "stored", body = UploadAnswer)))]
 pub async fn image_raw(
     req: HttpRequest,
     auth: ClientAuth,
@@ -125,6 +128,7 @@ pub async fn image_raw(
 }
 
 /// POST /audios (C): the body is the audio (AMR from the original's clients).
+#[utoipa::path(post, path = "/audios", tag = "media", security(("client" = [])), request_body(content = Binary, content_type = "audio/amr"), responses((status = 200, description = "stored", body = UploadAnswer)))]
 pub async fn audio_raw(
     req: HttpRequest,
     auth: ClientAuth,
@@ -185,6 +189,7 @@ async fn file_part(req: &HttpRequest, state: &AppState, body: web::Payload) -> A
 }
 
 /// POST /v2/images (C): multipart, the part `file` typed by its own `Content-Type`.
+#[utoipa::path(post, path = "/v2/images", tag = "media", security(("client" = [])), request_body(content = FileForm, content_type = "multipart/form-data"), responses((status = 200, description = "stored", body = UploadAnswer)))]
 pub async fn image_form(
     req: HttpRequest,
     auth: ClientAuth,
@@ -203,6 +208,7 @@ pub async fn image_form(
 }
 
 /// POST /v2/audios (C): multipart, the part `file`.
+#[utoipa::path(post, path = "/v2/audios", tag = "media", security(("client" = [])), request_body(content = FileForm, content_type = "multipart/form-data"), responses((status = 200, description = "stored", body = UploadAnswer)))]
 pub async fn audio_form(
     req: HttpRequest,
     auth: ClientAuth,
@@ -221,6 +227,7 @@ pub async fn audio_form(
 
 /// POST /files and /v2/files (C): multipart, the part `file`; its file name's extension is
 /// kept.
+#[utoipa::path(post, path = "/files", tag = "media", security(("client" = [])), request_body(content = FileForm, content_type = "multipart/form-data"), responses((status = 200, description = "stored", body = UploadAnswer)))]
 pub async fn file_form(
     req: HttpRequest,
     auth: ClientAuth,
