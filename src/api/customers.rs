@@ -53,7 +53,10 @@ pub(super) fn customer_id(v: &Value, field: &str) -> ApiResult<String> {
 }
 
 /// POST /auth/customer (no auth) → `{token, store_id, client_id}`.
-#[utoipa::path(post, path = "/auth/customer", tag = "customers", security(()), request_body = RegisterBody, responses((status = 200, description = "success", body = Envelope<CustomerToken>)))]
+#[utoipa::path(
+    post, path = "/auth/customer", tag = "customers", security(()), request_body = RegisterBody,
+    responses((status = 200, description = "success", body = Envelope<CustomerToken>)),
+)]
 pub async fn register(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -118,7 +121,12 @@ pub struct SupporterBody {
 }
 
 /// POST /stores/{store_id}/supporters (S)
-#[utoipa::path(post, path = "/stores/{store_id}/supporters", tag = "customers", security(("server" = [])), params(("store_id" = u64, Path)), request_body = SupporterBody, responses((status = 200, description = "success", body = Envelope<SupporterAdded>)))]
+#[utoipa::path(
+    post, path = "/stores/{store_id}/supporters", tag = "customers", security(("server" = [])),
+    params(("store_id" = u64, Path)),
+    request_body = SupporterBody,
+    responses((status = 200, description = "success", body = Envelope<SupporterAdded>)),
+)]
 pub async fn add_supporter(
     req: HttpRequest,
     auth: ServerAuth,
@@ -136,7 +144,12 @@ pub async fn add_supporter(
 }
 
 /// DELETE /stores/{store_id}/supporters/{uid} (S)
-#[utoipa::path(delete, path = "/stores/{store_id}/supporters/{uid}", tag = "customers", security(("server" = [])), params(("store_id" = u64, Path), ("uid" = Uid, Path)), responses((status = 200, description = "success", body = Envelope<Removed>)))]
+#[utoipa::path(
+    delete, path = "/stores/{store_id}/supporters/{uid}", tag = "customers",
+    security(("server" = [])),
+    params(("store_id" = u64, Path), ("uid" = Uid, Path)),
+    responses((status = 200, description = "success", body = Envelope<Removed>)),
+)]
 pub async fn remove_supporter(
     req: HttpRequest,
     auth: ServerAuth,
@@ -157,7 +170,11 @@ fn status(state: &AppState, app: AppId, uid: Uid) -> &'static str {
 }
 
 /// GET /stores/{store_id}/supporters (S): every supporter with live status.
-#[utoipa::path(get, path = "/stores/{store_id}/supporters", tag = "customers", security(("server" = [])), params(("store_id" = u64, Path)), responses((status = 200, description = "success", body = Envelope<Vec<SupporterRow>>)))]
+#[utoipa::path(
+    get, path = "/stores/{store_id}/supporters", tag = "customers", security(("server" = [])),
+    params(("store_id" = u64, Path)),
+    responses((status = 200, description = "success", body = Envelope<Vec<SupporterRow>>)),
+)]
 pub async fn list_supporters(
     req: HttpRequest,
     auth: ServerAuth,
@@ -199,7 +216,11 @@ fn choose(state: &AppState, app: AppId, all: &[Supporter]) -> Option<Uid> {
 }
 
 /// GET /supporters?store_id= (C, a customer's token) → the customer's supporter.
-#[utoipa::path(get, path = "/supporters", tag = "customers", security(("client" = [])), params(SupporterQuery), responses((status = 200, description = "success", body = Envelope<MySupporter>)))]
+#[utoipa::path(
+    get, path = "/supporters", tag = "customers", security(("client" = [])),
+    params(SupporterQuery),
+    responses((status = 200, description = "success", body = Envelope<MySupporter>)),
+)]
 pub async fn my_supporter(
     auth: ClientAuth,
     state: web::Data<AppState>,
@@ -252,7 +273,14 @@ pub struct CustomerMessageBody {
 }
 
 /// POST /messages/customers (S): between a customer and their assigned supporter.
-#[utoipa::path(post, path = "/messages/customers", operation_id = "send_customer_message", tag = "messages", security(("server" = [])), params(IdempotencyKey), request_body = CustomerMessageBody, responses((status = 200, description = "success", body = Envelope<MsgId>)))]
+#[utoipa::path(
+    post, path = "/messages/customers", operation_id = "send_customer_message",
+    tag = "messages",
+    security(("server" = [])),
+    params(IdempotencyKey),
+    request_body = CustomerMessageBody,
+    responses((status = 200, description = "success", body = Envelope<MsgId>)),
+)]
 pub async fn send(
     req: HttpRequest,
     auth: ServerAuth,

@@ -82,7 +82,11 @@ pub struct CreateBody {
 }
 
 /// POST /groups → `{group_id}`.
-#[utoipa::path(post, path = "/groups", tag = "groups", security(("server" = [])), request_body = CreateBody, responses((status = 200, description = "success", body = Envelope<GroupCreated>)))]
+#[utoipa::path(
+    post, path = "/groups", tag = "groups", security(("server" = [])),
+    request_body = CreateBody,
+    responses((status = 200, description = "success", body = Envelope<GroupCreated>)),
+)]
 pub async fn create(
     auth: ServerAuth,
     state: web::Data<AppState>,
@@ -107,7 +111,11 @@ pub async fn create(
 }
 
 /// GET /groups/{gid}
-#[utoipa::path(get, path = "/groups/{gid}", tag = "groups", security(("server" = [])), params(("gid" = GroupId, Path)), responses((status = 200, description = "success", body = Envelope<GroupInfo>)))]
+#[utoipa::path(
+    get, path = "/groups/{gid}", tag = "groups", security(("server" = [])),
+    params(("gid" = GroupId, Path)),
+    responses((status = 200, description = "success", body = Envelope<GroupInfo>)),
+)]
 pub async fn info(
     req: HttpRequest,
     auth: ServerAuth,
@@ -127,7 +135,12 @@ pub struct RenameBody {
 }
 
 /// PATCH /groups/{gid} `{name}`
-#[utoipa::path(patch, path = "/groups/{gid}", tag = "groups", security(("server" = [])), params(("gid" = GroupId, Path)), request_body = RenameBody, responses((status = 200, description = "success", body = Envelope<Null>)))]
+#[utoipa::path(
+    patch, path = "/groups/{gid}", tag = "groups", security(("server" = [])),
+    params(("gid" = GroupId, Path)),
+    request_body = RenameBody,
+    responses((status = 200, description = "success", body = Envelope<Null>)),
+)]
 pub async fn rename(
     req: HttpRequest,
     auth: ServerAuth,
@@ -144,7 +157,11 @@ pub async fn rename(
 }
 
 /// DELETE /groups/{gid}: disband.
-#[utoipa::path(delete, path = "/groups/{gid}", tag = "groups", security(("server" = [])), params(("gid" = GroupId, Path)), responses((status = 200, description = "success", body = Envelope<Null>)))]
+#[utoipa::path(
+    delete, path = "/groups/{gid}", tag = "groups", security(("server" = [])),
+    params(("gid" = GroupId, Path)),
+    responses((status = 200, description = "success", body = Envelope<Null>)),
+)]
 pub async fn disband(
     req: HttpRequest,
     auth: ServerAuth,
@@ -159,7 +176,11 @@ pub async fn disband(
 }
 
 /// POST /groups/{gid}/upgrade: normal → super.
-#[utoipa::path(post, path = "/groups/{gid}/upgrade", tag = "groups", security(("server" = [])), params(("gid" = GroupId, Path)), responses((status = 200, description = "success", body = Envelope<Upgraded>)))]
+#[utoipa::path(
+    post, path = "/groups/{gid}/upgrade", tag = "groups", security(("server" = [])),
+    params(("gid" = GroupId, Path)),
+    responses((status = 200, description = "success", body = Envelope<Upgraded>)),
+)]
 pub async fn upgrade(
     req: HttpRequest,
     auth: ServerAuth,
@@ -174,7 +195,12 @@ pub async fn upgrade(
 }
 
 /// POST /groups/{gid}/members: `{members:[…], inviter?}`, a bare array, or one member object.
-#[utoipa::path(post, path = "/groups/{gid}/members", tag = "groups", security(("server" = [])), params(("gid" = GroupId, Path)), request_body = AddMembers, responses((status = 200, description = "success", body = Envelope<Added>)))]
+#[utoipa::path(
+    post, path = "/groups/{gid}/members", tag = "groups", security(("server" = [])),
+    params(("gid" = GroupId, Path)),
+    request_body = AddMembers,
+    responses((status = 200, description = "success", body = Envelope<Added>)),
+)]
 pub async fn add_members(
     req: HttpRequest,
     auth: ServerAuth,
@@ -221,7 +247,12 @@ pub async fn add_members(
 }
 
 /// DELETE /groups/{gid}/members: an array of uids or member objects (or `{members:[…]}`).
-#[utoipa::path(delete, path = "/groups/{gid}/members", tag = "groups", security(("server" = [])), params(("gid" = GroupId, Path)), request_body = RemoveMembers, responses((status = 200, description = "success", body = Envelope<Removed>)))]
+#[utoipa::path(
+    delete, path = "/groups/{gid}/members", tag = "groups", security(("server" = [])),
+    params(("gid" = GroupId, Path)),
+    request_body = RemoveMembers,
+    responses((status = 200, description = "success", body = Envelope<Removed>)),
+)]
 pub async fn remove_members(
     req: HttpRequest,
     auth: ServerAuth,
@@ -249,7 +280,11 @@ pub async fn remove_members(
 }
 
 /// DELETE /groups/{gid}/members/{mid}: a member leaves.
-#[utoipa::path(delete, path = "/groups/{gid}/members/{mid}", tag = "groups", security(("server" = [])), params(("gid" = GroupId, Path), ("mid" = Uid, Path)), responses((status = 200, description = "success", body = Envelope<Removed>)))]
+#[utoipa::path(
+    delete, path = "/groups/{gid}/members/{mid}", tag = "groups", security(("server" = [])),
+    params(("gid" = GroupId, Path), ("mid" = Uid, Path)),
+    responses((status = 200, description = "success", body = Envelope<Removed>)),
+)]
 pub async fn leave(
     req: HttpRequest,
     auth: ServerAuth,
@@ -278,7 +313,12 @@ pub struct MemberBody {
 }
 
 /// PATCH /groups/{gid}/members/{mid}: any of `do_not_disturb`, `nickname`, `mute`.
-#[utoipa::path(patch, path = "/groups/{gid}/members/{mid}", tag = "groups", security(("server" = [])), params(("gid" = GroupId, Path), ("mid" = Uid, Path)), request_body = MemberBody, responses((status = 200, description = "success", body = Envelope<Null>)))]
+#[utoipa::path(
+    patch, path = "/groups/{gid}/members/{mid}", tag = "groups", security(("server" = [])),
+    params(("gid" = GroupId, Path), ("mid" = Uid, Path)),
+    request_body = MemberBody,
+    responses((status = 200, description = "success", body = Envelope<Null>)),
+)]
 pub async fn update_member(
     req: HttpRequest,
     auth: ServerAuth,
@@ -317,7 +357,13 @@ pub struct GroupMessageBody {
 }
 
 /// POST /messages/groups (S): the sender must be a member and not muted.
-#[utoipa::path(post, path = "/messages/groups", operation_id = "send_group_message", tag = "messages", security(("server" = [])), params(IdempotencyKey), request_body = GroupMessageBody, responses((status = 200, description = "success", body = Envelope<MsgId>)))]
+#[utoipa::path(
+    post, path = "/messages/groups", operation_id = "send_group_message", tag = "messages",
+    security(("server" = [])),
+    params(IdempotencyKey),
+    request_body = GroupMessageBody,
+    responses((status = 200, description = "success", body = Envelope<MsgId>)),
+)]
 pub async fn send(
     req: HttpRequest,
     auth: ServerAuth,
@@ -349,7 +395,12 @@ pub struct GroupNotificationBody {
 }
 
 /// POST /messages/groups/notifications (S): an app-defined group notification.
-#[utoipa::path(post, path = "/messages/groups/notifications", tag = "messages", security(("server" = [])), params(IdempotencyKey), request_body = GroupNotificationBody, responses((status = 200, description = "success", body = Envelope<MsgId>)))]
+#[utoipa::path(
+    post, path = "/messages/groups/notifications", tag = "messages", security(("server" = [])),
+    params(IdempotencyKey),
+    request_body = GroupNotificationBody,
+    responses((status = 200, description = "success", body = Envelope<MsgId>)),
+)]
 pub async fn notify(
     req: HttpRequest,
     auth: ServerAuth,

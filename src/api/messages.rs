@@ -105,7 +105,12 @@ pub struct PeerBody {
 }
 
 /// POST /messages/peers (S) → `{msg_id}` once stored in both inboxes.
-#[utoipa::path(post, path = "/messages/peers", tag = "messages", security(("server" = [])), params(IdempotencyKey), request_body = PeerBody, responses((status = 200, description = "success", body = Envelope<MsgId>)))]
+#[utoipa::path(
+    post, path = "/messages/peers", tag = "messages", security(("server" = [])),
+    params(IdempotencyKey),
+    request_body = PeerBody,
+    responses((status = 200, description = "success", body = Envelope<MsgId>)),
+)]
 pub async fn peers(
     req: HttpRequest,
     auth: ServerAuth,
@@ -145,7 +150,12 @@ pub struct ToUserBody {
 }
 
 /// POST /messages/systems (S)
-#[utoipa::path(post, path = "/messages/systems", tag = "messages", security(("server" = [])), params(IdempotencyKey), request_body = ToUserBody, responses((status = 200, description = "success", body = Envelope<MsgId>)))]
+#[utoipa::path(
+    post, path = "/messages/systems", tag = "messages", security(("server" = [])),
+    params(IdempotencyKey),
+    request_body = ToUserBody,
+    responses((status = 200, description = "success", body = Envelope<MsgId>)),
+)]
 pub async fn systems(
     req: HttpRequest,
     auth: ServerAuth,
@@ -169,7 +179,11 @@ pub async fn systems(
 }
 
 /// POST /messages/notifications (S): online devices only, not stored.
-#[utoipa::path(post, path = "/messages/notifications", tag = "messages", security(("server" = [])), request_body = ToUserBody, responses((status = 200, description = "success", body = Envelope<NotificationSent>)))]
+#[utoipa::path(
+    post, path = "/messages/notifications", tag = "messages", security(("server" = [])),
+    request_body = ToUserBody,
+    responses((status = 200, description = "success", body = Envelope<NotificationSent>)),
+)]
 pub async fn notifications(
     auth: ServerAuth,
     state: web::Data<AppState>,
@@ -198,7 +212,10 @@ pub struct HistoryQuery {
 const HISTORY_MAX: usize = 1000;
 
 /// GET /messages (C): the caller's newest inbox messages, oldest first.
-#[utoipa::path(get, path = "/messages", tag = "messages", security(("client" = [])), params(HistoryQuery), responses((status = 200, description = "success", body = Envelope<Vec<StoredMessage>>)))]
+#[utoipa::path(
+    get, path = "/messages", tag = "messages", security(("client" = [])), params(HistoryQuery),
+    responses((status = 200, description = "success", body = Envelope<Vec<StoredMessage>>)),
+)]
 pub async fn history(
     auth: ClientAuth,
     state: web::Data<AppState>,
@@ -242,7 +259,10 @@ fn is_customer_message(record: &str) -> bool {
 
 /// POST /messages/dequeue (C): the original's acknowledgement of old clients, a no-op since
 /// 2017 there too (acks travel on the WebSocket); answers success so those clients go on.
-#[utoipa::path(post, path = "/messages/dequeue", tag = "messages", security(("client" = [])), responses((status = 200, description = "success", body = Envelope<Dequeued>)))]
+#[utoipa::path(
+    post, path = "/messages/dequeue", tag = "messages", security(("client" = [])),
+    responses((status = 200, description = "success", body = Envelope<Dequeued>)),
+)]
 pub async fn dequeue(_auth: ClientAuth) -> HttpResponse {
     ok(json!({ "success": true }))
 }
@@ -257,7 +277,11 @@ pub struct OfflineQuery {
 }
 
 /// GET /messages/offline (S): `{count, new}` after the device's acknowledged position.
-#[utoipa::path(get, path = "/messages/offline", tag = "messages", security(("server" = [])), params(OfflineQuery), responses((status = 200, description = "success", body = Envelope<Offline>)))]
+#[utoipa::path(
+    get, path = "/messages/offline", tag = "messages", security(("server" = [])),
+    params(OfflineQuery),
+    responses((status = 200, description = "success", body = Envelope<Offline>)),
+)]
 pub async fn offline(
     auth: ServerAuth,
     state: web::Data<AppState>,

@@ -25,14 +25,32 @@ fn name(req: &HttpRequest) -> ApiResult<String> {
 }
 
 /// GET /images/{name}: an image, or a thumbnail `{name}@128w_128h_{0|1}c` / `@256w_256h…`.
-#[utoipa::path(get, path = "/images/{name}", tag = "media", security(()), params(("name" = String, Path), Conditional), responses((status = 200, description = "the object", content((Binary = "image/png"), (Binary = "image/jpeg"))), (status = 206, description = "the requested range (Content-Range)", body = Binary), (status = 304, description = "If-None-Match matched the ETag"), (status = 416, description = "the range starts past the end", body = ErrorBody)))]
+#[utoipa::path(
+    get, path = "/images/{name}", tag = "media", security(()),
+    params(("name" = String, Path), Conditional),
+    responses(
+        (status = 200, description = "the object", content((Binary = "image/png"), (Binary = "image/jpeg"))),
+        (status = 206, description = "the requested range (Content-Range)", body = Binary),
+        (status = 304, description = "If-None-Match matched the ETag"),
+        (status = 416, description = "the range starts past the end", body = ErrorBody),
+    ),
+)]
 pub async fn image(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let object = state.media.image(&name(&req)?).await.map_err(error)?;
     serve(&req, &state, object).await
 }
 
 /// GET /audios/{name}: an audio as uploaded.
-#[utoipa::path(get, path = "/audios/{name}", tag = "media", security(()), params(("name" = String, Path), Conditional), responses((status = 200, description = "the object", content((Binary = "audio/amr"), (Binary = "audio/amr-wb"), (Binary = "audio/mpeg"), (Binary = "application/octet-stream"))), (status = 206, description = "the requested range (Content-Range)", body = Binary), (status = 304, description = "If-None-Match matched the ETag"), (status = 416, description = "the range starts past the end", body = ErrorBody)))]
+#[utoipa::path(
+    get, path = "/audios/{name}", tag = "media", security(()),
+    params(("name" = String, Path), Conditional),
+    responses(
+        (status = 200, description = "the object", content((Binary = "audio/amr"), (Binary = "audio/amr-wb"), (Binary = "audio/mpeg"), (Binary = "application/octet-stream"))),
+        (status = 206, description = "the requested range (Content-Range)", body = Binary),
+        (status = 304, description = "If-None-Match matched the ETag"),
+        (status = 416, description = "the range starts past the end", body = ErrorBody),
+    ),
+)]
 pub async fn audio(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let object = state
         .media
@@ -43,14 +61,32 @@ pub async fn audio(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<Ht
 }
 
 /// GET /audios/{name}.mp3: the audio converted to MP3 (on the first request, then kept).
-#[utoipa::path(get, path = "/audios/{name}.mp3", tag = "media", security(()), params(("name" = String, Path), Conditional), responses((status = 200, description = "the object", content((Binary = "audio/mpeg"))), (status = 206, description = "the requested range (Content-Range)", body = Binary), (status = 304, description = "If-None-Match matched the ETag"), (status = 416, description = "the range starts past the end", body = ErrorBody)))]
+#[utoipa::path(
+    get, path = "/audios/{name}.mp3", tag = "media", security(()),
+    params(("name" = String, Path), Conditional),
+    responses(
+        (status = 200, description = "the object", content((Binary = "audio/mpeg"))),
+        (status = 206, description = "the requested range (Content-Range)", body = Binary),
+        (status = 304, description = "If-None-Match matched the ETag"),
+        (status = 416, description = "the range starts past the end", body = ErrorBody),
+    ),
+)]
 pub async fn mp3(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let object = state.media.audio(&name(&req)?, true).await.map_err(error)?;
     serve(&req, &state, object).await
 }
 
 /// GET /files/{name}: a file, typed by its extension.
-#[utoipa::path(get, path = "/files/{name}", tag = "media", security(()), params(("name" = String, Path), Conditional), responses((status = 200, description = "the object", content((Binary = "application/octet-stream"))), (status = 206, description = "the requested range (Content-Range)", body = Binary), (status = 304, description = "If-None-Match matched the ETag"), (status = 416, description = "the range starts past the end", body = ErrorBody)))]
+#[utoipa::path(
+    get, path = "/files/{name}", tag = "media", security(()),
+    params(("name" = String, Path), Conditional),
+    responses(
+        (status = 200, description = "the object", content((Binary = "application/octet-stream"))),
+        (status = 206, description = "the requested range (Content-Range)", body = Binary),
+        (status = 304, description = "If-None-Match matched the ETag"),
+        (status = 416, description = "the range starts past the end", body = ErrorBody),
+    ),
+)]
 pub async fn file(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let object = state.media.file(&name(&req)?).await.map_err(error)?;
     serve(&req, &state, object).await

@@ -47,6 +47,27 @@ fn uploaded(req: &HttpRequest, state: &AppState, folder: &str, name: &str) -> Ht
     HttpResponse::Ok().json(body)
 }
 
+/// The answer to an upload that `saved` (or the error it met).
+fn answer(
+    req: &HttpRequest,
+    state: &AppState,
+    folder: &str,
+    saved: Result<String, crate::media::MediaError>,
+) -> ApiResult<HttpResponse> {
+    Ok(uploaded(req, state, folder, &saved.map_err(error)?))
+}
+
+/// The part `file` of a multipart upload, after the user's rate is checked.
+async fn form(
+    req: &HttpRequest,
+    auth: &ClientAuth,
+    state: &AppState,
+    body: web::Payload,
+) -> ApiResult<Part> {
+    take_upload(state, auth)?;
+    file_part(req, state, body).await
+}
+
 /// One upload from the user's per-minute budget (429 with `Retry-After` when spent).
 fn take_upload(state: &AppState, auth: &ClientAuth) -> ApiResult<()> {
     state
@@ -113,7 +134,11 @@ fn image_type(declared: &str, what: &str) -> ApiResult<ImageType> {
 }
 
 /// POST /images (C): the body is the image, typed by `Content-Type`.
-#[utoipa::path(post, path = "/images", tag = "media", security(("client" = [])), request_body(content((Binary = "image/png"), (Binary = "image/jpeg"))), responses((status = 200, description = "stored", body = UploadAnswer)))]
+#[utoipa::path(
+    post, path = "/images", tag = "media", security(("client" = [])),
+    request_body(content((Binary = "image/png"), (Binary = "image/jpeg"))),
+    responses((status = 200, description = "stored", body = UploadAnswer)),
+)]
 pub async fn image_raw(
     req: HttpRequest,
     auth: ClientAuth,
@@ -123,12 +148,20 @@ pub async fn image_raw(
     take_upload(&state, &auth)?;
     let ty = image_type(content_type(&req), "Content-Type")?;
     let bytes = raw_body(&req, &state, body).await?;
-    let name = state.media.save_image(bytes, ty).await.map_err(error)?;
-    Ok(uploaded(&req, &state, "images", &name))
+    answer(
+        &req,
+        &state,
+        "images",
+        state.media.save_image(bytes, ty).await,
+    )
 }
 
 /// POST /audios (C): the body is the audio (AMR from the original's clients).
-#[utoipa::path(post, path = "/audios", tag = "media", security(("client" = [])), request_body(content = Binary, content_type = "audio/amr"), responses((status = 200, description = "stored", body = UploadAnswer)))]
+#[utoipa::path(
+    post, path = "/audios", tag = "media", security(("client" = [])),
+    request_body(content = Binary, content_type = "audio/amr"),
+    responses((status = 200, description = "stored", body = UploadAnswer)),
+)]
 pub async fn audio_raw(
     req: HttpRequest,
     auth: ClientAuth,
@@ -137,13 +170,8 @@ pub async fn audio_raw(
 ) -> ApiResult<HttpResponse> {
     take_upload(&state, &auth)?;
     let bytes = raw_body(&req, &state, body).await?;
-    let declared = content_type(&req).to_string();
-    let name = state
-        .media
-        .save_audio(bytes, &declared)
-        .await
-        .map_err(error)?;
-    Ok(uploaded(&req, &state, "audios", &name))
+    let saved = state.media.save_audio(bytes, content_type(&req)).await;
+    answer(&req, &state, "audios", saved)
 }
 
 /// The multipart part named `file`: its bytes, content type and file name.
@@ -189,57 +217,54 @@ async fn file_part(req: &HttpRequest, state: &AppState, body: web::Payload) -> A
 }
 
 /// POST /v2/images (C): multipart, the part `file` typed by its own `Content-Type`.
-#[utoipa::path(post, path = "/v2/images", tag = "media", security(("client" = [])), request_body(content = FileForm, content_type = "multipart/form-data"), responses((status = 200, description = "stored", body = UploadAnswer)))]
+#[utoipa::path(
+    post, path = "/v2/images", tag = "media", security(("client" = [])),
+    request_body(content = FileForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "stored", body = UploadAnswer)),
+)]
 pub async fn image_form(
     req: HttpRequest,
     auth: ClientAuth,
     state: web::Data<AppState>,
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    take_upload(&state, &auth)?;
-    let part = file_part(&req, &state, body).await?;
+    let part = form(&req, &auth, &state, body).await?;
     let ty = image_type(&part.content_type, "the `file` part's Content-Type")?;
-    let name = state
-        .media
-        .save_image(part.bytes, ty)
-        .await
-        .map_err(error)?;
-    Ok(uploaded(&req, &state, "images", &name))
+    let saved = state.media.save_image(part.bytes, ty).await;
+    answer(&req, &state, "images", saved)
 }
 
 /// POST /v2/audios (C): multipart, the part `file`.
-#[utoipa::path(post, path = "/v2/audios", tag = "media", security(("client" = [])), request_body(content = FileForm, content_type = "multipart/form-data"), responses((status = 200, description = "stored", body = UploadAnswer)))]
+#[utoipa::path(
+    post, path = "/v2/audios", tag = "media", security(("client" = [])),
+    request_body(content = FileForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "stored", body = UploadAnswer)),
+)]
 pub async fn audio_form(
     req: HttpRequest,
     auth: ClientAuth,
     state: web::Data<AppState>,
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    take_upload(&state, &auth)?;
-    let part = file_part(&req, &state, body).await?;
-    let name = state
-        .media
-        .save_audio(part.bytes, &part.content_type)
-        .await
-        .map_err(error)?;
-    Ok(uploaded(&req, &state, "audios", &name))
+    let part = form(&req, &auth, &state, body).await?;
+    let saved = state.media.save_audio(part.bytes, &part.content_type).await;
+    answer(&req, &state, "audios", saved)
 }
 
 /// POST /files and /v2/files (C): multipart, the part `file`; its file name's extension is
 /// kept.
-#[utoipa::path(post, path = "/files", tag = "media", security(("client" = [])), request_body(content = FileForm, content_type = "multipart/form-data"), responses((status = 200, description = "stored", body = UploadAnswer)))]
+#[utoipa::path(
+    post, path = "/files", tag = "media", security(("client" = [])),
+    request_body(content = FileForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "stored", body = UploadAnswer)),
+)]
 pub async fn file_form(
     req: HttpRequest,
     auth: ClientAuth,
     state: web::Data<AppState>,
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    take_upload(&state, &auth)?;
-    let part = file_part(&req, &state, body).await?;
-    let name = state
-        .media
-        .save_file(part.bytes, &part.filename)
-        .await
-        .map_err(error)?;
-    Ok(uploaded(&req, &state, "files", &name))
+    let part = form(&req, &auth, &state, body).await?;
+    let saved = state.media.save_file(part.bytes, &part.filename).await;
+    answer(&req, &state, "files", saved)
 }
