@@ -70,6 +70,7 @@ impl Application {
             dispatcher,
             register_limiter: RateLimiter::per_minute(settings.customers.register_per_minute),
             inflight: Default::default(),
+            inflight_public: Default::default(),
             shutting_down: Default::default(),
             settings: settings.clone(),
         });

@@ -9,6 +9,7 @@ mod customers;
 mod groups;
 mod health;
 pub mod messages;
+mod registration;
 mod users;
 pub mod ws;
 
@@ -115,7 +116,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String], with_metric
         resource("/auth/customer")
             .wrap(cors(cors_origins))
             .wrap(actix_web::middleware::from_fn(cors_envelope))
-            .route(web::post().to(customers::register)),
+            .route(web::post().to(registration::register)),
+    )
+    .service(
+        resource("/auth/customers/{uid}/block").route(web::delete().to(registration::lift_block)),
     )
     .service(
         resource("/supporters")
@@ -155,6 +159,14 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String], with_metric
             .route(web::delete().to(groups::leave))
             .route(web::patch().to(groups::update_member)),
     );
+    for path in CUSTOMER_REGISTER {
+        cfg.service(
+            resource(path)
+                .wrap(cors(cors_origins))
+                .wrap(actix_web::middleware::from_fn(cors_envelope))
+                .route(web::post().to(registration::register_with_key)),
+        );
+    }
 }
 
 async fn method_not_allowed(req: HttpRequest) -> ApiError {
@@ -181,16 +193,39 @@ impl actix_web::Responder for ApiError {
     }
 }
 
-/// Refuses (503 `overloaded`) past `limits.inflight_requests` requests at once; health checks
-/// and metrics are exempt so the service stays observable under overload.
+/// Paths whose `Basic` credentials are not an app server's: customer registration takes the
+/// app key, which every client app carries.
+const CUSTOMER_REGISTER: [&str; 2] = ["/customer/register", "/v2/customer/register"];
+
+/// Whether a request counts against the app servers' in-flight budget: it presents `Basic`
+/// credentials on a server route. Presenting them gains a caller without the secret nothing:
+/// server routes check credentials before they read a body, and answer 401 at once.
+fn app_server_budget(req: &ServiceRequest) -> bool {
+    auth::credentials(req.headers(), "Basic").is_some() && !CUSTOMER_REGISTER.contains(&req.path())
+}
+
+/// Refuses (503 `overloaded`) past `limits.inflight_requests` app-server requests, or past
+/// `limits.inflight_public` other requests, at once: two budgets, so clients and unauthenticated
+/// callers (whose bodies may trickle in for up to `limits.body_timeout_secs`) can never take
+/// the slots app servers need. Health checks and metrics are exempt so the service stays
+/// observable under overload.
 pub async fn limit_inflight<B: MessageBody + 'static>(
     req: ServiceRequest,
     next: actix_web::middleware::Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    struct Slot(web::Data<AppState>);
+    struct Slot(web::Data<AppState>, bool);
+    impl Slot {
+        fn counter(&self) -> &std::sync::atomic::AtomicUsize {
+            if self.1 {
+                &self.0.inflight
+            } else {
+                &self.0.inflight_public
+            }
+        }
+    }
     impl Drop for Slot {
         fn drop(&mut self) {
-            self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+            self.counter().fetch_sub(1, Ordering::Relaxed);
         }
     }
     let exempt = matches!(req.path(), "/healthz" | "/readyz" | "/metrics");
@@ -201,10 +236,18 @@ pub async fn limit_inflight<B: MessageBody + 'static>(
             .await
             .map(ServiceResponse::map_into_left_body);
     };
-    let now = state.inflight.fetch_add(1, Ordering::Relaxed) + 1;
-    let _slot = Slot(state.clone());
-    if now > state.settings.limits.inflight_requests {
-        metrics::counter!("imd_http_overloaded_total").increment(1);
+    let server = app_server_budget(&req);
+    let limits = &state.settings.limits;
+    let limit = if server {
+        limits.inflight_requests
+    } else {
+        limits.inflight_public
+    };
+    let slot = Slot(state.clone(), server);
+    let now = slot.counter().fetch_add(1, Ordering::Relaxed) + 1;
+    if now > limit {
+        let budget = if server { "server" } else { "public" };
+        metrics::counter!("imd_http_overloaded_total", "budget" => budget).increment(1);
         let err = ApiError::new(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",

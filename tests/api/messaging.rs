@@ -360,7 +360,7 @@ async fn idempotent_retries_deliver_once() {
 }
 
 #[actix_web::test]
-async fn offline_counts_move_with_ack() {
+async fn offline_counts_move_with_ack_and_an_ack_beyond_the_newest_is_refused() {
     for backend in BACKENDS {
         let app = spawn_app(backend).await;
         for i in 0..5 {
@@ -394,7 +394,22 @@ async fn offline_counts_move_with_ack() {
             "per device"
         );
         ws.send(json!({"type": "ack", "seq": 1})).await; // never backwards
-        ws.send(json!({"type": "ack", "seq": 999})).await; // capped at the newest
+        // Beyond the newest seq: refused, the position stays.
+        ws.send(json!({"type": "ack", "seq": 999, "ref": "a"}))
+            .await;
+        let e = ws.recv_type("error").await;
+        assert_eq!(
+            (e["error"].as_str(), e["ref"].as_str()),
+            (Some("invalid_frame"), Some("a")),
+            "{e}"
+        );
+        assert!(e["message"].as_str().unwrap().contains("999"), "{e}");
+        assert_eq!(
+            count("uid=1&platform_id=1&device_id=d1").await["count"],
+            2,
+            "{backend:?}"
+        );
+        ws.send(json!({"type": "ack", "seq": 5})).await;
         ws.send(json!({"type": "ping"})).await;
         ws.recv_type("pong").await;
         assert_eq!(

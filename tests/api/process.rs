@@ -18,8 +18,14 @@ pub struct Server {
 impl Server {
     /// Starts `im-dispatcher serve` with these env overrides (plus a free port, JSON logs).
     pub fn start(env: &[(&str, String)]) -> Server {
+        Self::start_with(&[], env)
+    }
+
+    /// `start`, with more arguments to `serve` (e.g. `--config PATH`).
+    pub fn start_with(args: &[&str], env: &[(&str, String)]) -> Server {
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
+            .args(args)
             .env("IMD_HTTP__LISTEN", "127.0.0.1:0")
             .env("IMD_LOG__FORMAT", "json")
             .env("IMD_HTTP__WORKERS", "2")

@@ -292,3 +292,33 @@ async fn a_client_cannot_make_the_server_log_errors_with_bad_frames() {
         "a client's bad frame logged as a server error: {log}"
     );
 }
+
+#[actix_web::test]
+async fn a_malformed_request_is_logged_at_debug_not_as_a_server_error() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = process::Server::start(&[("IMD_LOG__LEVEL", "debug".into())]);
+    for _ in 0..3 {
+        let mut io = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+        io.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: a\0b\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = Vec::new();
+        let _ = tokio::time::timeout(WAIT, io.read_to_end(&mut text)).await;
+        assert!(
+            text.starts_with(b"HTTP/1.1 400"),
+            "{}",
+            String::from_utf8_lossy(&text)
+        );
+    }
+    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    let log = server.log_text();
+    assert!(
+        !log.contains("\"level\":\"ERROR\""),
+        "a client's malformed request logged as a server error: {log}"
+    );
+    let noted = log
+        .lines()
+        .filter(|l| l.contains("\"level\":\"DEBUG\"") && l.contains("request parse error"))
+        .count();
+    assert_eq!(noted, 3, "each one is noted at debug: {log}");
+}
