@@ -292,7 +292,7 @@ async fn bad_websocket_frames_get_an_error_or_a_close_code_and_the_server_keeps_
                 errors += answer.errors.len();
                 acks += answer.acks;
                 sync_ends += answer.sync_ends;
-                if expect == ws::Expect::ErrorOrClose {
+                if matches!(expect, ws::Expect::ErrorOrClose | ws::Expect::SilentOrError) {
                     bad += answer.errors.len() as u32;
                 }
                 ws::judge(expect, &answer, bad, max_bad).map(|()| answer.closed)

@@ -538,7 +538,8 @@ async fn a_store_outage_is_a_503_for_sends() {
     let (mut settings, _) = test_settings(Backend::Memory);
     settings.store.kind = im_dispatcher::config::StoreKind::Redis;
     settings.store.redis_url = "redis://127.0.0.1:1/0".into();
-    settings.store.timeout_ms = 300;
+    // Longer than the reconnect attempts that report the refusal (~0.3 s).
+    settings.store.timeout_ms = 1000;
     let app = spawn_with(settings, None).await;
     app.post(
         "/messages/peers",
