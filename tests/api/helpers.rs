@@ -299,6 +299,18 @@ impl TestApp {
     }
 }
 
+/// Everything the server sends on a raw connection until it closes it (panics if it does not
+/// within `WAIT`), as text.
+pub async fn read_until_closed(io: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut text = Vec::new();
+    tokio::time::timeout(WAIT, io.read_to_end(&mut text))
+        .await
+        .unwrap_or_else(|_| panic!("the server did not close the connection within {WAIT:?}"))
+        .unwrap_or_else(|e| panic!("read: {e}"));
+    String::from_utf8_lossy(&text).into_owned()
+}
+
 /// A WebSocket client of the test server.
 pub struct Ws {
     framed: actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>,

@@ -255,7 +255,7 @@ async fn a_burst_over_capacity_degrades_without_memory_growth_or_a_crash() {
 
 #[actix_web::test]
 async fn a_refused_upgrade_says_when_to_retry() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let (mut s, _) = test_settings(Backend::Memory);
     s.limits.ws_connections_per_user = 1;
     let app = spawn_with(s, None).await;
@@ -268,12 +268,7 @@ async fn a_refused_upgrade_says_when_to_retry() {
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     );
     io.write_all(request.as_bytes()).await.unwrap();
-    let mut text = Vec::new();
-    tokio::time::timeout(WAIT, io.read_to_end(&mut text))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&text).to_lowercase();
+    let text = read_until_closed(&mut io).await.to_lowercase();
     assert!(text.starts_with("http/1.1 429"), "{text}");
     assert!(text.contains("\r\nretry-after: 1\r\n"), "{text}");
     assert!(text.contains("too_many_connections"), "{text}");

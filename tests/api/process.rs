@@ -95,6 +95,21 @@ impl Server {
         }
     }
 
+    /// A token for `uid` of the demo app.
+    pub async fn grant(&self, uid: u64) -> String {
+        let mut res = awc::Client::new()
+            .post(format!("{}/auth/grant", self.base()))
+            .insert_header(("Authorization", demo_auth()))
+            .send_json(&serde_json::json!({ "uid": uid }))
+            .await
+            .unwrap_or_else(|e| panic!("grant: {e}"));
+        let v: serde_json::Value = res.json().await.unwrap_or_else(|e| panic!("grant: {e}"));
+        v["data"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token: {v}"))
+            .to_string()
+    }
+
     pub fn log_text(&self) -> String {
         self.log
             .lock()

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::helpers::*;
@@ -24,12 +24,7 @@ async fn trickle(app: &TestApp) -> TcpStream {
 
 /// The status of the one response on `io`, which the server must then close.
 async fn answer_then_close(mut io: TcpStream) -> u16 {
-    let mut text = Vec::new();
-    tokio::time::timeout(WAIT, io.read_to_end(&mut text))
-        .await
-        .unwrap_or_else(|_| panic!("no answer and no close within {WAIT:?}"))
-        .unwrap();
-    let text = String::from_utf8_lossy(&text);
+    let text = read_until_closed(&mut io).await;
     text.split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
@@ -88,12 +83,7 @@ async fn a_body_that_misses_the_deadline_is_408_naming_it() {
          Transfer-Encoding: chunked\r\n\r\n5\r\n{{\"sen\r\n"
     );
     io.write_all(head.as_bytes()).await.unwrap();
-    let mut text = Vec::new();
-    tokio::time::timeout(WAIT, io.read_to_end(&mut text))
-        .await
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8_lossy(&text);
+    let text = read_until_closed(&mut io).await;
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("\"body_timeout\""), "{text}");
     assert!(text.contains("within 1 s"), "{text}");

@@ -17,15 +17,7 @@ fn header_declaring(len: u64) -> Vec<u8> {
 #[actix_web::test]
 async fn a_frame_declaring_more_than_the_limit_is_refused_on_its_header() {
     let server = process::Server::start(&[("IMD_LOG__LEVEL", "warn".into())]);
-    let client = awc::Client::new();
-    let mut res = client
-        .post(format!("{}/auth/grant", server.base()))
-        .insert_header(("Authorization", process::demo_auth()))
-        .send_json(&json!({"uid": 1}))
-        .await
-        .unwrap();
-    let v: serde_json::Value = res.json().await.unwrap();
-    let token = v["data"]["token"].as_str().unwrap().to_string();
+    let token = server.grant(1).await;
     let connect = || async {
         let (_, framed) = awc::Client::new()
             .ws(format!("ws://{}/ws?token={token}", server.addr))
