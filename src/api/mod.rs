@@ -193,15 +193,19 @@ impl actix_web::Responder for ApiError {
     }
 }
 
-/// Paths whose `Basic` credentials are not an app server's: customer registration takes the
-/// app key, which every client app carries.
+/// The original's customer registration, which takes the app key (`Basic`, but not an app
+/// server's credentials: every client app carries it).
 const CUSTOMER_REGISTER: [&str; 2] = ["/customer/register", "/v2/customer/register"];
 
 /// Whether a request counts against the app servers' in-flight budget: it presents `Basic`
-/// credentials on a server route. Presenting them gains a caller without the secret nothing:
-/// server routes check credentials before they read a body, and answer 401 at once.
+/// credentials on a route that checks them. Presenting them gains a caller without the secret
+/// nothing: those routes check credentials before they read a body, and answer 401 at once.
+/// The customer registrations read a body whatever `Authorization` says, so they never count.
 fn app_server_budget(req: &ServiceRequest) -> bool {
-    auth::credentials(req.headers(), "Basic").is_some() && !CUSTOMER_REGISTER.contains(&req.path())
+    let path = req.path();
+    auth::credentials(req.headers(), "Basic").is_some()
+        && path != "/auth/customer"
+        && !CUSTOMER_REGISTER.contains(&path)
 }
 
 /// Refuses (503 `overloaded`) past `limits.inflight_requests` app-server requests, or past

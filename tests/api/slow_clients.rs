@@ -10,15 +10,16 @@ use tokio::net::TcpStream;
 
 use crate::helpers::*;
 
-/// A registration that declares a 1,000-byte body and sends one byte of it.
-async fn trickle(app: &TestApp) -> TcpStream {
+/// A registration that declares a 1,000-byte body and sends one byte of it, on `path`, with
+/// `Basic` credentials made up (they must not buy it an app server's slot).
+async fn trickle(app: &TestApp, path: &str) -> TcpStream {
     let mut io = TcpStream::connect(app.addr).await.unwrap();
-    io.write_all(
-        b"POST /auth/customer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-          Content-Length: 1000\r\n\r\n{",
-    )
-    .await
-    .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Authorization: {}\r\nContent-Length: 1000\r\n\r\n{{",
+        basic_key(APP_A, "key-a")
+    );
+    io.write_all(head.as_bytes()).await.unwrap();
     io
 }
 
@@ -35,14 +36,20 @@ async fn answer_then_close(mut io: TcpStream) -> u16 {
 async fn slow_bodies_are_cut_off_and_cannot_take_the_app_servers_slots() {
     let (mut s, _) = test_settings(Backend::Memory);
     s.apps[0].store_id = 100;
-    s.limits.inflight_requests = 8;
+    s.limits.inflight_requests = 4;
     s.limits.inflight_public = 4;
     s.limits.body_timeout_secs = 2;
     let app = spawn_with(s, None).await;
     let bearer = format!("Bearer {}", app.grant(1).await);
     let mut slow = Vec::new();
-    for _ in 0..12 {
-        slow.push(trickle(&app).await);
+    for path in [
+        "/auth/customer",
+        "/customer/register",
+        "/v2/customer/register",
+    ] {
+        for _ in 0..4 {
+            slow.push(trickle(&app, path).await);
+        }
     }
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
     // App servers are served while the trickling requests are held.
