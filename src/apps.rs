@@ -3,10 +3,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use hmac::{Hmac, KeyInit, Mac};
 use ipnet::IpNet;
 use md5::{Digest, Md5};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
-use crate::config::AppSettings;
+use crate::config::{AppSettings, CustomerRegistration};
 use crate::domain::AppId;
 use crate::ratelimit::RateLimiter;
 
@@ -22,6 +25,14 @@ pub struct App {
     pub allowed_ips: Vec<IpNet>,
     /// Messages this app may send per second (HTTP sends and WebSocket sends together).
     pub sends: RateLimiter<()>,
+    /// The app key in lower case: what `POST /customer/register` compares (the original's
+    /// client credential; not a secret, every client app carries it).
+    key_lower: String,
+    /// Whether customer registrations must be signed by the app server.
+    pub customer_registration: CustomerRegistration,
+    /// HMAC-SHA256 keyed with the app secret, ready to check customer signatures (HMAC takes
+    /// keys of any length, so it is always there).
+    customer_mac: Option<Hmac<Sha256>>,
 }
 
 impl App {
@@ -29,6 +40,50 @@ impl App {
     pub fn take_send(&self) -> Result<(), u64> {
         self.sends.check(&())
     }
+
+    /// Whether `given` is this app's key (case-insensitive, in constant time).
+    pub fn key_matches(&self, given: &str) -> bool {
+        given
+            .to_ascii_lowercase()
+            .as_bytes()
+            .ct_eq(self.key_lower.as_bytes())
+            .into()
+    }
+
+    /// Whether `signature_hex` is the app server's signature of this customer registration:
+    /// hex HMAC-SHA256(app secret, `customer:<appid>:<customer_id>:<expires>`), compared in
+    /// constant time.
+    pub fn customer_signature_matches(
+        &self,
+        customer_id: &str,
+        expires: u64,
+        signature_hex: &str,
+    ) -> bool {
+        let (Some(given), Some(mut mac)) = (decode_hex(signature_hex), self.customer_mac.clone())
+        else {
+            return false;
+        };
+        mac.update(customer_message(self.id, customer_id, expires).as_bytes());
+        mac.verify_slice(&given).is_ok()
+    }
+}
+
+/// What the app server signs to vouch for a customer.
+pub fn customer_message(app: AppId, customer_id: &str, expires: u64) -> String {
+    format!("customer:{app}:{customer_id}:{expires}")
+}
+
+/// Bytes of a hex string (either case); `None` if it is not hex.
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| char::from(c).to_digit(16).map(|d| d as u8);
+    let bytes = hex.trim().as_bytes();
+    if !bytes.len().is_multiple_of(2) {
+        return None;
+    }
+    bytes
+        .chunks(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
 }
 
 impl std::fmt::Debug for App {
@@ -71,6 +126,9 @@ impl Apps {
                     sends: RateLimiter::per_second(
                         a.sends_per_sec.unwrap_or(default_sends_per_sec),
                     ),
+                    key_lower: a.key.to_ascii_lowercase(),
+                    customer_registration: a.customer_registration,
+                    customer_mac: Hmac::new_from_slice(a.secret.as_bytes()).ok(),
                 };
                 (app.id, Arc::new(app))
             })

@@ -35,6 +35,15 @@ pub struct CustomerSettings {
     pub uid_base: u64,
     /// POST /auth/customer per client IP per minute; 0 = unlimited.
     pub register_per_minute: u32,
+    /// Latest `expires` a signed registration may name, seconds from now.
+    pub max_signature_ttl_secs: u64,
+}
+
+impl CustomerSettings {
+    /// Customer uids are `uid_base + n`, n ≥ 1; the app's own users are below.
+    pub fn is_customer(&self, uid: crate::domain::Uid) -> bool {
+        uid.0 > self.uid_base
+    }
 }
 
 /// Uploaded media (README "Media").
@@ -59,6 +68,8 @@ pub struct HttpSettings {
     pub listen: SocketAddr,
     /// 0 = one per core.
     pub workers: usize,
+    /// Peers whose forwarding headers are believed (IPs or CIDRs).
+    #[serde(deserialize_with = "ip_nets")]
     pub trusted_proxies: Vec<IpNet>,
     pub shutdown_timeout_secs: u64,
     /// Allowed CORS origins of the browser-facing endpoints; "*" = any.
@@ -138,6 +149,8 @@ pub struct Limits {
     pub ws_connections_per_user: usize,
     pub ws_max_connections: usize,
     pub inflight_requests: usize,
+    pub inflight_public: usize,
+    pub body_timeout_secs: u64,
     pub app_sends_per_sec: u32,
 }
 
@@ -150,11 +163,28 @@ pub struct AppSettings {
     pub secret: String,
     #[serde(default)]
     pub store_id: u64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "ip_nets")]
     pub allowed_ips: Vec<IpNet>,
     /// Sends per second; `None` = `limits.app_sends_per_sec`.
     #[serde(default)]
     pub sends_per_sec: Option<u32>,
+    /// How customers of this app's help desk prove who they are.
+    #[serde(default)]
+    pub customer_registration: CustomerRegistration,
+}
+
+/// How a customer registration (`POST /auth/customer`, `POST /customer/register`) is trusted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CustomerRegistration {
+    /// The app server vouches for the customer id: the registration carries `expires` and
+    /// `signature` = hex HMAC-SHA256 of `customer:<appid>:<customer_id>:<expires>` keyed with
+    /// the app secret.
+    #[default]
+    Signed,
+    /// The original's behaviour: the customer id alone is the credential, so it must be an
+    /// unguessable random value.
+    Unsigned,
 }
 
 /// Secrets stay out of debug output (and so out of logs).
@@ -165,8 +195,26 @@ impl std::fmt::Debug for AppSettings {
             .field("name", &self.name)
             .field("store_id", &self.store_id)
             .field("allowed_ips", &self.allowed_ips)
+            .field("customer_registration", &self.customer_registration)
             .finish_non_exhaustive()
     }
+}
+
+/// A list of networks where a bare address (`10.0.0.1`, `::1`) stands for itself (/32, /128).
+fn ip_nets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| {
+            let s = s.trim();
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "{s:?} is not an IP address or a CIDR network (e.g. 10.0.0.1 or 10.0.0.0/8)"
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// A configuration problem, phrased for one log line.
@@ -267,6 +315,8 @@ impl Settings {
             ("limits.ws_connections_per_user", l.ws_connections_per_user),
             ("limits.ws_max_connections", l.ws_max_connections),
             ("limits.inflight_requests", l.inflight_requests),
+            ("limits.inflight_public", l.inflight_public),
+            ("limits.body_timeout_secs", l.body_timeout_secs as usize),
         ] {
             if v == 0 {
                 return fail(format!("{name} must be at least 1"));

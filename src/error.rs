@@ -127,6 +127,10 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after {
             res.insert_header((RETRY_AFTER, secs.to_string()));
         }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the request may still be on its way: the connection cannot be reused.
+            res.force_close();
+        }
         res.body(self.envelope())
     }
 }
@@ -138,6 +142,20 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(%cause, "store unavailable");
                 metrics::counter!("imd_store_errors_total").increment(1);
                 ApiError::unavailable("the message store is unavailable; retry shortly")
+            }
+            StoreError::OutcomeUnknown(cause) => {
+                tracing::warn!(%cause, "store did not answer; outcome unknown");
+                metrics::counter!("imd_store_errors_total").increment(1);
+                ApiError {
+                    retry_after: Some(1),
+                    ..ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "outcome_unknown",
+                        "the store did not answer in time: this request may or may not have taken \
+                         effect; retry it with the same Idempotency-Key (or client_msg_id) to make \
+                         it happen exactly once",
+                    )
+                }
             }
             StoreError::Corrupt(cause) => {
                 tracing::error!(%cause, "store returned data we cannot read");

@@ -73,6 +73,7 @@ impl Application {
             media,
             register_limiter: RateLimiter::per_minute(settings.customers.register_per_minute),
             inflight: Default::default(),
+            inflight_public: Default::default(),
             shutting_down: Default::default(),
             settings: settings.clone(),
         });

@@ -20,8 +20,11 @@ pub struct AppState {
     pub media: crate::media::Media,
     /// POST /auth/customer per client IP.
     pub register_limiter: RateLimiter<IpAddr>,
-    /// Requests being handled now (bounded by `limits.inflight_requests`).
+    /// App-server requests being handled now (bounded by `limits.inflight_requests`).
     pub inflight: AtomicUsize,
+    /// Every other request being handled now (bounded by `limits.inflight_public`): clients
+    /// and unauthenticated callers cannot use up the app servers' slots.
+    pub inflight_public: AtomicUsize,
     /// Set when a graceful shutdown begins: responses then close their connection (so
     /// keep-alive clients reconnect elsewhere instead of being cut off at the deadline) and
     /// `/readyz` answers 503.

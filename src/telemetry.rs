@@ -10,15 +10,68 @@ use crate::config::{LogFormat, LogSettings};
 /// Installs the global tracing subscriber. Safe to call more than once (tests do): later calls
 /// leave the first subscriber in place.
 pub fn init_tracing(settings: &LogSettings) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = EnvFilter::try_new(directives(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new(directives("info")));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false);
-    let _ = match settings.format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
+    let text = (settings.format == LogFormat::Text)
+        .then(|| tracing_subscriber::fmt::layer().with_target(false));
+    let json = (settings.format == LogFormat::Json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .json()
+            .flatten_event(true)
+    });
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(ClientErrors)
+        .with(text)
+        .with(json)
+        .try_init();
+}
+
+/// actix-http logs a request it cannot parse (a header with a NUL byte, a bad request line, a
+/// head over its size limit) and a connection the client broke off as `ERROR stream error: …`.
+/// Those are the client's mistakes, not the server's: this layer stops them and logs them again
+/// at debug, under this crate's name, with the error. Other actix-http errors stay errors.
+struct ClientErrors;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ClientErrors {
+    fn event_enabled(
+        &self,
+        event: &tracing::Event<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        let meta = event.metadata();
+        if *meta.level() != tracing::Level::ERROR || !meta.target().starts_with("actix_http::h1") {
+            return true;
+        }
+        let mut text = MessageText(String::new());
+        event.record(&mut text);
+        let Some(error) = text.0.strip_prefix("stream error: ") else {
+            return true;
+        };
+        if !(error.starts_with("request parse error") || error.starts_with("I/O error")) {
+            return true;
+        }
+        metrics::counter!("imd_http_client_errors_total").increment(1);
+        // The subscriber is the global default (no scoped dispatcher), so this nested event is
+        // dispatched normally.
+        tracing::debug!(target: "im_dispatcher::http", error, "client connection error");
+        false
+    }
+}
+
+/// Collects an event's `message` field.
+struct MessageText(String);
+
+impl tracing::field::Visit for MessageText {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            use std::fmt::Write;
+            let _ = write!(self.0, "{value:?}");
+        }
+    }
 }
 
 /// What a client can make actix-http log at ERROR: a fragmented control frame ("Unfinished

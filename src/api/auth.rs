@@ -1,7 +1,7 @@
 //! Authentication extractors (SPEC §3.1).
 //!
-//! - `ServerAuth`: `Authorization: Basic base64("<appid>:<md5hex(secret)>")`, hex compared
-//!   case-insensitively in constant time, then the app's IP allow-list.
+//! - `ServerAuth`: `Authorization: Basic base64("<appid>:<md5hex(secret)>")`: the app's IP
+//!   allow-list first, then the hex compared case-insensitively in constant time.
 //! - `ClientAuth`: `Authorization: Bearer <token>`, resolved through the store.
 //!
 //! Every failure is a 401 (403 for the allow-list) in the standard envelope, never a 500.
@@ -52,6 +52,44 @@ impl FromRequest for ServerAuth {
     }
 }
 
+/// `Authorization: Basic base64("<appid>:<password>")`: the app it names (if configured) and
+/// the password; `None` if the header is not of that form.
+fn basic_app(req: &HttpRequest, state: &AppState) -> Option<(Option<Arc<App>>, String)> {
+    let encoded = credentials(req.headers(), "Basic")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(encoded))
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (appid, password) = decoded.split_once(':')?;
+    let app = crate::domain::parse_id(appid)
+        .ok()
+        .and_then(|id| state.apps.get(AppId(id)))
+        .cloned();
+    Some((app, password.to_string()))
+}
+
+/// A client app, named by its app key (`POST /customer/register`, as the original). The key is
+/// not a secret: every copy of the client app carries it.
+pub struct AppKeyAuth(pub Arc<App>);
+
+impl FromRequest for AppKeyAuth {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let bad = || {
+            ApiError::unauthorized(
+                "app key required: Authorization: Basic base64(\"<appid>:<appkey>\")",
+            )
+        };
+        ready(state(req).and_then(|state| match basic_app(req, state) {
+            Some((Some(app), key)) if app.key_matches(key.trim()) => Ok(AppKeyAuth(app)),
+            _ => Err(bad()),
+        }))
+    }
+}
+
 fn server_auth(req: &HttpRequest) -> Result<ServerAuth, ApiError> {
     let state = state(req)?;
     let bad = || {
@@ -59,27 +97,12 @@ fn server_auth(req: &HttpRequest) -> Result<ServerAuth, ApiError> {
             "server credentials required: Authorization: Basic base64(\"<appid>:<md5hex(appsecret)>\")",
         )
     };
-    let encoded = credentials(req.headers(), "Basic").ok_or_else(bad)?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(encoded))
-        .map_err(|_| bad())?;
-    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
-    let (appid, digest) = decoded.split_once(':').ok_or_else(bad)?;
-    let app = crate::domain::parse_id(appid)
-        .ok()
-        .and_then(|id| state.apps.get(AppId(id)))
-        .cloned();
-    let given = digest.trim().to_ascii_lowercase();
-    // Compare even for an unknown app so the timing does not reveal which app ids exist.
-    const NO_APP: &str = "00000000000000000000000000000000";
-    let expected = app.as_deref().map_or(NO_APP, |a| a.secret_md5_hex.as_str());
-    let matches: bool = given.as_bytes().ct_eq(expected.as_bytes()).into();
-    let app = match app {
-        Some(app) if matches => app,
-        _ => return Err(bad()),
-    };
-    if !app.allowed_ips.is_empty() {
+    let (app, digest) = basic_app(req, state).ok_or_else(bad)?;
+    // The allow-list first: from outside it, a right and a wrong secret get the same answer,
+    // so a secret cannot be tested from there.
+    if let Some(app) = &app
+        && !app.allowed_ips.is_empty()
+    {
         let ip = client_ip(req, &state.settings.http.trusted_proxies);
         if !ip.is_some_and(|ip| app.allowed_ips.iter().any(|net| net.contains(&ip))) {
             return Err(ApiError::forbidden(
@@ -88,7 +111,15 @@ fn server_auth(req: &HttpRequest) -> Result<ServerAuth, ApiError> {
             ));
         }
     }
-    Ok(ServerAuth(app))
+    let given = digest.trim().to_ascii_lowercase();
+    // Compare even for an unknown app so the timing does not reveal which app ids exist.
+    const NO_APP: &str = "00000000000000000000000000000000";
+    let expected = app.as_deref().map_or(NO_APP, |a| a.secret_md5_hex.as_str());
+    let matches: bool = given.as_bytes().ct_eq(expected.as_bytes()).into();
+    match app {
+        Some(app) if matches => Ok(ServerAuth(app)),
+        _ => Err(bad()),
+    }
 }
 
 /// The caller's address: the socket peer, or — only when the peer is a trusted proxy — the

@@ -4,7 +4,10 @@
 //! under the configured limit (413 past it) and reports serde errors with the field path
 //! (`serde_path_to_error`), so `{"uid":"abc"}` becomes `field `uid` must be a positive integer`.
 
+use std::time::Duration;
+
 use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::{FromRequest, HttpRequest, web};
 use bytes::BytesMut;
@@ -54,25 +57,32 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonDoc<T> {
     }
 }
 
-/// Reads the whole body, refusing (413) anything over `limits.request_body`.
+/// Reads the whole body, refusing (413) anything over `limits.request_body` and (408, the
+/// connection closed) a body that has not all arrived within `limits.body_timeout_secs`: a
+/// client trickling its body must not hold a request slot for long.
 fn read_body(
     req: &HttpRequest,
     payload: &mut Payload,
 ) -> LocalBoxFuture<'static, Result<BytesMut, ApiError>> {
-    {
-        let limit = req
-            .app_data::<web::Data<AppState>>()
-            .map_or(1 << 20, |s| s.settings.limits.request_body);
-        let declared = req
-            .headers()
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
-        Box::pin(async move {
-            if declared.is_some_and(|n| n > limit) {
-                return Err(too_large(limit));
-            }
+    let limits = req.app_data::<web::Data<AppState>>().map(|s| {
+        (
+            s.settings.limits.request_body,
+            s.settings.limits.body_timeout_secs,
+        )
+    });
+    let (limit, timeout_secs) = limits.unwrap_or((1 << 20, 10));
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut payload = payload.take();
+    Box::pin(async move {
+        if declared.is_some_and(|n| n > limit) {
+            return Err(too_large(limit));
+        }
+        let read = async {
+            let payload = &mut payload;
             let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
             while let Some(chunk) = payload.next().await {
                 let chunk = chunk.map_err(|e| {
@@ -84,8 +94,24 @@ fn read_body(
                 buf.extend_from_slice(&chunk);
             }
             Ok(buf)
-        })
-    }
+        };
+        let outcome = tokio::time::timeout(Duration::from_secs(timeout_secs), read).await;
+        let Ok(read) = outcome else {
+            // actix-http closes the connection after the answer only while the unread body is
+            // still held; a dropped chunked body would be drained first, for as long as the
+            // client trickles it. So it is held a moment longer than the 408 takes.
+            actix_web::rt::spawn(async move {
+                actix_web::rt::time::sleep(Duration::from_secs(1)).await;
+                drop(payload);
+            });
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the request body did not arrive within {timeout_secs} s"),
+            ));
+        };
+        read
+    })
 }
 
 fn too_large(limit: usize) -> ApiError {

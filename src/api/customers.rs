@@ -1,17 +1,15 @@
-//! SPEC §4.4 customer service: customer tokens, supporters with live presence, assignment,
-//! customer messages.
+//! SPEC §4.4 customer service: supporters with live presence, assignment, customer messages.
+//! (Customer tokens: `registration.rs`.)
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::{ClientAuth, ServerAuth, client_ip};
+use super::auth::{ClientAuth, ServerAuth};
 use super::body::{JsonBody, check_name, path_id};
 use super::messages::{dispatch_error, prepare_send};
 use super::openapi::IdempotencyKey;
-use super::openapi::answers::{
-    CustomerToken, MsgId, MySupporter, Removed, SupporterAdded, SupporterRow,
-};
+use super::openapi::answers::{MsgId, MySupporter, Removed, SupporterAdded, SupporterRow};
 use super::openapi::schemas::Envelope;
 use crate::apps::App;
 use crate::dispatch::PeerSend;
@@ -19,17 +17,7 @@ use crate::dispatch::frame::Kind;
 use crate::domain::{AppId, Uid, UserKey, parse_id};
 use crate::error::{ApiError, ApiResult, ok};
 use crate::state::AppState;
-use crate::store::{Supporter, UserPatch};
-
-#[derive(Deserialize, utoipa::ToSchema)]
-pub struct RegisterBody {
-    appid: AppId,
-    /// The app's own id for the customer: a string or a number, 1 to 128 characters.
-    #[schema(value_type = String)]
-    customer_id: Value,
-    name: Option<String>,
-    avatar: Option<String>,
-}
+use crate::store::Supporter;
 
 /// A customer id: a non-empty string (or number) of at most 128 characters.
 pub(super) fn customer_id(v: &Value, field: &str) -> ApiResult<String> {
@@ -50,55 +38,6 @@ pub(super) fn customer_id(v: &Value, field: &str) -> ApiResult<String> {
         ));
     }
     Ok(id)
-}
-
-/// POST /auth/customer (no auth) → `{token, store_id, client_id}`.
-#[utoipa::path(
-    post, path = "/auth/customer", tag = "customers", security(()), request_body = RegisterBody,
-    responses((status = 200, description = "success", body = Envelope<CustomerToken>)),
-)]
-pub async fn register(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    JsonBody(b): JsonBody<RegisterBody>,
-) -> ApiResult<HttpResponse> {
-    if let Some(ip) = client_ip(&req, &state.settings.http.trusted_proxies) {
-        state
-            .register_limiter
-            .check(&ip)
-            .map_err(ApiError::rate_limited)?;
-    }
-    let app = state.apps.get(b.appid).ok_or_else(|| {
-        ApiError::bad_request("unknown_app", format!("no app with appid {}", b.appid))
-    })?;
-    if app.store_id == 0 {
-        return Err(ApiError::bad_request(
-            "no_customer_service",
-            "this app has no customer-service store (store_id)",
-        ));
-    }
-    let cid = customer_id(&b.customer_id, "customer_id")?;
-    check_name("name", b.name.as_deref())?;
-    check_name("avatar", b.avatar.as_deref())?;
-    let uid = state
-        .store
-        .customer_uid(app.id, &cid, state.settings.customers.uid_base)
-        .await?;
-    let user = UserKey::new(app.id, uid);
-    let token = state
-        .store
-        .grant_token(user, b.name.as_deref(), &super::users::mint_token()?)
-        .await?;
-    if b.avatar.is_some() {
-        let patch = UserPatch {
-            avatar: b.avatar,
-            ..UserPatch::default()
-        };
-        state.store.update_user(user, &patch).await?;
-    }
-    Ok(ok(
-        json!({ "token": token, "store_id": app.store_id, "client_id": uid }),
-    ))
 }
 
 /// The store in the path, which must be the authenticated app's.
@@ -226,6 +165,12 @@ pub async fn my_supporter(
     state: web::Data<AppState>,
     q: web::Query<SupporterQuery>,
 ) -> ApiResult<HttpResponse> {
+    if !state.settings.customers.is_customer(auth.user.uid) {
+        return Err(ApiError::forbidden(
+            "not_a_customer",
+            "only a customer's token (POST /auth/customer) is assigned a supporter",
+        ));
+    }
     let raw = q
         .store_id
         .as_deref()

@@ -24,7 +24,12 @@ pub fn dispatch_error(e: DispatchError) -> ApiError {
             let (status, code) = other.status_and_code();
             let status = actix_web::http::StatusCode::from_u16(status)
                 .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
-            ApiError::new(status, code, other.to_string())
+            // Too many connections (429/503): try again shortly.
+            let retry_after = matches!(status.as_u16(), 429 | 503).then_some(1);
+            ApiError {
+                retry_after,
+                ..ApiError::new(status, code, other.to_string())
+            }
         }
     }
 }

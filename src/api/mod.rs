@@ -22,6 +22,7 @@ mod health;
 mod media;
 pub mod messages;
 pub mod openapi;
+mod registration;
 mod users;
 pub mod ws;
 
@@ -156,7 +157,18 @@ pub fn table(with_metrics: bool) -> Vec<Entry> {
         Entry::new("/ws", vec![on!(GET, ws::connect)]),
         Entry::new("/messages", vec![on!(GET, messages::history)]).cors(),
         Entry::new("/messages/dequeue", vec![on!(POST, messages::dequeue)]).cors(),
-        Entry::new("/auth/customer", vec![on!(POST, customers::register)]).cors(),
+        Entry::new("/auth/customer", vec![on!(POST, registration::register)]).cors(),
+        Entry::new(
+            "/auth/customers/{uid}/block",
+            vec![on!(DELETE, registration::lift_block)],
+        ),
+        // Also in CUSTOMER_REGISTER (never an app server's request, whatever it carries).
+        Entry::new(
+            "/customer/register",
+            vec![on!(POST, registration::register_with_key)],
+        )
+        .alias(&["/v2/customer/register"])
+        .cors(),
         Entry::new("/supporters", vec![on!(GET, customers::my_supporter)])
             .alias(&["/v2/supporters"])
             .cors(),
@@ -275,16 +287,43 @@ impl actix_web::Responder for ApiError {
     }
 }
 
-/// Refuses (503 `overloaded`) past `limits.inflight_requests` requests at once; health checks
-/// and metrics are exempt so the service stays observable under overload.
+/// The original's customer registration, which takes the app key (`Basic`, but not an app
+/// server's credentials: every client app carries it).
+const CUSTOMER_REGISTER: [&str; 2] = ["/customer/register", "/v2/customer/register"];
+
+/// Whether a request counts against the app servers' in-flight budget: it presents `Basic`
+/// credentials on a route that checks them. Presenting them gains a caller without the secret
+/// nothing: those routes check credentials before they read a body, and answer 401 at once.
+/// The customer registrations read a body whatever `Authorization` says, so they never count.
+fn app_server_budget(req: &ServiceRequest) -> bool {
+    let path = req.path();
+    auth::credentials(req.headers(), "Basic").is_some()
+        && path != "/auth/customer"
+        && !CUSTOMER_REGISTER.contains(&path)
+}
+
+/// Refuses (503 `overloaded`) past `limits.inflight_requests` app-server requests, or past
+/// `limits.inflight_public` other requests, at once: two budgets, so clients and unauthenticated
+/// callers (whose bodies may trickle in for up to `limits.body_timeout_secs`) can never take
+/// the slots app servers need. Health checks and metrics are exempt so the service stays
+/// observable under overload.
 pub async fn limit_inflight<B: MessageBody + 'static>(
     req: ServiceRequest,
     next: actix_web::middleware::Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
-    struct Slot(web::Data<AppState>);
+    struct Slot(web::Data<AppState>, bool);
+    impl Slot {
+        fn counter(&self) -> &std::sync::atomic::AtomicUsize {
+            if self.1 {
+                &self.0.inflight
+            } else {
+                &self.0.inflight_public
+            }
+        }
+    }
     impl Drop for Slot {
         fn drop(&mut self) {
-            self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+            self.counter().fetch_sub(1, Ordering::Relaxed);
         }
     }
     let exempt = matches!(req.path(), "/healthz" | "/readyz" | "/metrics");
@@ -295,10 +334,18 @@ pub async fn limit_inflight<B: MessageBody + 'static>(
             .await
             .map(ServiceResponse::map_into_left_body);
     };
-    let now = state.inflight.fetch_add(1, Ordering::Relaxed) + 1;
-    let _slot = Slot(state.clone());
-    if now > state.settings.limits.inflight_requests {
-        metrics::counter!("imd_http_overloaded_total").increment(1);
+    let server = app_server_budget(&req);
+    let limits = &state.settings.limits;
+    let limit = if server {
+        limits.inflight_requests
+    } else {
+        limits.inflight_public
+    };
+    let slot = Slot(state.clone(), server);
+    let now = slot.counter().fetch_add(1, Ordering::Relaxed) + 1;
+    if now > limit {
+        let budget = if server { "server" } else { "public" };
+        metrics::counter!("imd_http_overloaded_total", "budget" => budget).increment(1);
         let err = ApiError::new(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",

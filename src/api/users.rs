@@ -44,7 +44,8 @@ pub async fn grant(
     let token = state
         .store
         .grant_token(user, body.user_name.as_deref(), &mint_token()?)
-        .await?;
+        .await?
+        .ok_or_else(|| super::registration::blocked(body.uid))?;
     Ok(ok(serde_json::json!({ "token": token })))
 }
 
@@ -218,7 +219,8 @@ pub async fn device_unbind(
 }
 
 /// DELETE /auth/tokens/{uid} (S): the user's token stops working at once, their connections
-/// are closed, and the next grant issues a new token.
+/// are closed, and the next grant issues a new token. A customer, who could register again by
+/// themselves, is also blocked until `DELETE /auth/customers/{uid}/block`.
 #[utoipa::path(
     delete, path = "/auth/tokens/{uid}", tag = "users", security(("server" = [])),
     params(("uid" = Uid, Path)),
@@ -229,8 +231,16 @@ pub async fn revoke(
     auth: ServerAuth,
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
-    let user = UserKey::new(auth.0.id, path_id(&req, "uid", Uid::parse)?);
+    let uid = path_id(&req, "uid", Uid::parse)?;
+    let user = UserKey::new(auth.0.id, uid);
+    let customer = state.settings.customers.is_customer(uid);
+    if customer {
+        // Blocked first: a registration racing this revocation cannot get a new token.
+        state.store.set_blocked(user, true).await?;
+    }
     let revoked = state.store.revoke_token(user).await?;
     state.dispatcher.disconnect_user(user).await;
-    Ok(ok(serde_json::json!({ "revoked": revoked })))
+    Ok(ok(
+        serde_json::json!({ "revoked": revoked, "blocked": customer }),
+    ))
 }

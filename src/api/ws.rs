@@ -167,6 +167,7 @@ async fn accept(state: &AppState, req: &Request) -> ApiResult<(Accepted, String)
         app: auth.app,
         platform: Platform(q.platform_id.unwrap_or(0)),
         device_id,
+        customer: state.settings.customers.is_customer(auth.user.uid),
     };
     let accepted = state
         .dispatcher

@@ -1,5 +1,5 @@
 //! One WebSocket connection (SPEC §5): the socket loop. It owns the TCP stream after the
-//! upgrade, decodes client frames (actix-http's codec), answers them (`requests.rs`), writes
+//! upgrade, decodes client frames (`inbound.rs`), answers them (`requests.rs`), writes
 //! whatever the connection's `Outbox` holds — every queued frame in one write — pings, and
 //! ends the connection.
 //!
@@ -10,11 +10,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_http::ws::{Codec, Frame as WsFrame, ProtocolError};
+use actix_http::ws::{Codec, ProtocolError};
 use bytes::{Buf, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_util::codec::Decoder;
 
 use super::outbox::{CloseReason, Drained, Frame, Outbox};
 use super::{ConnectionSlot, DispatchError, Dispatcher, Registration};
@@ -29,6 +28,8 @@ pub struct ConnectionInfo {
     pub app: Arc<crate::apps::App>,
     pub platform: Platform,
     pub device_id: String,
+    /// A customer (`POST /auth/customer`): may only send `kind: "customer"` to their supporter.
+    pub customer: bool,
 }
 
 /// How long a stored frame waits for an earlier seq before the gap is given up on.
@@ -111,47 +112,10 @@ pub(super) struct Connection {
     pub(super) bad_frames: u32,
     pub(super) bad_window: Instant,
     /// A fragmented text message being received.
-    fragments: Option<BytesMut>,
+    pub(super) fragments: Option<BytesMut>,
 }
 
 impl Connection {
-    /// Collects a fragmented text message (RFC 6455 §5.4); the whole message when complete.
-    fn reassemble(&mut self, item: actix_http::ws::Item) -> Option<bytes::Bytes> {
-        use actix_http::ws::Item;
-        let limit = self.dispatcher.limits().ws_max_frame;
-        let (part, first, last) = match item {
-            Item::FirstText(p) => (p, true, false),
-            Item::Continue(p) => (p, false, false),
-            Item::Last(p) => (p, false, true),
-            Item::FirstBinary(_) => {
-                self.bad_frame(None, "unsupported_frame", "send JSON in text frames");
-                return None;
-            }
-        };
-        if first {
-            self.fragments = Some(BytesMut::new());
-        }
-        let Some(buf) = &mut self.fragments else {
-            self.bad_frame(
-                None,
-                "invalid_frame",
-                "continuation frame without a first fragment",
-            );
-            return None;
-        };
-        buf.extend_from_slice(&part);
-        if buf.len() > limit {
-            self.fragments = None;
-            self.outbox.close(CloseReason::TooBig, "message too large");
-            return None;
-        }
-        if last {
-            self.fragments.take().map(BytesMut::freeze)
-        } else {
-            None
-        }
-    }
-
     async fn run(mut self, mut io: TcpStream, mut rbuf: BytesMut) {
         metrics::gauge!("imd_ws_connections").increment(1.0);
         // Frames are coalesced here already; Nagle would only add delay.
@@ -176,7 +140,7 @@ impl Connection {
                 if self.outbox.is_closing() {
                     break true;
                 }
-                match codec.decode(&mut rbuf) {
+                match self.decode(&mut codec, &mut rbuf) {
                     Ok(Some(f)) => Box::pin(self.on_frame(f)).await,
                     Ok(None) => break false,
                     Err(ProtocolError::Overflow) => {
@@ -333,25 +297,5 @@ impl Connection {
         }
         Box::pin(self.registration.release()).await;
         metrics::gauge!("imd_ws_connections").decrement(1.0);
-    }
-
-    /// One decoded client frame.
-    async fn on_frame(&mut self, f: WsFrame) {
-        match f {
-            WsFrame::Text(text) => self.on_text(&text).await,
-            WsFrame::Ping(data) => {
-                self.outbox.push(Frame::Pong(data));
-            }
-            WsFrame::Pong(_) => {}
-            WsFrame::Binary(_) => {
-                self.bad_frame(None, "unsupported_frame", "send JSON in text frames")
-            }
-            WsFrame::Continuation(item) => {
-                if let Some(text) = self.reassemble(item) {
-                    self.on_text(&text).await
-                }
-            }
-            WsFrame::Close(_) => self.outbox.close(CloseReason::Normal, ""),
-        }
     }
 }

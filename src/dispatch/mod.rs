@@ -12,10 +12,12 @@ pub mod frame;
 mod group;
 mod groups;
 mod hub;
+mod inbound;
 mod members;
 pub mod outbox;
 mod registry;
 mod requests;
+mod send;
 mod session;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -30,7 +32,7 @@ pub use self::group::{GroupView, MemberSpec, MemberView};
 pub use self::groups::NewGroup;
 use self::outbox::{CloseReason, Frame, Outbox};
 use self::registry::{Registry, SessionEntry};
-pub use self::requests::content_text;
+pub use self::send::content_text;
 use self::session::{
     CloseAll, ConnRef, Connect, Deliver, Disconnect, PushIntent, Reload, UserSession,
 };
@@ -71,6 +73,7 @@ impl DispatchError {
     pub fn status_and_code(&self) -> (u16, &'static str) {
         match self {
             DispatchError::Store(StoreError::Unavailable(_)) => (503, "store_unavailable"),
+            DispatchError::Store(StoreError::OutcomeUnknown(_)) => (503, "outcome_unknown"),
             DispatchError::Store(StoreError::Corrupt(_)) => (500, "internal"),
             DispatchError::Invalid(_) => (400, "invalid_request"),
             DispatchError::GroupNotFound => (404, "group_not_found"),

@@ -7,9 +7,10 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::connection::Connection;
+use super::frame;
 use super::outbox::{CloseReason, Frame};
-use super::{PeerSend, frame};
-use crate::domain::{GroupId, Uid};
+use super::send::{MAX_REF, valid_ref};
+use crate::domain::GroupId;
 use crate::store::stored_seq;
 
 #[derive(Deserialize)]
@@ -35,7 +36,7 @@ enum ClientFrame {
 }
 
 impl Connection {
-    fn reply(&self, bytes: bytes::Bytes) {
+    pub(super) fn reply(&self, bytes: bytes::Bytes) {
         self.outbox.push(Frame::Text(bytes));
     }
 
@@ -61,11 +62,15 @@ impl Connection {
                 return self.bad_frame(None, "invalid_json", &format!("frame is not JSON: {e}"));
             }
         };
-        // `ref` is echoed in answers; a huge one is not.
-        let reference = value
-            .get("ref")
-            .filter(|r| r.to_string().len() <= 256)
-            .cloned();
+        // `ref` is echoed in every answer: one rule for every frame, checked first.
+        let reference = match value.get("ref") {
+            None | Some(Value::Null) => None,
+            Some(r) if valid_ref(r) => Some(r.clone()),
+            Some(_) => {
+                let msg = format!("`ref` must be a string of 1-{MAX_REF} bytes or a number");
+                return self.bad_frame(None, "invalid_frame", &msg);
+            }
+        };
         let Some(kind) = value
             .get("type")
             .and_then(Value::as_str)
@@ -98,18 +103,8 @@ impl Connection {
         };
         match parsed {
             ClientFrame::Ping => self.reply(frame::pong()),
-            ClientFrame::Ack { seq } => {
-                metrics::counter!("imd_ws_acks_total").increment(1);
-                if let Err(e) = self
-                    .dispatcher
-                    .store()
-                    .set_ack(self.info.user, &self.device, seq)
-                    .await
-                {
-                    self.reply(frame::error(None, "store_unavailable", &e.to_string()));
-                }
-            }
-            ClientFrame::Sync { after, limit } => self.sync(after, limit).await,
+            ClientFrame::Ack { seq } => self.ack(reference, seq).await,
+            ClientFrame::Sync { after, limit } => self.sync(reference, after, limit).await,
             ClientFrame::SyncGroup { group_id, after } => {
                 self.sync_group(reference, group_id, after).await
             }
@@ -119,13 +114,46 @@ impl Connection {
         }
     }
 
+    /// An `error` frame for a store failure (the code tells "refused" from "outcome unknown").
+    fn store_failed(&self, reference: Option<&Value>, e: crate::store::StoreError) {
+        let e = super::DispatchError::Store(e);
+        let (_, code) = e.status_and_code();
+        self.reply(frame::error(reference, code, &e.to_string()));
+    }
+
+    /// This device has everything up to `seq`. A seq past the inbox's newest is refused: it
+    /// would make later messages count as read before they exist.
+    async fn ack(&mut self, reference: Option<Value>, seq: u64) {
+        metrics::counter!("imd_ws_acks_total").increment(1);
+        let store = self.dispatcher.store().clone();
+        // What this connection has seen needs no store read; only a higher seq does.
+        if seq > self.hello_seq.max(self.outbox.live_seq()) {
+            match store.latest_seq(self.info.user).await {
+                Ok(newest) if seq > newest => {
+                    let msg =
+                        format!("`seq` {seq} is beyond the newest seq ({newest}) of your inbox");
+                    return self.bad_frame(reference.as_ref(), "invalid_frame", &msg);
+                }
+                Ok(_) => {}
+                Err(e) => return self.store_failed(reference.as_ref(), e),
+            }
+        }
+        if let Err(e) = store.set_ack(self.info.user, &self.device, seq).await {
+            self.store_failed(reference.as_ref(), e);
+        }
+    }
+
     /// Inbox messages after `after`, up to the `hello` seq (later ones arrive live), in pages.
-    async fn sync(&mut self, after: u64, limit: Option<usize>) {
+    async fn sync(&mut self, reference: Option<Value>, after: u64, limit: Option<usize>) {
         metrics::counter!("imd_ws_sync_requests_total").increment(1);
         // A page never fills more than half the outbound queue.
         let limits = self.dispatcher.limits();
         let batch = limits.sync_batch.min(limits.outbound_queue / 2).max(1);
-        let limit = limit.unwrap_or(batch).clamp(1, batch);
+        if limit == Some(0) {
+            let msg = "`limit` must be at least 1 (larger ones are cut to the page size)";
+            return self.bad_frame(reference.as_ref(), "invalid_frame", msg);
+        }
+        let limit = limit.unwrap_or(batch).min(batch);
         let store = self.dispatcher.store();
         match store
             .inbox_after(self.info.user, after, self.hello_seq, limit)
@@ -142,101 +170,7 @@ impl Connection {
                 };
                 self.reply(frame::sync_end(seq, more));
             }
-            Err(e) => self.reply(frame::error(None, "store_unavailable", &e.to_string())),
-        }
-    }
-
-    async fn send(&mut self, reference: Option<Value>, kind: &str, to: u64, content: Value) {
-        let content = match content_text(&content, self.dispatcher.limits().content) {
-            Ok(c) => c,
-            Err((code, msg)) => return self.bad_frame(reference.as_ref(), code, &msg),
-        };
-        let idempotency = match &reference {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if !s.is_empty() && s.len() <= 128 => Some(format!(
-                "ws:{}:{}:{s}",
-                self.info.user.app, self.info.user.uid
-            )),
-            Some(Value::Number(n)) => Some(format!(
-                "ws:{}:{}:{n}",
-                self.info.user.app, self.info.user.uid
-            )),
-            Some(_) => {
-                return self.bad_frame(
-                    reference.as_ref(),
-                    "invalid_frame",
-                    "`ref` must be a string of 1-128 characters or a number",
-                );
-            }
-        };
-        if to == 0 || to > crate::domain::MAX_ID {
-            return self.bad_frame(
-                reference.as_ref(),
-                "invalid_frame",
-                "`to` must be a positive integer",
-            );
-        }
-        if let Err(wait) = self.info.app.take_send() {
-            let msg = format!("this app's send rate is exceeded; retry in {wait} s");
-            return self.reply(frame::error(reference.as_ref(), "rate_limited", &msg));
-        }
-        let (app, uid) = (self.info.user.app, self.info.user.uid);
-        let result = match kind {
-            "peer" | "customer" => {
-                self.dispatcher
-                    .send_peer(PeerSend {
-                        kind: if kind == "peer" {
-                            frame::Kind::Peer
-                        } else {
-                            frame::Kind::Customer
-                        },
-                        app,
-                        sender: uid,
-                        receiver: Uid(to),
-                        content: &content,
-                        idempotency,
-                        origin: Some(self.registration.id()),
-                    })
-                    .await
-            }
-            "group" => {
-                self.dispatcher
-                    .send_group(
-                        app,
-                        uid,
-                        GroupId(to),
-                        &content,
-                        idempotency,
-                        Some(self.registration.id()),
-                    )
-                    .await
-            }
-            other => {
-                let msg =
-                    format!("unsupported send kind {other:?}; expected peer, group or customer");
-                return self.bad_frame(reference.as_ref(), "invalid_frame", &msg);
-            }
-        };
-        match result {
-            Ok(sent) if sent.timeline => {
-                self.reply(frame::ack_group(reference.as_ref(), sent.id, sent.seq));
-            }
-            Ok(sent) if sent.replayed => {
-                self.reply(frame::ack(reference.as_ref(), sent.id, sent.seq));
-            }
-            Ok(sent) => {
-                // The ack takes the message's place in this connection's seq order.
-                let ack = frame::ack(reference.as_ref(), sent.id, sent.seq);
-                self.outbox.push_seq(sent.seq, Frame::Text(ack));
-            }
-            Err(e) => {
-                let (_, code) = e.status_and_code();
-                self.reply(frame::error(
-                    reference.as_ref(),
-                    code,
-                    &format!("not sent: {e}"),
-                ));
-            }
+            Err(e) => self.store_failed(reference.as_ref(), e),
         }
     }
 
@@ -262,25 +196,4 @@ impl Connection {
             }
         }
     }
-}
-
-/// `content` as the text to store: a string as is, an object as its JSON text.
-pub fn content_text(content: &Value, limit: usize) -> Result<String, (&'static str, String)> {
-    let text = match content {
-        Value::String(s) => s.clone(),
-        Value::Object(_) => content.to_string(),
-        _ => {
-            return Err((
-                "invalid_content",
-                "`content` must be a string or a JSON object".into(),
-            ));
-        }
-    };
-    if text.len() > limit {
-        return Err((
-            "content_too_large",
-            format!("`content` is {} bytes; the limit is {limit}", text.len()),
-        ));
-    }
-    Ok(text)
 }

@@ -4,7 +4,7 @@
 //!
 //! `Store` is an enum rather than a trait object: two backends, static dispatch, no boxing of
 //! futures on the hot path. Every method returns `StoreError` for a backend failure; the API
-//! layer turns `Unavailable` into a 503.
+//! layer turns `Unavailable` and `OutcomeUnknown` into 503s that say which it was.
 
 /// Forwards a `Store` method to whichever backend this is (both implement the same inherent
 /// methods). Defined before the submodules so `customers` and `groups` share it.
@@ -35,9 +35,15 @@ pub use self::redis::RedisStore;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The backend could not be reached or did not answer in time: retryable, 503.
+    /// The backend refused the operation or could not be reached: nothing was done. Retryable,
+    /// 503 `store_unavailable`.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The operation may have reached the backend, but no answer came (a timeout, a connection
+    /// lost mid-request): it may or may not have taken effect. 503 `outcome_unknown`; a retry
+    /// with the same idempotency key makes it happen exactly once.
+    #[error("no answer from the store, the outcome is unknown: {0}")]
+    OutcomeUnknown(String),
     /// The backend answered with data we cannot interpret.
     #[error("unreadable stored data: {0}")]
     Corrupt(String),
@@ -137,14 +143,21 @@ impl Store {
     }
 
     /// The user's permanent token: the existing one, or `fresh` if the user has none yet.
-    /// A given `name` replaces the stored name.
+    /// A given `name` replaces the stored name. `None` (and nothing changed) while the user is
+    /// blocked.
     pub async fn grant_token(
         &self,
         user: UserKey,
         name: Option<&str>,
         fresh: &str,
-    ) -> StoreResult<String> {
+    ) -> StoreResult<Option<String>> {
         backend!(self, s => s.grant_token(user, name, fresh).await)
+    }
+
+    /// Blocks (no token is granted until unblocked) or unblocks a user; whether that changed
+    /// anything. Revoking a customer blocks them: they could register again otherwise.
+    pub async fn set_blocked(&self, user: UserKey, blocked: bool) -> StoreResult<bool> {
+        backend!(self, s => s.set_blocked(user, blocked).await)
     }
 
     /// Who a bearer token belongs to, if anyone.

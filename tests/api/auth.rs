@@ -108,6 +108,11 @@ async fn the_ip_allow_list_refuses_other_peers_with_403() {
     let app = spawn_with(restricted(&["10.0.0.0/8"], &[]), None).await;
     let res = app.post("/auth/grant", json!({"uid": 1})).await;
     res.assert_error(403, "ip_not_allowed");
+    // From outside the list a wrong secret gets the same answer: it cannot be tested there.
+    let wrong = basic(APP_A, "not-the-secret");
+    app.call("POST", "/auth/grant", Some(&wrong), Some(json!({"uid": 1})))
+        .await
+        .assert_error(403, "ip_not_allowed");
     // A forwarded-for header from an untrusted peer is ignored.
     let mut req = app
         .client
@@ -166,4 +171,52 @@ async fn a_trusted_proxy_may_name_the_client_address() {
     );
     assert_eq!(send(Some(("X-Real-IP", "192.168.1.1"))).await, 403);
     assert_eq!(send(None).await, 403);
+}
+
+#[actix_web::test]
+async fn bare_addresses_work_wherever_networks_do() {
+    let dir = std::env::temp_dir().join(format!("imd-bare-ips-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("apps.toml");
+    std::fs::write(
+        &config,
+        "[[apps]]\nid = 1\nname = \"local\"\nkey = \"k1\"\nsecret = \"s1\"\nallowed_ips = [\"127.0.0.1\"]\n\
+         [[apps]]\nid = 2\nname = \"behind\"\nkey = \"k2\"\nsecret = \"s2\"\nallowed_ips = [\"10.0.0.1\", \"10.9.0.0/16\"]\n",
+    )
+    .unwrap();
+    // The README's own example: bare addresses in an environment list.
+    let server = crate::process::Server::start_with(
+        &["--config", config.to_str().unwrap()],
+        &[("IMD_HTTP__TRUSTED_PROXIES", "10.0.0.2,127.0.0.1".into())],
+    );
+    let grant = |app: u64, secret: &'static str, real_ip: Option<&'static str>| {
+        let url = format!("{}/auth/grant", server.base());
+        async move {
+            let mut req = awc::Client::new()
+                .post(url)
+                .insert_header(("Authorization", basic(app, secret)));
+            if let Some(ip) = real_ip {
+                req = req.insert_header(("X-Real-IP", ip));
+            }
+            req.send_json(&json!({"uid": 1}))
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(grant(1, "s1", None).await, 200, "127.0.0.1 is listed");
+    assert_eq!(grant(2, "s2", None).await, 403, "127.0.0.1 is not");
+    assert_eq!(
+        grant(2, "s2", Some("10.0.0.1")).await,
+        200,
+        "via a trusted proxy"
+    );
+    assert_eq!(
+        grant(2, "s2", Some("10.9.8.7")).await,
+        200,
+        "in the network"
+    );
+    assert_eq!(grant(2, "s2", Some("10.0.0.3")).await, 403);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -30,7 +30,11 @@ async fn register(app: &TestApp, customer: &str) -> (String, u64) {
             "POST",
             "/auth/customer",
             None,
-            Some(json!({"appid": APP_A, "customer_id": customer, "name": "cust"})),
+            Some({
+                let mut body = signed_registration(customer);
+                body["name"] = json!("cust");
+                body
+            }),
         )
         .await;
     let d = res.data();
@@ -388,17 +392,18 @@ async fn registration_is_rate_limited_per_ip() {
                 "POST",
                 "/auth/customer",
                 None,
-                Some(json!({"appid": APP_A, "customer_id": i})),
+                Some(signed_registration(&i.to_string())),
             )
             .await;
         assert_eq!(res.status, 200);
     }
+    // The original's endpoint shares the budget.
     let res = app
         .call(
             "POST",
-            "/auth/customer",
-            None,
-            Some(json!({"appid": APP_A, "customer_id": 9})),
+            "/customer/register",
+            Some(&basic_key(APP_A, "key-a")),
+            Some(signed_registration("9")),
         )
         .await;
     res.assert_error(429, "rate_limited");
@@ -414,7 +419,13 @@ async fn registration_is_rate_limited_per_ip() {
 #[actix_web::test]
 async fn browser_facing_endpoints_answer_cors() {
     let app = cs_app(Backend::Memory).await;
-    for path in ["/auth/customer", "/supporters", "/messages"] {
+    for path in [
+        "/auth/customer",
+        "/customer/register",
+        "/v2/customer/register",
+        "/supporters",
+        "/messages",
+    ] {
         let res = app
             .client
             .request(awc::http::Method::OPTIONS, format!("{}{path}", app.base))
@@ -443,7 +454,7 @@ async fn browser_facing_endpoints_answer_cors() {
         .client
         .post(format!("{}/auth/customer", app.base))
         .insert_header(("Origin", "https://shop.example"))
-        .send_json(&json!({"appid": APP_A, "customer_id": "web"}))
+        .send_json(&signed_registration("web"))
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);

@@ -23,7 +23,9 @@ async fn a_dead_redis_gives_503_quickly_not_a_hang() {
     settings.store.kind = im_dispatcher::config::StoreKind::Redis;
     // Nothing listens on port 1.
     settings.store.redis_url = "redis://127.0.0.1:1/0".into();
-    settings.store.timeout_ms = 300;
+    // Longer than the reconnect attempts (~0.3 s), which report the refusal: a timeout could
+    // not tell "refused" from "stalled".
+    settings.store.timeout_ms = 1000;
     let app = spawn_with(settings, None).await;
     let started = std::time::Instant::now();
     let res = app.call("GET", "/readyz", None, None).await;

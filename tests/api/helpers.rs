@@ -5,7 +5,7 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::web;
 use base64::Engine;
-use im_dispatcher::config::{AppSettings, Settings, StoreKind};
+use im_dispatcher::config::{AppSettings, CustomerRegistration, Settings, StoreKind};
 use im_dispatcher::startup::Application;
 use im_dispatcher::state::AppState;
 use serde_json::Value;
@@ -35,6 +35,40 @@ pub fn basic(app: u64, secret: &str) -> String {
     )
 }
 
+/// The original's client credentials, `Basic base64("<appid>:<appkey>")` (customer
+/// registration).
+pub fn basic_key(app: u64, key: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{app}:{key}"))
+    )
+}
+
+/// The signature an app server puts on a customer registration (README "Customer service"):
+/// hex HMAC-SHA256 of `customer:<appid>:<customer_id>:<expires>`, keyed with the app secret.
+pub fn customer_signature(secret: &str, app: u64, customer_id: &str, expires: u64) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    mac.update(format!("customer:{app}:{customer_id}:{expires}").as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A registration body for app A's customer, signed by app A's server, valid for ten minutes.
+pub fn signed_registration(customer_id: &str) -> Value {
+    let expires = im_dispatcher::domain::now_secs() + 600;
+    serde_json::json!({
+        "appid": APP_A,
+        "customer_id": customer_id,
+        "expires": expires,
+        "signature": customer_signature(SECRET_A, APP_A, customer_id, expires),
+    })
+}
+
 /// Settings for a test server: port 0, two apps, the given store.
 pub fn test_settings(backend: Backend) -> (Settings, Option<String>) {
     let mut s = Settings::load(None).unwrap_or_else(|e| panic!("default settings: {e}"));
@@ -52,6 +86,7 @@ pub fn test_settings(backend: Backend) -> (Settings, Option<String>) {
             store_id: 0,
             allowed_ips: vec![],
             sends_per_sec: None,
+            customer_registration: CustomerRegistration::Signed,
         },
         AppSettings {
             id: APP_B,
@@ -61,6 +96,7 @@ pub fn test_settings(backend: Backend) -> (Settings, Option<String>) {
             store_id: 0,
             allowed_ips: vec![],
             sends_per_sec: None,
+            customer_registration: CustomerRegistration::Signed,
         },
     ];
     let redis = match backend {
@@ -275,6 +311,18 @@ impl TestApp {
     }
 }
 
+/// Everything the server sends on a raw connection until it closes it (panics if it does not
+/// within `WAIT`), as text.
+pub async fn read_until_closed(io: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut text = Vec::new();
+    tokio::time::timeout(WAIT, io.read_to_end(&mut text))
+        .await
+        .unwrap_or_else(|_| panic!("the server did not close the connection within {WAIT:?}"))
+        .unwrap_or_else(|e| panic!("read: {e}"));
+    String::from_utf8_lossy(&text).into_owned()
+}
+
 /// A WebSocket client of the test server.
 pub struct Ws {
     framed: actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>,
@@ -343,12 +391,12 @@ impl Ws {
     }
 
     /// Writes bytes to the socket as they are: hand-built frames the codec would refuse to
-    /// produce (text that is not UTF-8, reserved opcodes, unmasked frames).
-    pub async fn send_wire(&mut self, bytes: &[u8]) {
+    /// produce (text that is not UTF-8, reserved opcodes, unmasked frames). False once the
+    /// server has closed the connection.
+    pub async fn send_wire(&mut self, bytes: &[u8]) -> bool {
         use tokio::io::AsyncWriteExt;
         let io = self.framed.io_mut();
-        let _ = io.write_all(bytes).await;
-        let _ = io.flush().await;
+        io.write_all(bytes).await.is_ok() && io.flush().await.is_ok()
     }
 
     /// The next frame: Ok(JSON text) or Err(close code), skipping pings.

@@ -252,3 +252,24 @@ async fn a_burst_over_capacity_degrades_without_memory_growth_or_a_crash() {
     let health = probe.get(format!("{base}/healthz")).send().await.unwrap();
     assert_eq!(health.status().as_u16(), 200);
 }
+
+#[actix_web::test]
+async fn a_refused_upgrade_says_when_to_retry() {
+    use tokio::io::AsyncWriteExt;
+    let (mut s, _) = test_settings(Backend::Memory);
+    s.limits.ws_connections_per_user = 1;
+    let app = spawn_with(s, None).await;
+    let token = app.grant(1).await;
+    let _first = app.ws(&token, 1, "a").await;
+    let mut io = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let request = format!(
+        "GET /ws?token={token} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    io.write_all(request.as_bytes()).await.unwrap();
+    let text = read_until_closed(&mut io).await.to_lowercase();
+    assert!(text.starts_with("http/1.1 429"), "{text}");
+    assert!(text.contains("\r\nretry-after: 1\r\n"), "{text}");
+    assert!(text.contains("too_many_connections"), "{text}");
+}

@@ -360,7 +360,7 @@ async fn idempotent_retries_deliver_once() {
 }
 
 #[actix_web::test]
-async fn offline_counts_move_with_ack() {
+async fn offline_counts_move_with_ack_and_an_ack_beyond_the_newest_is_refused() {
     for backend in BACKENDS {
         let app = spawn_app(backend).await;
         for i in 0..5 {
@@ -394,7 +394,22 @@ async fn offline_counts_move_with_ack() {
             "per device"
         );
         ws.send(json!({"type": "ack", "seq": 1})).await; // never backwards
-        ws.send(json!({"type": "ack", "seq": 999})).await; // capped at the newest
+        // Beyond the newest seq: refused, the position stays.
+        ws.send(json!({"type": "ack", "seq": 999, "ref": "a"}))
+            .await;
+        let e = ws.recv_type("error").await;
+        assert_eq!(
+            (e["error"].as_str(), e["ref"].as_str()),
+            (Some("invalid_frame"), Some("a")),
+            "{e}"
+        );
+        assert!(e["message"].as_str().unwrap().contains("999"), "{e}");
+        assert_eq!(
+            count("uid=1&platform_id=1&device_id=d1").await["count"],
+            2,
+            "{backend:?}"
+        );
+        ws.send(json!({"type": "ack", "seq": 5})).await;
         ws.send(json!({"type": "ping"})).await;
         ws.recv_type("pong").await;
         assert_eq!(
@@ -523,7 +538,8 @@ async fn a_store_outage_is_a_503_for_sends() {
     let (mut settings, _) = test_settings(Backend::Memory);
     settings.store.kind = im_dispatcher::config::StoreKind::Redis;
     settings.store.redis_url = "redis://127.0.0.1:1/0".into();
-    settings.store.timeout_ms = 300;
+    // Longer than the reconnect attempts that report the refusal (~0.3 s).
+    settings.store.timeout_ms = 1000;
     let app = spawn_with(settings, None).await;
     app.post(
         "/messages/peers",

@@ -18,8 +18,14 @@ pub struct Server {
 impl Server {
     /// Starts `im-dispatcher serve` with these env overrides (plus a free port, JSON logs).
     pub fn start(env: &[(&str, String)]) -> Server {
+        Self::start_with(&[], env)
+    }
+
+    /// `start`, with more arguments to `serve` (e.g. `--config PATH`).
+    pub fn start_with(args: &[&str], env: &[(&str, String)]) -> Server {
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
+            .args(args)
             .env("IMD_HTTP__LISTEN", "127.0.0.1:0")
             .env("IMD_LOG__FORMAT", "json")
             .env("IMD_HTTP__WORKERS", "2")
@@ -87,6 +93,21 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// A token for `uid` of the demo app.
+    pub async fn grant(&self, uid: u64) -> String {
+        let mut res = awc::Client::new()
+            .post(format!("{}/auth/grant", self.base()))
+            .insert_header(("Authorization", demo_auth()))
+            .send_json(&serde_json::json!({ "uid": uid }))
+            .await
+            .unwrap_or_else(|e| panic!("grant: {e}"));
+        let v: serde_json::Value = res.json().await.unwrap_or_else(|e| panic!("grant: {e}"));
+        v["data"]["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token: {v}"))
+            .to_string()
     }
 
     pub fn log_text(&self) -> String {

@@ -106,8 +106,8 @@ pub fn connect(url: &str) -> redis::Connection {
         .unwrap_or_else(|e| panic!("cannot connect to test redis {url}: {e}"))
 }
 
-/// A redis-server of its own for one test (to pause, kill or restart it), with append-only
-/// persistence in its own directory. Killed when dropped.
+/// A redis-server of its own for one test (to pause, stall, kill or restart it), with
+/// append-only persistence in its own directory. Killed when dropped.
 pub struct Dedicated {
     pub port: u16,
     dir: std::path::PathBuf,
@@ -150,6 +150,8 @@ impl Dedicated {
                 "",
             ])
             .args(["--appendonly", "yes", "--appendfsync", self.fsync])
+            // DEBUG SLEEP stalls it (store_outcomes.rs); only from this machine.
+            .args(["--enable-debug-command", "local"])
             .arg("--dir")
             .arg(&self.dir)
             .stdin(Stdio::null())

@@ -261,14 +261,7 @@ async fn metrics_can_be_served_on_their_own_listener() {
 async fn a_client_cannot_make_the_server_log_errors_with_bad_frames() {
     let server = process::Server::start(&[("IMD_LOG__LEVEL", "info".into())]);
     let client = awc::Client::new();
-    let mut res = client
-        .post(format!("{}/auth/grant", server.base()))
-        .insert_header(("Authorization", process::demo_auth()))
-        .send_json(&json!({"uid": 1}))
-        .await
-        .unwrap();
-    let v: serde_json::Value = res.json().await.unwrap();
-    let token = v["data"]["token"].as_str().unwrap().to_string();
+    let token = server.grant(1).await;
     for _ in 0..3 {
         let (_, framed) = client
             .ws(format!("ws://{}/ws?token={token}", server.addr))
@@ -291,4 +284,29 @@ async fn a_client_cannot_make_the_server_log_errors_with_bad_frames() {
         !log.contains("\"level\":\"ERROR\""),
         "a client's bad frame logged as a server error: {log}"
     );
+}
+
+#[actix_web::test]
+async fn a_malformed_request_is_logged_at_debug_not_as_a_server_error() {
+    use tokio::io::AsyncWriteExt;
+    let server = process::Server::start(&[("IMD_LOG__LEVEL", "debug".into())]);
+    for _ in 0..3 {
+        let mut io = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+        io.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: a\0b\r\n\r\n")
+            .await
+            .unwrap();
+        let text = read_until_closed(&mut io).await;
+        assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    }
+    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    let log = server.log_text();
+    assert!(
+        !log.contains("\"level\":\"ERROR\""),
+        "a client's malformed request logged as a server error: {log}"
+    );
+    let noted = log
+        .lines()
+        .filter(|l| l.contains("\"level\":\"DEBUG\"") && l.contains("request parse error"))
+        .count();
+    assert_eq!(noted, 3, "each one is noted at debug: {log}");
 }

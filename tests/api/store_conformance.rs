@@ -41,12 +41,12 @@ async fn tokens_are_get_or_create_resolvable_and_revocable() {
             .grant_token(u(1, 1), Some("a"), "fresh-1")
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(t1, "fresh-1");
+        assert_eq!(t1.as_deref(), Some("fresh-1"));
         let t2 = store
             .grant_token(u(1, 1), None, "fresh-2")
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(t2, "fresh-1", "{}", store.kind());
+        assert_eq!(t2.as_deref(), Some("fresh-1"), "{}", store.kind());
         assert_eq!(
             store.load_user(u(1, 1)).await.map(|r| r.name).ok(),
             Some("a".into()),
@@ -64,7 +64,22 @@ async fn tokens_are_get_or_create_resolvable_and_revocable() {
             .grant_token(u(1, 1), None, "fresh-3")
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(t3, "fresh-3", "a revoked user gets a new token");
+        assert_eq!(
+            t3.as_deref(),
+            Some("fresh-3"),
+            "a revoked user gets a new token"
+        );
+        // A blocked user gets no token (and keeps none) until unblocked.
+        assert_eq!(store.set_blocked(u(1, 1), true).await.ok(), Some(true));
+        assert_eq!(store.set_blocked(u(1, 1), true).await.ok(), Some(false));
+        assert_eq!(store.revoke_token(u(1, 1)).await.ok(), Some(true));
+        let blocked = store.grant_token(u(1, 1), None, "fresh-4").await;
+        assert_eq!(blocked.ok(), Some(None), "{}", store.kind());
+        assert_eq!(store.resolve_token("fresh-4").await.ok().flatten(), None);
+        assert_eq!(store.set_blocked(u(1, 1), false).await.ok(), Some(true));
+        let t5 = store.grant_token(u(1, 1), None, "fresh-5").await;
+        assert_eq!(t5.ok().flatten().as_deref(), Some("fresh-5"));
+        assert_eq!(store.set_blocked(u(1, 1), false).await.ok(), Some(false));
     }
 }
 

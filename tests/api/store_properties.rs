@@ -33,6 +33,7 @@ enum Op {
     /// Resolves a token handed out before (by its index), or an unknown one.
     Resolve(Index),
     Revoke(UserKey),
+    Block(UserKey, bool),
     UpdateUser(UserKey, UserPatch),
     LoadUser(UserKey),
     Bind(UserKey, Vec<(PushProvider, String)>, u64),
@@ -168,6 +169,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (user(), proptest::option::of(text())).prop_map(|(user, name)| Op::Grant { user, name }),
         2 => any::<Index>().prop_map(Op::Resolve),
         1 => user().prop_map(Op::Revoke),
+        1 => (user(), any::<bool>()).prop_map(|(u, on)| Op::Block(u, on)),
         2 => (user(), patch).prop_map(|(u, p)| Op::UpdateUser(u, p)),
         2 => user().prop_map(Op::LoadUser),
         2 => (user(), tokens(), 100u64..=102).prop_map(|(u, t, now)| Op::Bind(u, t, now)),
@@ -247,7 +249,7 @@ impl Side {
                 let r = s
                     .grant_token(*user, name.as_deref(), &format!("fresh-{n}"))
                     .await;
-                if let Ok(t) = &r {
+                if let Ok(Some(t)) = &r {
                     self.tokens.push(t.clone());
                 }
                 format!("{r:?}")
@@ -261,6 +263,7 @@ impl Side {
                 format!("{:?}", s.resolve_token(&token).await)
             }
             Op::Revoke(u) => format!("{:?}", s.revoke_token(*u).await),
+            Op::Block(u, on) => format!("{:?}", s.set_blocked(*u, *on).await),
             Op::UpdateUser(u, p) => format!("{:?}", s.update_user(*u, p).await),
             Op::LoadUser(u) => format!("{:?}", s.load_user(*u).await),
             Op::Bind(u, t, now) => format!("{:?}", s.bind_device_tokens(*u, t, *now).await),

@@ -84,6 +84,25 @@ fn too_large(limit: usize) -> ApiError {
     )
 }
 
+/// Uploads are larger than other bodies, so their deadline is `limits.body_timeout_secs` plus
+/// one second per 64 KiB of `media.max_upload` (a floor of 64 KiB/s for the largest upload):
+/// a client trickling an upload holds its request slot for a bounded time, then gets 408.
+async fn in_time<T>(
+    state: &AppState,
+    read: impl std::future::Future<Output = ApiResult<T>>,
+) -> ApiResult<T> {
+    let secs = state.settings.limits.body_timeout_secs + (state.media.max_upload as u64 >> 16);
+    tokio::time::timeout(std::time::Duration::from_secs(secs), read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                actix_web::http::StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the upload did not arrive within {secs} s"),
+            ))
+        })
+}
+
 /// Reads a stream of chunks whole, refusing (413) past `limit` bytes in all.
 async fn read_limited<E: std::fmt::Display>(
     mut body: impl Stream<Item = Result<Bytes, E>> + Unpin,
@@ -114,7 +133,7 @@ async fn raw_body(req: &HttpRequest, state: &AppState, body: web::Payload) -> Ap
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large(limit));
     }
-    read_limited(body, limit, &mut 0).await
+    in_time(state, read_limited(body, limit, &mut 0)).await
 }
 
 fn content_type(req: &HttpRequest) -> &str {
@@ -184,6 +203,14 @@ struct Part {
 /// Reads a `multipart/form-data` body for its part `file` (other parts are read and dropped;
 /// the whole body counts against the limit).
 async fn file_part(req: &HttpRequest, state: &AppState, body: web::Payload) -> ApiResult<Part> {
+    in_time(state, read_file_part(req, state, body)).await
+}
+
+async fn read_file_part(
+    req: &HttpRequest,
+    state: &AppState,
+    body: web::Payload,
+) -> ApiResult<Part> {
     let limit = state.media.max_upload;
     let bad = |e: actix_multipart::MultipartError| {
         ApiError::bad_request("invalid_multipart", format!("multipart body: {e}"))

@@ -37,6 +37,8 @@ pub struct Removed {
 #[derive(ToSchema)]
 pub struct Revoked {
     revoked: bool,
+    /// A customer is also blocked from registering again until the app server lifts it.
+    blocked: bool,
 }
 
 #[derive(ToSchema)]
@@ -88,6 +90,12 @@ pub struct CustomerToken {
     store_id: u64,
     /// The customer's uid (customers.uid_base + n).
     client_id: u64,
+}
+
+#[derive(ToSchema)]
+pub struct Lifted {
+    /// The customer was blocked (and may now register again).
+    lifted: bool,
 }
 
 #[derive(ToSchema)]

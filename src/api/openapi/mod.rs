@@ -20,7 +20,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{customers, groups, health, media, messages, users, ws};
+use super::{customers, groups, health, media, messages, registration, users, ws};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -38,7 +38,8 @@ use super::{customers, groups, health, media, messages, users, ws};
         groups::create, groups::info, groups::rename, groups::disband, groups::upgrade,
         groups::add_members, groups::remove_members, groups::leave, groups::update_member,
         groups::send, groups::notify,
-        customers::register, customers::add_supporter, customers::remove_supporter,
+        registration::register, registration::register_with_key, registration::lift_block,
+        customers::add_supporter, customers::remove_supporter,
         customers::list_supporters, customers::my_supporter, customers::send,
         health::healthz, health::readyz, health::metrics, ws::connect, serve,
         media::upload::image_raw, media::upload::image_form, media::upload::audio_raw,
@@ -102,6 +103,12 @@ impl Modify for Conventions {
         components.add_security_scheme(
             "client",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        // The original's `Basic base64(appid:appkey)` of `/customer/register`: a public key
+        // that names the app, not a server credential.
+        components.add_security_scheme(
+            "app_key",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
         );
         components.add_security_scheme(
             "token_query",

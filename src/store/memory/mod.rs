@@ -25,6 +25,8 @@ struct UserRow {
     assignment: Option<(u64, Uid)>,
     mute: bool,
     forbidden: bool,
+    /// No token is granted while set (a revoked customer).
+    blocked: bool,
     dnd_peers: BTreeSet<Uid>,
     device_tokens: Vec<DeviceToken>,
 }
@@ -137,8 +139,11 @@ impl MemoryStore {
         user: UserKey,
         name: Option<&str>,
         fresh: &str,
-    ) -> StoreResult<String> {
+    ) -> StoreResult<Option<String>> {
         let mut row = self.users.entry(user).or_default();
+        if row.blocked {
+            return Ok(None);
+        }
         if let Some(name) = name {
             row.name = name.to_string();
         }
@@ -150,7 +155,14 @@ impl MemoryStore {
             }
         };
         self.tokens.insert(token.clone(), user);
-        Ok(token)
+        Ok(Some(token))
+    }
+
+    pub async fn set_blocked(&self, user: UserKey, blocked: bool) -> StoreResult<bool> {
+        let mut row = self.users.entry(user).or_default();
+        let changed = row.blocked != blocked;
+        row.blocked = blocked;
+        Ok(changed)
     }
 
     pub async fn resolve_token(&self, token: &str) -> StoreResult<Option<UserKey>> {

@@ -41,12 +41,21 @@ fn flag(b: bool) -> &'static str {
     if b { "1" } else { "0" }
 }
 
+/// What a Redis error means for the operation: `Unavailable` only when it certainly did not run
+/// (Redis refused it, or was never reached); anything that may have reached Redis without an
+/// answer coming back (timeouts, a connection lost mid-request) is `OutcomeUnknown`.
 pub(super) fn map_err(e: RedisError) -> StoreError {
+    use redis::ErrorKind as K;
     match e.kind() {
-        redis::ErrorKind::UnexpectedReturnType | redis::ErrorKind::Parse => {
-            StoreError::Corrupt(e.to_string())
-        }
-        _ => StoreError::Unavailable(e.to_string()),
+        K::UnexpectedReturnType | K::Parse => StoreError::Corrupt(e.to_string()),
+        // Redis answered with an error (OOM, BUSY, LOADING, READONLY, …): it did not run.
+        K::Server(_)
+        | K::Extension
+        | K::AuthenticationFailed
+        | K::InvalidClientConfig
+        | K::Client => StoreError::Unavailable(e.to_string()),
+        _ if e.is_connection_refusal() => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::OutcomeUnknown(e.to_string()),
     }
 }
 
@@ -57,6 +66,9 @@ impl RedisStore {
             let url = crate::config::redacted(&settings.redis_url);
             anyhow::anyhow!("store.redis_url {url:?}: {e}")
         })?;
+        // Two reconnect attempts, 100 and 200 ms apart: a refused connection is reported
+        // (`store_unavailable`) about 0.3 s after the command, within `timeout` unless that is
+        // set shorter; past `timeout` nothing can tell refused from stalled (`outcome_unknown`).
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
@@ -110,7 +122,8 @@ impl RedisStore {
         match tokio::time::timeout(self.timeout, op).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(map_err(e)),
-            Err(_) => Err(StoreError::Unavailable(format!(
+            // The command may be queued in Redis (a stall, a long script) and still run.
+            Err(_) => Err(StoreError::OutcomeUnknown(format!(
                 "no answer from redis within {} ms",
                 self.timeout.as_millis()
             ))),
@@ -125,18 +138,19 @@ impl RedisStore {
         bulk: bool,
     ) -> StoreResult<T> {
         if bulk {
-            let pool = self.pool.clone();
-            self.run(async move {
-                let mut c = pool.get().await.map_err(|e| match e {
-                    bb8::RunError::User(e) => e,
-                    bb8::RunError::TimedOut => RedisError::from(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "redis pool checkout timed out",
-                    )),
-                })?;
-                inv.invoke_async(&mut *c).await
-            })
-            .await
+            // No connection, nothing sent: a failed checkout is a plain refusal.
+            let mut c = match tokio::time::timeout(self.timeout, self.pool.get()).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(bb8::RunError::User(e))) => {
+                    return Err(StoreError::Unavailable(e.to_string()));
+                }
+                Ok(Err(bb8::RunError::TimedOut)) | Err(_) => {
+                    return Err(StoreError::Unavailable(
+                        "no pooled redis connection in time".into(),
+                    ));
+                }
+            };
+            self.run(inv.invoke_async(&mut *c)).await
         } else {
             let mut c = self.conn()?;
             self.run(inv.invoke_async(&mut c)).await
@@ -154,7 +168,7 @@ impl RedisStore {
         user: UserKey,
         name: Option<&str>,
         fresh: &str,
-    ) -> StoreResult<String> {
+    ) -> StoreResult<Option<String>> {
         let mut c = self.conn()?;
         let mut inv = GRANT.prepare_invoke();
         inv.key(keys::user(user))
@@ -190,6 +204,16 @@ impl RedisStore {
         inv.key(keys::user(user));
         let n: i64 = self.run(inv.invoke_async(&mut c)).await?;
         Ok(n == 1)
+    }
+
+    pub async fn set_blocked(&self, user: UserKey, blocked: bool) -> StoreResult<bool> {
+        let mut c = self.conn()?;
+        let changed: i64 = if blocked {
+            self.run(c.hset(keys::user(user), "blocked", "1")).await?
+        } else {
+            self.run(c.hdel(keys::user(user), "blocked")).await?
+        };
+        Ok(changed == 1)
     }
 
     pub async fn update_user(&self, user: UserKey, patch: &UserPatch) -> StoreResult<()> {

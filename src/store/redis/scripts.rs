@@ -5,9 +5,11 @@ use std::sync::LazyLock;
 use redis::Script;
 
 /// Existing token or the fresh one; updates the name; keeps both original hashes in step.
+/// Nothing (nil) for a blocked user.
 pub(super) static GRANT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
+if redis.call('HGET', KEYS[1], 'blocked') == '1' then return false end
 local token = redis.call('HGET', KEYS[1], 'access_token')
 local minted = false
 if not token then

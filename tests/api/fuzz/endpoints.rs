@@ -13,6 +13,8 @@ pub enum Auth {
     Client,
     /// A customer's bearer token.
     Customer,
+    /// App A's key (`Basic base64(appid:appkey)`, customer registration).
+    AppKey,
     Public,
 }
 
@@ -159,6 +161,20 @@ pub const BODY_ENDPOINTS: &[Endpoint] = &[
             ("device_id", Text),
         ],
     ),
+    ep(
+        "POST",
+        "/customer/register",
+        Auth::AppKey,
+        &[
+            ("appid", App),
+            ("customer_id", Ref),
+            ("uid", Ref),
+            ("name", Text),
+            ("avatar", Text),
+            ("expires", Seq),
+            ("signature", Text),
+        ],
+    ),
 ];
 
 /// Every route (for wrong methods and random path segments).
@@ -174,6 +190,9 @@ pub const ROUTES: &[(&str, Auth)] = &[
     ("/ws", Auth::Client),
     ("/messages", Auth::Client),
     ("/auth/customer", Auth::Public),
+    ("/customer/register", Auth::AppKey),
+    ("/v2/customer/register", Auth::AppKey),
+    ("/auth/customers/{uid}/block", Auth::Server),
     ("/supporters", Auth::Customer),
     ("/stores/{store_id}/supporters", Auth::Server),
     ("/stores/{store_id}/supporters/{uid}", Auth::Server),

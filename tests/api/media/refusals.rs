@@ -198,3 +198,34 @@ async fn uploads_past_the_per_user_rate_are_429_with_retry_after() {
     let other = upload_raw(&app, &b, "/audios", "", b"four").await;
     src_of(&app, &other);
 }
+
+#[actix_web::test]
+async fn an_upload_that_trickles_past_its_deadline_is_408_and_stores_nothing() {
+    use tokio::io::AsyncWriteExt;
+    // Deadline: body_timeout_secs + max_upload / 64 KiB = 1 + 1 = 2 s.
+    let app = media_app(|s| {
+        s.limits.body_timeout_secs = 1;
+        s.media.max_upload = 1 << 16;
+    })
+    .await;
+    let token = app.grant(1).await;
+    for path in ["/audios", "/v2/files"] {
+        let mut io = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 60000\r\n\r\n\
+             --b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nxx"
+        );
+        io.write_all(head.as_bytes()).await.unwrap();
+        let started = std::time::Instant::now();
+        let text = read_until_closed(&mut io).await;
+        assert!(text.starts_with("HTTP/1.1 408"), "{path}: {text}");
+        assert!(text.contains("\"body_timeout\""), "{path}: {text}");
+        assert!(text.contains("within 2 s"), "{path}: {text}");
+        assert!(
+            started.elapsed() >= std::time::Duration::from_secs(2),
+            "{path}"
+        );
+    }
+    assert!(files_under(&app.state.settings.media.dir).is_empty());
+}
