@@ -27,7 +27,7 @@ async fn customer_with_supporter(app: &TestApp) -> (String, u64) {
             "POST",
             "/auth/customer",
             None,
-            Some(json!({"appid": APP_A, "customer_id": "shopper"})),
+            Some(signed_registration("shopper")),
         )
         .await;
     let token = res.data()["token"].as_str().unwrap().to_string();

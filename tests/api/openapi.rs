@@ -309,7 +309,7 @@ async fn real_answers_have_the_documented_shapes() {
             "POST",
             "/auth/customer",
             None,
-            Some(json!({"appid": APP_A, "customer_id": "c"})),
+            Some(signed_registration("c")),
         )
         .await;
     let ct = format!("Bearer {}", customer.data()["token"].as_str().unwrap());
