@@ -19,8 +19,9 @@ use crate::state::AppState;
 /// happily fill a struct from an array; a body that is not an object is refused first.)
 pub struct JsonBody<T>(pub T);
 
-/// A JSON request body of any shape (object, array, …) for endpoints that accept several.
-pub struct JsonDoc<T>(pub T);
+/// A JSON request body of any shape (object, array, …), read under `limits.members_body`:
+/// group creation and member lists, which may name a million members.
+pub struct MembersDoc<T>(pub T);
 
 impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Error = ApiError;
@@ -44,13 +45,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
-impl<T: DeserializeOwned + 'static> FromRequest for JsonDoc<T> {
+impl<T: DeserializeOwned + 'static> FromRequest for MembersDoc<T> {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let body = read_body(req, payload);
-        Box::pin(async move { parse_json(&body.await?).map(JsonDoc) })
+        let body = read_limited(req, payload, |l| l.members_body);
+        Box::pin(async move { parse_json(&body.await?).map(MembersDoc) })
     }
 }
 
@@ -59,10 +60,19 @@ fn read_body(
     req: &HttpRequest,
     payload: &mut Payload,
 ) -> LocalBoxFuture<'static, Result<BytesMut, ApiError>> {
+    read_limited(req, payload, |l| l.request_body)
+}
+
+/// Reads the whole body, refusing (413) anything over the limit `limit` picks.
+fn read_limited(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    limit: fn(&crate::config::Limits) -> usize,
+) -> LocalBoxFuture<'static, Result<BytesMut, ApiError>> {
     {
         let limit = req
             .app_data::<web::Data<AppState>>()
-            .map_or(1 << 20, |s| s.settings.limits.request_body);
+            .map_or(1 << 20, |s| limit(&s.settings.limits));
         let declared = req
             .headers()
             .get(CONTENT_LENGTH)

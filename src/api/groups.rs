@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::ServerAuth;
-use super::body::{JsonBody, JsonDoc, check_name, path_id};
+use super::body::{JsonBody, MembersDoc, check_name, path_id};
 use super::messages::{dispatch_error, prepare_send};
 use crate::dispatch::{MemberSpec, NewGroup};
 use crate::domain::{Flag, GroupId, Uid};
@@ -81,7 +81,7 @@ pub struct CreateBody {
 pub async fn create(
     auth: ServerAuth,
     state: web::Data<AppState>,
-    JsonBody(b): JsonBody<CreateBody>,
+    MembersDoc(b): MembersDoc<CreateBody>,
 ) -> ApiResult<HttpResponse> {
     check_name("name", b.name.as_str())?;
     let members = parse_members(&b.members, "members")?;
@@ -101,15 +101,40 @@ pub async fn create(
     Ok(ok(json!({ "group_id": gid })))
 }
 
-/// GET /groups/{gid}
+/// Members per page of `GET /groups/{gid}` unless `limit` says otherwise: every member of a
+/// normal group at its default size, as before paging existed.
+const PAGE_DEFAULT: usize = 2000;
+const PAGE_MAX: usize = 10_000;
+
+#[derive(Deserialize)]
+pub struct InfoQuery {
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// GET /groups/{gid}?cursor=&limit= → the group, `member_count`, a page of members in uid
+/// order and `next_cursor` (pass it as `cursor` for the next page; null on the last).
 pub async fn info(
     req: HttpRequest,
     auth: ServerAuth,
     state: web::Data<AppState>,
+    query: web::Query<InfoQuery>,
 ) -> ApiResult<HttpResponse> {
+    let after = match query.cursor.as_deref() {
+        None | Some("") => 0,
+        Some(c) => crate::domain::parse_id(c)
+            .map_err(|why| ApiError::bad_request("invalid_query", format!("`cursor` {why}")))?,
+    };
+    let limit = query.limit.unwrap_or(PAGE_DEFAULT);
+    if !(1..=PAGE_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("`limit` must be between 1 and {PAGE_MAX}"),
+        ));
+    }
     let view = state
         .dispatcher
-        .group_info(auth.0.id, gid(&req)?)
+        .group_info(auth.0.id, gid(&req)?, after, limit)
         .await
         .map_err(dispatch_error)?;
     Ok(ok(view))
@@ -169,7 +194,7 @@ pub async fn add_members(
     req: HttpRequest,
     auth: ServerAuth,
     state: web::Data<AppState>,
-    JsonDoc(body): JsonDoc<Value>,
+    MembersDoc(body): MembersDoc<Value>,
 ) -> ApiResult<HttpResponse> {
     let gid = gid(&req)?;
     let (members, inviter) = match &body {
@@ -215,7 +240,7 @@ pub async fn remove_members(
     req: HttpRequest,
     auth: ServerAuth,
     state: web::Data<AppState>,
-    JsonDoc(body): JsonDoc<Value>,
+    MembersDoc(body): MembersDoc<Value>,
 ) -> ApiResult<HttpResponse> {
     let gid = gid(&req)?;
     let list = match &body {
@@ -237,7 +262,8 @@ pub async fn remove_members(
     Ok(ok(json!({ "removed": removed })))
 }
 
-/// DELETE /groups/{gid}/members/{mid}: a member leaves.
+/// DELETE /groups/{gid}/members/{mid}: a member leaves (the master too: the longest-standing
+/// member takes over; the last member's leaving disbands the group).
 pub async fn leave(
     req: HttpRequest,
     auth: ServerAuth,

@@ -79,13 +79,13 @@ impl SessionShared {
     }
 
     /// Adds this user's connections (except `exclude`) to per-hub target lists, for a fan-out
-    /// that delivers through the hubs. Returns targets added and online-for-push.
+    /// that delivers through the hubs. Returns targets added.
     pub fn collect_targets(
         &self,
         seq: u64,
         exclude: Option<u64>,
         batches: &mut Vec<Vec<(u64, u64)>>,
-    ) -> (usize, bool) {
+    ) -> usize {
         // Under the read lock, without cloning: nothing here touches a connection's own state.
         let conns = self.conns.read().unwrap_or_else(|p| p.into_inner());
         let mut n = 0;
@@ -96,7 +96,7 @@ impl SessionShared {
             batches[c.hub].push((c.id, seq));
             n += 1;
         }
-        (n, self.online_in(&conns))
+        n
     }
 
     /// Queues a frame outside the inbox seq order (super-group messages, notifications) on
@@ -108,6 +108,38 @@ impl SessionShared {
             .filter(|c| Some(c.id) != exclude && c.outbox.push(frame.clone()))
             .count();
         (n, self.online_in(&conns))
+    }
+}
+
+/// What a group's push stream needs to know about a member with a loaded session (SPEC §6),
+/// from memory.
+pub enum PushView {
+    /// Online for push: no job.
+    Online,
+    /// Known to have no device token bound: no job.
+    NoTokens,
+    /// Offline for push, with these tokens (newest first).
+    Tokens(Vec<DeviceToken>),
+    /// Offline for push; the settings are not loaded (yet).
+    Unknown,
+}
+
+impl SessionShared {
+    /// Has at least one live connection (the online index's notion of online).
+    pub fn has_conns(&self) -> bool {
+        !self.conns().is_empty()
+    }
+
+    /// The push decision for a group message, without a store read.
+    pub fn push_view(&self) -> PushView {
+        if self.online_in(&self.conns()) {
+            return PushView::Online;
+        }
+        match self.settings() {
+            None => PushView::Unknown,
+            Some(s) if s.tokens.is_empty() => PushView::NoTokens,
+            Some(s) => PushView::Tokens(s.tokens.clone()),
+        }
     }
 }
 
@@ -161,7 +193,9 @@ impl SessionShared {
                     .as_ref()
                     .is_some_and(|s| s.dnd_peers.contains(&from))
             });
-            if !muted {
+            // A user known to have no device token gets no job (unknown: the worker looks).
+            let tokenless = settings.as_ref().is_some_and(|s| s.tokens.is_empty());
+            if !muted && !tokenless {
                 push.submit(with_tokens(
                     job.clone(),
                     settings.as_ref().map(|s| &s.tokens),
@@ -231,6 +265,15 @@ impl UserSession {
     fn publish_conns(&self) {
         self.shared.set_conns(self.conns.clone());
     }
+
+    /// Without connections the user is no longer online for any group's fan-out.
+    fn leave_groups_if_offline(&self) {
+        if self.conns.is_empty()
+            && let Some(registry) = self.registry.upgrade()
+        {
+            registry.online.leave_all(self.user);
+        }
+    }
 }
 
 impl Actor for UserSession {
@@ -245,6 +288,8 @@ impl Actor for UserSession {
     fn stopped(&mut self, _: &mut Self::Context) {
         metrics::gauge!("imd_sessions").decrement(1.0);
         if let Some(registry) = self.registry.upgrade() {
+            // Not `online.leave_all`: a stopping session has no connections (their last
+            // `Disconnect` left the groups), and a newer session may have entered them since.
             registry.remove_session(self.user, self.generation);
         }
         for c in &self.conns {
@@ -297,6 +342,7 @@ impl Handler<Disconnect> for UserSession {
         self.last_active = Instant::now();
         self.conns.retain(|c| c.id != msg.0);
         self.publish_conns();
+        self.leave_groups_if_offline();
     }
 }
 

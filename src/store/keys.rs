@@ -72,6 +72,24 @@ pub fn group_members(gid: GroupId) -> String {
     format!("imd:group:{gid}:members")
 }
 
+/// List: a committed membership change still being applied in chunks (`redis/members.rs`);
+/// the group hash's `journal` field names the operation while it exists.
+pub fn group_journal(gid: GroupId) -> String {
+    format!("imd:group:{gid}:journal")
+}
+
+/// List: a big membership change being written before it is committed; expires if the writer
+/// goes away before the commit.
+pub fn staging(token: u64) -> String {
+    format!("imd:staging:{token:016x}")
+}
+
+/// Set of the super-group ids a user is a member of. The membership scripts build this name
+/// themselves (`imd:ugroups:` .. app .. `:` .. uid): keep them in step.
+pub fn user_groups(u: UserKey) -> String {
+    format!("imd:ugroups:{}:{}", u.app, u.uid)
+}
+
 /// Counter for allocated group ids (ids named by the app are skipped over).
 pub const GROUP_IDS: &str = "imd:group:ids";
 

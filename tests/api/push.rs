@@ -49,6 +49,7 @@ async fn send(app: &TestApp, sender: u64, receiver: u64, content: &str) {
 /// Sends a marker to an always-offline user and waits until it is queued: every job submitted
 /// before it has been written by then, so the queue can be checked for what is not there.
 async fn settle(app: &TestApp, marker: &str) -> Vec<Value> {
+    app.bind_token(999).await;
     let before = queue(app, "push_queue").len();
     send(app, 1, 999, marker).await;
     let q = wait_queue(app, "push_queue", before + 1).await;
@@ -110,6 +111,7 @@ async fn a_mobile_connection_counts_as_online() {
 #[actix_web::test]
 async fn a_desktop_connection_silences_the_phone_only_while_mute_is_on() {
     let app = push_app().await;
+    app.bind_token(2).await;
     let mut web = app.online(2, 3, "tab").await;
     send(&app, 1, 2, "mute off").await;
     assert_eq!(
@@ -145,6 +147,7 @@ async fn a_desktop_connection_silences_the_phone_only_while_mute_is_on() {
 #[actix_web::test]
 async fn do_not_disturb_suppresses_the_push_but_not_delivery_or_storage() {
     let app = push_app().await;
+    app.bind_token(2).await;
     app.post(
         "/users/2",
         json!({"do_not_disturb": {"peer_uid": 1, "on": true}}),
@@ -172,6 +175,7 @@ async fn do_not_disturb_suppresses_the_push_but_not_delivery_or_storage() {
 #[actix_web::test]
 async fn system_messages_push_to_the_system_queue_and_notifications_never_push() {
     let app = push_app().await;
+    app.bind_token(5).await;
     app.post(
         "/messages/systems",
         json!({"receiver": 5, "content": "sys"}),
@@ -238,6 +242,7 @@ async fn the_webhook_sink_posts_batches_and_retries() {
     s.push.webhook_url = format!("http://{hook_addr}/hook");
     s.push.flush_interval_ms = 5;
     let app = spawn_with(s, None).await;
+    app.bind_token(2).await;
     send(&app, 1, 2, "via hook").await;
     let deadline = Instant::now() + WAIT;
     while received

@@ -16,7 +16,9 @@ use redis::{AsyncCommands, RedisError};
 use self::scripts::{GRANT, REVOKE, UNBIND, UPDATE_USER};
 
 mod customers;
+mod group_scripts;
 mod groups;
+mod members;
 mod messages;
 mod scripts;
 
@@ -126,21 +128,19 @@ impl RedisStore {
     ) -> StoreResult<T> {
         if bulk {
             let pool = self.pool.clone();
-            self.run(async move {
-                let mut c = pool.get().await.map_err(|e| match e {
-                    bb8::RunError::User(e) => e,
-                    bb8::RunError::TimedOut => RedisError::from(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "redis pool checkout timed out",
-                    )),
-                })?;
-                inv.invoke_async(&mut *c).await
-            })
-            .await
+            self.run(async move { inv.invoke_async(&mut *checkout(&pool).await?).await })
+                .await
         } else {
             let mut c = self.conn()?;
             self.run(inv.invoke_async(&mut c)).await
         }
+    }
+
+    /// Runs a pipeline on a dedicated pooled connection (bulk work).
+    async fn bulk<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> StoreResult<T> {
+        let pool = self.pool.clone();
+        self.run(async move { pipe.query_async(&mut *checkout(&pool).await?).await })
+            .await
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
@@ -259,6 +259,19 @@ impl RedisStore {
         let fields: HashMap<String, String> = self.run(c.hgetall(keys::user(user))).await?;
         Ok(parse_user(&fields))
     }
+}
+
+/// A dedicated connection from the pool.
+async fn checkout(
+    pool: &bb8::Pool<redis::Client>,
+) -> Result<bb8::PooledConnection<'_, redis::Client>, RedisError> {
+    pool.get().await.map_err(|e| match e {
+        bb8::RunError::User(e) => e,
+        bb8::RunError::TimedOut => RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "redis pool checkout timed out",
+        )),
+    })
 }
 
 /// Reads the original user hash layout.
