@@ -21,4 +21,5 @@ mod process;
 mod push;
 mod store_conformance;
 mod store_properties;
+mod super_groups;
 mod users;
