@@ -19,6 +19,7 @@ mod push_stream;
 mod registry;
 mod requests;
 mod session;
+mod unwritten;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};

@@ -261,12 +261,16 @@ pub struct SuperGroupArgs {
     /// Members per build request (`POST /groups`, then `POST /groups/{gid}/members`).
     #[arg(long, default_value_t = 100_000)]
     pub batch: u64,
-    /// Messages sent to the group, by online iOS members, one at a time.
+    /// Messages sent to the group, by online iOS members.
     #[arg(long, default_value_t = 10)]
     pub messages: u64,
-    /// Messages per second (0: each as soon as the previous one is answered).
+    /// Messages per second over all senders (0: each as soon as the sender's previous one
+    /// is answered).
     #[arg(long, default_value_t = 1.0)]
     pub rate: f64,
+    /// Concurrent HTTP senders (one keep-alive connection each).
+    #[arg(long, default_value_t = 1)]
+    pub senders: usize,
     /// Longest wait, in seconds, for the server's push sink to write the messages' receivers.
     #[arg(long, default_value_t = 60.0)]
     pub push_wait: f64,

@@ -108,8 +108,8 @@ impl fmt::Display for Report {
             )?;
             writeln!(
                 f,
-                "  build                  {:.1} s in {} requests (slowest {:.2} s)",
-                g.build_secs, g.build_requests, g.build_request_max_secs
+                "  build                  {:.1} s in {} requests (slowest {:.2} s): {:?}",
+                g.build_secs, g.build_requests, g.build_request_max_secs, g.build_request_secs
             )?;
             writeln!(
                 f,

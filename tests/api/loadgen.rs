@@ -220,6 +220,7 @@ async fn supergroup_builds_in_batches_delivers_to_the_online_and_counts_push_rec
         batch: 150,
         messages: 3,
         rate: 0.0,
+        senders: 1,
         push_wait: 20.0,
     });
     let r = loadgen::run(LoadOptions { common, scenario })

@@ -42,7 +42,7 @@ pub fn sockets(scenario: &Scenario) -> u64 {
         Scenario::Connect(a) => a.clients,
         Scenario::Idle(a) => a.connections,
         Scenario::Actors(_) => 64,
-        Scenario::Supergroup(a) => a.online.min(a.members) + 4,
+        Scenario::Supergroup(a) => a.online.min(a.members) + a.senders as u64 + 4,
     }
 }
 

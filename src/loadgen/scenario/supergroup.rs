@@ -60,7 +60,7 @@ pub async fn run(run: &mut Run, a: &SuperGroupArgs) -> anyhow::Result<Outcome> {
         path: "/messages/groups",
         total: Some(a.messages),
         rate: a.rate,
-        senders: 1,
+        senders: a.senders.max(1),
         duration: None,
         pick: Arc::new(move |rng| (senders[rng.below(senders.len() as u64) as usize], gid)),
     };
@@ -78,6 +78,7 @@ pub async fn run(run: &mut Run, a: &SuperGroupArgs) -> anyhow::Result<Outcome> {
         build_secs: round(build_secs),
         build_requests: requests.len() as u64,
         build_request_max_secs: round(requests.iter().copied().fold(0.0, f64::max)),
+        build_request_secs: requests.iter().copied().map(round).collect(),
         push_receivers,
         push_secs: push_secs.map(round),
         push_receivers_per_sec: push_secs
