@@ -305,3 +305,192 @@ async fn patch_dnd(app: &TestApp, gid: u64, uid: u64) {
     .await
     .data();
 }
+
+/// A change staged and committed, then interrupted (the process died while applying it): the
+/// next load of the group applies the rest of its journal before it answers anything, with
+/// the members' index entries and stream events.
+#[actix_web::test]
+async fn a_membership_change_committed_before_a_crash_is_completed_by_the_next_load() {
+    let (s, url) = test_settings(Backend::Redis);
+    let app = spawn_with(s.clone(), url.clone()).await;
+    let res = app
+        .post(
+            "/groups",
+            json!({"master": 1, "name": "j", "super": true, "members": [2]}),
+        )
+        .await;
+    let gid = res.data()["group_id"].as_u64().unwrap();
+    drop(app);
+    // What `store/redis/members.rs` leaves after the commit, before the first chunk.
+    let mut r = app_redis(url.as_deref());
+    let items: Vec<String> = (3..=2500)
+        .map(|u| format!("{u}|1700000000,0,0,0,"))
+        .collect();
+    let _: () = r.rpush(format!("imd:group:{gid}:journal"), items).unwrap();
+    let _: () = r
+        .hset(format!("imd:group:{gid}"), "journal", "add")
+        .unwrap();
+    let app = spawn_with(s, url).await;
+    let (uids, _) = all_pages(&app, gid, 10_000).await;
+    assert_eq!(uids, (1..=2500).collect::<Vec<_>>());
+    let groups: Vec<u64> = r.smembers("imd:ugroups:7:2500").unwrap();
+    assert_eq!(groups, vec![gid], "the index of a super group's member");
+    let journal: bool = r.exists(format!("imd:group:{gid}:journal")).unwrap();
+    let pending: bool = r.hexists(format!("imd:group:{gid}"), "journal").unwrap();
+    assert!(!journal && !pending, "the journal is done");
+    let events: usize = r.xlen("group_manager_stream").unwrap();
+    assert_eq!(
+        events,
+        1 + 2 + 2498,
+        "create, its two members, the journal's"
+    );
+    // The online member of a rolled-forward add is reached too.
+    let mut late = app.online(2400, 1, "p").await;
+    send(&app, 1, gid, "after the crash").await;
+    assert_eq!(late.recv().await["content"], "after the crash");
+}
+
+fn app_redis(url: Option<&str>) -> redis::Connection {
+    redis_server::connect(url.unwrap_or_else(|| panic!("redis backend")))
+}
+
+/// `GET /groups/{gid}` pages in uid order; a bad cursor or limit is a 400 naming it.
+#[actix_web::test]
+async fn group_members_are_paged_by_cursor_and_limit() {
+    for backend in BACKENDS {
+        let app = spawn_app(backend).await;
+        let res = app
+            .post(
+                "/groups",
+                json!({"master": 1, "name": "p", "members": [5, 3, 4, 2]}),
+            )
+            .await;
+        let gid = res.data()["group_id"].as_u64().unwrap();
+        let mut pages = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let g = app
+                .get(&format!("/groups/{gid}?limit=2&cursor={cursor}"))
+                .await
+                .data()
+                .clone();
+            assert_eq!(g["member_count"], 5);
+            let page: Vec<u64> = g["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["uid"].as_u64().unwrap())
+                .collect();
+            pages.push((page, g["next_cursor"].clone()));
+            match g["next_cursor"].as_u64() {
+                Some(n) => cursor = n.to_string(),
+                None => break,
+            }
+        }
+        assert_eq!(
+            pages,
+            vec![
+                (vec![1, 2], json!(2)),
+                (vec![3, 4], json!(4)),
+                (vec![5], Value::Null)
+            ],
+            "{backend:?}"
+        );
+        let whole = app.get(&format!("/groups/{gid}")).await.data().clone();
+        assert_eq!(
+            whole["members"].as_array().map(Vec::len),
+            Some(5),
+            "by default"
+        );
+        for (query, field) in [
+            ("limit=0", "limit"),
+            ("limit=10001", "limit"),
+            ("cursor=abc", "cursor"),
+        ] {
+            let res = app.get(&format!("/groups/{gid}?{query}")).await;
+            res.assert_error(400, "invalid_query");
+            assert!(res.message().contains(field), "{query}: {}", res.message());
+        }
+    }
+}
+
+/// Past `limits.member_notification_threshold` a normal group, too, gets one summary in each
+/// member's inbox; each leaver gets a `quit_group` of its own, naming itself.
+#[actix_web::test]
+async fn a_big_change_of_a_normal_group_is_one_summary_and_each_leaver_hears_of_itself() {
+    for backend in BACKENDS {
+        let (mut s, url) = test_settings(backend);
+        s.limits.member_notification_threshold = 2;
+        let app = spawn_with(s, url).await;
+        let res = app
+            .post("/groups", json!({"master": 1, "name": "n", "members": [2]}))
+            .await;
+        let gid = res.data()["group_id"].as_u64().unwrap();
+        let mut master = app.online(1, 1, "p").await;
+        let mut four = app.online(4, 1, "p").await;
+        members_post(&app, gid, 3..=5).await;
+        for ws in [&mut master, &mut four] {
+            let n = note(ws).await;
+            assert_eq!(
+                n["add_members"]["member_ids"],
+                json!([3, 4, 5]),
+                "{backend:?}"
+            );
+        }
+        app.call(
+            "DELETE",
+            &format!("/groups/{gid}/members"),
+            Some(&app.auth_a()),
+            Some(json!([3, 4, 5])),
+        )
+        .await
+        .data();
+        assert_eq!(note(&mut master).await["quit_members"]["count"], 3);
+        let own = note(&mut four).await;
+        assert_eq!(own["quit_group"]["member_id"], 4, "{backend:?}");
+        // Stored in each leaver's inbox, as a message of its own.
+        let mut five = app.online(5, 1, "p").await;
+        let synced = five.sync_all(0).await;
+        let contents: Vec<Value> = synced
+            .iter()
+            .filter_map(|m| serde_json::from_str(m["content"].as_str()?).ok())
+            .collect();
+        assert_eq!(
+            contents
+                .last()
+                .map(|c| c["quit_group"]["member_id"].clone()),
+            Some(json!(5))
+        );
+        four.expect_silence(Duration::from_millis(100)).await;
+    }
+}
+
+/// An upgraded group's online members, and members added while online, get its messages
+/// live from the timeline.
+#[actix_web::test]
+async fn members_online_when_a_group_is_upgraded_or_they_join_get_its_messages_live() {
+    for backend in BACKENDS {
+        let app = spawn_app(backend).await;
+        let res = app
+            .post("/groups", json!({"master": 1, "name": "u", "members": [2]}))
+            .await;
+        let gid = res.data()["group_id"].as_u64().unwrap();
+        let mut two = app.online(2, 3, "web").await;
+        let mut six = app.online(6, 1, "p").await;
+        app.post(&format!("/groups/{gid}/upgrade"), json!({}))
+            .await
+            .data();
+        members_post(&app, gid, 6..=6).await;
+        send(&app, 1, gid, "on the timeline").await;
+        for ws in [&mut two, &mut six] {
+            let m = loop {
+                let m = ws.recv().await;
+                if m["kind"] == "group" {
+                    break m;
+                }
+            };
+            assert_eq!(m["content"], "on the timeline", "{backend:?}");
+            assert!(m["group_seq"].as_u64().is_some(), "{m}");
+        }
+    }
+}
