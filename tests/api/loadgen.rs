@@ -166,6 +166,16 @@ async fn idle_holds_connections_and_samples_the_server() {
     assert!(server.rss_per_connection_bytes.is_some());
 }
 
+/// Options aimed at a server process of the test's own, sampled by pid.
+fn own_server(server: &crate::process::Server) -> Common {
+    let mut common = Common::new(server.base());
+    common.json = true;
+    common.threads = Some(2);
+    common.source_ips = 1;
+    common.server_pid = Some(server.child.id());
+    common
+}
+
 #[actix_web::test]
 async fn actors_loads_groups_and_samples_the_server_per_group() {
     // A server process of its own: the scenario waits for its `imd_group_actors` gauge, which
@@ -174,11 +184,7 @@ async fn actors_loads_groups_and_samples_the_server_per_group() {
         ("IMD_LIMITS__ACTOR_IDLE_SECS", "1".to_string()),
         ("IMD_LOG__LEVEL", "warn".to_string()),
     ]);
-    let mut common = Common::new(server.base());
-    common.json = true;
-    common.threads = Some(2);
-    common.source_ips = 1;
-    common.server_pid = Some(server.child.id());
+    let common = own_server(&server);
     let opts = LoadOptions {
         common,
         scenario: Scenario::Actors(ActorsArgs { groups: 4, size: 5 }),
@@ -208,11 +214,7 @@ async fn supergroup_builds_in_batches_delivers_to_the_online_and_counts_push_rec
         ("IMD_PUSH__FLUSH_INTERVAL_MS", "5".to_string()),
         ("IMD_LOG__LEVEL", "warn".to_string()),
     ]);
-    let mut common = Common::new(server.base());
-    common.json = true;
-    common.threads = Some(2);
-    common.source_ips = 1;
-    common.server_pid = Some(server.child.id());
+    let common = own_server(&server);
     let scenario = Scenario::Supergroup(SuperGroupArgs {
         members: 500,
         online: 20,
