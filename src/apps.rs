@@ -41,8 +41,8 @@ impl std::fmt::Debug for App {
 }
 
 /// Lower-case hex MD5 of `s`.
-pub fn md5_hex(s: &str) -> String {
-    let digest = Md5::digest(s.as_bytes());
+pub fn md5_hex(s: impl AsRef<[u8]>) -> String {
+    let digest = Md5::digest(s.as_ref());
     let mut out = String::with_capacity(32);
     for b in digest {
         out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));

@@ -23,6 +23,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub limits: Limits,
     pub customers: CustomerSettings,
+    pub media: MediaSettings,
     #[serde(default)]
     pub apps: Vec<AppSettings>,
 }
@@ -34,6 +35,22 @@ pub struct CustomerSettings {
     pub uid_base: u64,
     /// POST /auth/customer per client IP per minute; 0 = unlimited.
     pub register_per_minute: u32,
+}
+
+/// Uploaded media (README "Media").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSettings {
+    /// The local storage directory.
+    pub dir: std::path::PathBuf,
+    /// Largest upload, bytes.
+    pub max_upload: usize,
+    /// Uploads per user per minute; 0 = unlimited.
+    pub uploads_per_minute: u32,
+    /// ffmpeg program name (looked up in PATH) or path; empty = none.
+    pub ffmpeg: String,
+    /// Base URL of `src_url`; empty = from the request.
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -282,6 +299,7 @@ impl Settings {
                 self.http.metrics_listen
             ));
         }
+        self.validate_media()?;
         // Redis computes base + counter in Lua numbers (doubles): stay where they are exact.
         if self.customers.uid_base > (1 << 53) - (1 << 32) {
             return fail(
@@ -316,6 +334,25 @@ impl Settings {
                     app.id
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    fn validate_media(&self) -> Result<(), ConfigError> {
+        let m = &self.media;
+        if m.max_upload == 0 {
+            return Err(ConfigError("media.max_upload must be at least 1".into()));
+        }
+        let url = &m.public_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError(format!(
+                "media.public_url must be an http(s) URL or empty, got {url:?}"
+            )));
+        }
+        if m.dir.as_os_str().is_empty() {
+            return Err(ConfigError("media.dir must name a directory".into()));
         }
         Ok(())
     }

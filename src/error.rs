@@ -88,15 +88,17 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorMeta<'a> {
+/// `meta` of an error: the HTTP status, a stable snake_case code, and which field and why.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorMeta<'a> {
     code: u16,
     error: &'a str,
     message: &'a str,
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// The error envelope (SPEC §3).
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody<'a> {
     meta: ErrorMeta<'a>,
 }
 

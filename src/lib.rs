@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod domain;
 pub mod error;
 pub mod loadgen;
+pub mod media;
 pub mod push;
 pub mod ratelimit;
 pub mod startup;

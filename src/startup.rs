@@ -64,10 +64,13 @@ impl Application {
         let push = PushQueue::start(&settings.push, store.clone(), &settings.store.redis_url);
         tracing::info!(sink = ?settings.push.sink, "push sink");
         let dispatcher = Dispatcher::new(store.clone(), push, settings.limits.clone(), workers);
+        let media = crate::media::Media::new(&settings.media, workers);
+        media.log_startup();
         let state = web::Data::new(AppState {
             apps: Apps::new(&settings.apps, settings.limits.app_sends_per_sec),
             store,
             dispatcher,
+            media,
             register_limiter: RateLimiter::per_minute(settings.customers.register_per_minute),
             inflight: Default::default(),
             shutting_down: Default::default(),

@@ -16,6 +16,8 @@ pub struct AppState {
     pub apps: Apps,
     pub store: Store,
     pub dispatcher: Dispatcher,
+    /// Uploaded media: storage, upload limits, thumbnail and MP3 work.
+    pub media: crate::media::Media,
     /// POST /auth/customer per client IP.
     pub register_limiter: RateLimiter<IpAddr>,
     /// Requests being handled now (bounded by `limits.inflight_requests`).

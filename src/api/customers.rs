@@ -8,6 +8,11 @@ use serde_json::{Value, json};
 use super::auth::{ClientAuth, ServerAuth, client_ip};
 use super::body::{JsonBody, check_name, path_id};
 use super::messages::{dispatch_error, prepare_send};
+use super::openapi::IdempotencyKey;
+use super::openapi::answers::{
+    CustomerToken, MsgId, MySupporter, Removed, SupporterAdded, SupporterRow,
+};
+use super::openapi::schemas::Envelope;
 use crate::apps::App;
 use crate::dispatch::PeerSend;
 use crate::dispatch::frame::Kind;
@@ -16,9 +21,11 @@ use crate::error::{ApiError, ApiResult, ok};
 use crate::state::AppState;
 use crate::store::{Supporter, UserPatch};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RegisterBody {
     appid: AppId,
+    /// The app's own id for the customer: a string or a number, 1 to 128 characters.
+    #[schema(value_type = String)]
     customer_id: Value,
     name: Option<String>,
     avatar: Option<String>,
@@ -46,6 +53,10 @@ pub(super) fn customer_id(v: &Value, field: &str) -> ApiResult<String> {
 }
 
 /// POST /auth/customer (no auth) → `{token, store_id, client_id}`.
+#[utoipa::path(
+    post, path = "/auth/customer", tag = "customers", security(()), request_body = RegisterBody,
+    responses((status = 200, description = "success", body = Envelope<CustomerToken>)),
+)]
 pub async fn register(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -102,7 +113,7 @@ fn own_store(req: &HttpRequest, app: &App) -> ApiResult<u64> {
     Ok(store_id)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SupporterBody {
     uid: Uid,
     name: String,
@@ -110,6 +121,12 @@ pub struct SupporterBody {
 }
 
 /// POST /stores/{store_id}/supporters (S)
+#[utoipa::path(
+    post, path = "/stores/{store_id}/supporters", tag = "customers", security(("server" = [])),
+    params(("store_id" = u64, Path)),
+    request_body = SupporterBody,
+    responses((status = 200, description = "success", body = Envelope<SupporterAdded>)),
+)]
 pub async fn add_supporter(
     req: HttpRequest,
     auth: ServerAuth,
@@ -127,6 +144,12 @@ pub async fn add_supporter(
 }
 
 /// DELETE /stores/{store_id}/supporters/{uid} (S)
+#[utoipa::path(
+    delete, path = "/stores/{store_id}/supporters/{uid}", tag = "customers",
+    security(("server" = [])),
+    params(("store_id" = u64, Path), ("uid" = Uid, Path)),
+    responses((status = 200, description = "success", body = Envelope<Removed>)),
+)]
 pub async fn remove_supporter(
     req: HttpRequest,
     auth: ServerAuth,
@@ -147,6 +170,11 @@ fn status(state: &AppState, app: AppId, uid: Uid) -> &'static str {
 }
 
 /// GET /stores/{store_id}/supporters (S): every supporter with live status.
+#[utoipa::path(
+    get, path = "/stores/{store_id}/supporters", tag = "customers", security(("server" = [])),
+    params(("store_id" = u64, Path)),
+    responses((status = 200, description = "success", body = Envelope<Vec<SupporterRow>>)),
+)]
 pub async fn list_supporters(
     req: HttpRequest,
     auth: ServerAuth,
@@ -168,7 +196,8 @@ pub async fn list_supporters(
     Ok(ok(list))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SupporterQuery {
     store_id: Option<String>,
 }
@@ -187,6 +216,11 @@ fn choose(state: &AppState, app: AppId, all: &[Supporter]) -> Option<Uid> {
 }
 
 /// GET /supporters?store_id= (C, a customer's token) → the customer's supporter.
+#[utoipa::path(
+    get, path = "/supporters", tag = "customers", security(("client" = [])),
+    params(SupporterQuery),
+    responses((status = 200, description = "success", body = Envelope<MySupporter>)),
+)]
 pub async fn my_supporter(
     auth: ClientAuth,
     state: web::Data<AppState>,
@@ -229,15 +263,24 @@ pub async fn my_supporter(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CustomerMessageBody {
     sender: Uid,
     receiver: Uid,
+    #[schema(value_type = super::openapi::schemas::Content)]
     content: Value,
     client_msg_id: Option<Value>,
 }
 
 /// POST /messages/customers (S): between a customer and their assigned supporter.
+#[utoipa::path(
+    post, path = "/messages/customers", operation_id = "send_customer_message",
+    tag = "messages",
+    security(("server" = [])),
+    params(IdempotencyKey),
+    request_body = CustomerMessageBody,
+    responses((status = 200, description = "success", body = Envelope<MsgId>)),
+)]
 pub async fn send(
     req: HttpRequest,
     auth: ServerAuth,

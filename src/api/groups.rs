@@ -7,6 +7,9 @@ use serde_json::{Value, json};
 use super::auth::ServerAuth;
 use super::body::{JsonBody, MembersDoc, check_name, path_id};
 use super::messages::{dispatch_error, prepare_send};
+use super::openapi::IdempotencyKey;
+use super::openapi::answers::{Added, GroupCreated, GroupInfo, MsgId, Removed, Upgraded};
+use super::openapi::schemas::{AddMembers, Envelope, Null, RemoveMembers};
 use crate::dispatch::{MemberSpec, NewGroup};
 use crate::domain::{Flag, GroupId, Uid};
 use crate::error::{ApiError, ApiResult, ok, ok_empty};
@@ -67,17 +70,23 @@ fn parse_members(v: &Value, path: &str) -> ApiResult<Vec<MemberSpec>> {
         .collect()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateBody {
     master: Uid,
     name: String,
     #[serde(rename = "super")]
     is_super: Option<Flag>,
+    #[schema(value_type = Vec<super::openapi::schemas::Member>)]
     members: Value,
     group_id: Option<GroupId>,
 }
 
 /// POST /groups → `{group_id}`.
+#[utoipa::path(
+    post, path = "/groups", tag = "groups", security(("server" = [])),
+    request_body = CreateBody,
+    responses((status = 200, description = "success", body = Envelope<GroupCreated>)),
+)]
 pub async fn create(
     auth: ServerAuth,
     state: web::Data<AppState>,
@@ -106,14 +115,22 @@ pub async fn create(
 const PAGE_DEFAULT: usize = 2000;
 const PAGE_MAX: usize = 10_000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InfoQuery {
+    /// `next_cursor` of the previous page (absent: the first page).
     cursor: Option<String>,
+    /// Members per page, 1..=10000 (default 2000).
     limit: Option<usize>,
 }
 
 /// GET /groups/{gid}?cursor=&limit= → the group, `member_count`, a page of members in uid
 /// order and `next_cursor` (pass it as `cursor` for the next page; null on the last).
+#[utoipa::path(
+    get, path = "/groups/{gid}", tag = "groups", security(("server" = [])),
+    params(("gid" = GroupId, Path), InfoQuery),
+    responses((status = 200, description = "success", body = Envelope<GroupInfo>)),
+)]
 pub async fn info(
     req: HttpRequest,
     auth: ServerAuth,
@@ -140,12 +157,18 @@ pub async fn info(
     Ok(ok(view))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RenameBody {
     name: String,
 }
 
 /// PATCH /groups/{gid} `{name}`
+#[utoipa::path(
+    patch, path = "/groups/{gid}", tag = "groups", security(("server" = [])),
+    params(("gid" = GroupId, Path)),
+    request_body = RenameBody,
+    responses((status = 200, description = "success", body = Envelope<Null>)),
+)]
 pub async fn rename(
     req: HttpRequest,
     auth: ServerAuth,
@@ -162,6 +185,11 @@ pub async fn rename(
 }
 
 /// DELETE /groups/{gid}: disband.
+#[utoipa::path(
+    delete, path = "/groups/{gid}", tag = "groups", security(("server" = [])),
+    params(("gid" = GroupId, Path)),
+    responses((status = 200, description = "success", body = Envelope<Null>)),
+)]
 pub async fn disband(
     req: HttpRequest,
     auth: ServerAuth,
@@ -176,6 +204,11 @@ pub async fn disband(
 }
 
 /// POST /groups/{gid}/upgrade: normal → super.
+#[utoipa::path(
+    post, path = "/groups/{gid}/upgrade", tag = "groups", security(("server" = [])),
+    params(("gid" = GroupId, Path)),
+    responses((status = 200, description = "success", body = Envelope<Upgraded>)),
+)]
 pub async fn upgrade(
     req: HttpRequest,
     auth: ServerAuth,
@@ -190,6 +223,12 @@ pub async fn upgrade(
 }
 
 /// POST /groups/{gid}/members: `{members:[…], inviter?}`, a bare array, or one member object.
+#[utoipa::path(
+    post, path = "/groups/{gid}/members", tag = "groups", security(("server" = [])),
+    params(("gid" = GroupId, Path)),
+    request_body = AddMembers,
+    responses((status = 200, description = "success", body = Envelope<Added>)),
+)]
 pub async fn add_members(
     req: HttpRequest,
     auth: ServerAuth,
@@ -236,6 +275,12 @@ pub async fn add_members(
 }
 
 /// DELETE /groups/{gid}/members: an array of uids or member objects (or `{members:[…]}`).
+#[utoipa::path(
+    delete, path = "/groups/{gid}/members", tag = "groups", security(("server" = [])),
+    params(("gid" = GroupId, Path)),
+    request_body = RemoveMembers,
+    responses((status = 200, description = "success", body = Envelope<Removed>)),
+)]
 pub async fn remove_members(
     req: HttpRequest,
     auth: ServerAuth,
@@ -264,6 +309,11 @@ pub async fn remove_members(
 
 /// DELETE /groups/{gid}/members/{mid}: a member leaves (the master too: the longest-standing
 /// member takes over; the last member's leaving disbands the group).
+#[utoipa::path(
+    delete, path = "/groups/{gid}/members/{mid}", tag = "groups", security(("server" = [])),
+    params(("gid" = GroupId, Path), ("mid" = Uid, Path)),
+    responses((status = 200, description = "success", body = Envelope<Removed>)),
+)]
 pub async fn leave(
     req: HttpRequest,
     auth: ServerAuth,
@@ -284,7 +334,7 @@ pub async fn leave(
     Ok(ok(json!({ "removed": removed })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct MemberBody {
     do_not_disturb: Option<Flag>,
     nickname: Option<String>,
@@ -292,6 +342,12 @@ pub struct MemberBody {
 }
 
 /// PATCH /groups/{gid}/members/{mid}: any of `do_not_disturb`, `nickname`, `mute`.
+#[utoipa::path(
+    patch, path = "/groups/{gid}/members/{mid}", tag = "groups", security(("server" = [])),
+    params(("gid" = GroupId, Path), ("mid" = Uid, Path)),
+    request_body = MemberBody,
+    responses((status = 200, description = "success", body = Envelope<Null>)),
+)]
 pub async fn update_member(
     req: HttpRequest,
     auth: ServerAuth,
@@ -320,15 +376,23 @@ pub async fn update_member(
     Ok(ok_empty())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct GroupMessageBody {
     sender: Uid,
     receiver: GroupId,
+    #[schema(value_type = super::openapi::schemas::Content)]
     content: Value,
     client_msg_id: Option<Value>,
 }
 
 /// POST /messages/groups (S): the sender must be a member and not muted.
+#[utoipa::path(
+    post, path = "/messages/groups", operation_id = "send_group_message", tag = "messages",
+    security(("server" = [])),
+    params(IdempotencyKey),
+    request_body = GroupMessageBody,
+    responses((status = 200, description = "success", body = Envelope<MsgId>)),
+)]
 pub async fn send(
     req: HttpRequest,
     auth: ServerAuth,
@@ -351,14 +415,21 @@ pub async fn send(
     Ok(ok(json!({ "msg_id": sent.id })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct GroupNotificationBody {
     group_id: GroupId,
+    #[schema(value_type = super::openapi::schemas::Content)]
     content: Value,
     client_msg_id: Option<Value>,
 }
 
 /// POST /messages/groups/notifications (S): an app-defined group notification.
+#[utoipa::path(
+    post, path = "/messages/groups/notifications", tag = "messages", security(("server" = [])),
+    params(IdempotencyKey),
+    request_body = GroupNotificationBody,
+    responses((status = 200, description = "success", body = Envelope<MsgId>)),
+)]
 pub async fn notify(
     req: HttpRequest,
     auth: ServerAuth,

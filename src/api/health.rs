@@ -2,15 +2,25 @@
 
 use actix_web::{HttpResponse, web};
 
+use super::openapi::answers::{Health, Ready};
+use super::openapi::schemas::Envelope;
 use crate::error::{ApiError, ApiResult, ok};
 use crate::state::AppState;
 
 /// GET /healthz: the process is up and serving.
+#[utoipa::path(
+    get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "success", body = Envelope<Health>)),
+)]
 pub async fn healthz() -> HttpResponse {
     ok(serde_json::json!({ "status": "ok" }))
 }
 
 /// GET /readyz: the store answers; 503 otherwise.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations", security(()),
+    responses((status = 200, description = "success", body = Envelope<Ready>)),
+)]
 pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     if state
         .shutting_down
@@ -29,6 +39,12 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
 }
 
 /// GET /metrics: Prometheus text exposition.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"),
+    ),
+)]
 pub async fn metrics() -> ApiResult<HttpResponse> {
     let handle = crate::telemetry::metrics()
         .ok_or_else(|| ApiError::internal("metrics recorder unavailable"))?;

@@ -6,6 +6,9 @@ use serde_json::{Value, json};
 
 use super::auth::{ClientAuth, ServerAuth};
 use super::body::JsonBody;
+use super::openapi::IdempotencyKey;
+use super::openapi::answers::{Dequeued, MsgId, NotificationSent, Offline};
+use super::openapi::schemas::{Envelope, StoredMessage};
 use crate::dispatch::frame::Kind;
 use crate::dispatch::{DispatchError, PeerSend};
 use crate::domain::{AppId, Uid, UserKey};
@@ -92,15 +95,22 @@ pub(super) fn idempotency(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PeerBody {
     sender: Uid,
     receiver: Uid,
+    #[schema(value_type = super::openapi::schemas::Content)]
     content: Value,
     client_msg_id: Option<Value>,
 }
 
 /// POST /messages/peers (S) → `{msg_id}` once stored in both inboxes.
+#[utoipa::path(
+    post, path = "/messages/peers", tag = "messages", security(("server" = [])),
+    params(IdempotencyKey),
+    request_body = PeerBody,
+    responses((status = 200, description = "success", body = Envelope<MsgId>)),
+)]
 pub async fn peers(
     req: HttpRequest,
     auth: ServerAuth,
@@ -131,14 +141,21 @@ pub async fn peers(
     Ok(ok(json!({ "msg_id": sent.id })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ToUserBody {
     receiver: Uid,
+    #[schema(value_type = super::openapi::schemas::Content)]
     content: Value,
     client_msg_id: Option<Value>,
 }
 
 /// POST /messages/systems (S)
+#[utoipa::path(
+    post, path = "/messages/systems", tag = "messages", security(("server" = [])),
+    params(IdempotencyKey),
+    request_body = ToUserBody,
+    responses((status = 200, description = "success", body = Envelope<MsgId>)),
+)]
 pub async fn systems(
     req: HttpRequest,
     auth: ServerAuth,
@@ -162,6 +179,11 @@ pub async fn systems(
 }
 
 /// POST /messages/notifications (S): online devices only, not stored.
+#[utoipa::path(
+    post, path = "/messages/notifications", tag = "messages", security(("server" = [])),
+    request_body = ToUserBody,
+    responses((status = 200, description = "success", body = Envelope<NotificationSent>)),
+)]
 pub async fn notifications(
     auth: ServerAuth,
     state: web::Data<AppState>,
@@ -177,16 +199,23 @@ pub async fn notifications(
     Ok(ok(json!({ "msg_id": id, "devices": devices })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
     limit: Option<usize>,
     before: Option<u64>,
+    /// The original's `?store=`: only the customer messages of that help desk.
+    store: Option<u64>,
 }
 
 /// Most messages one history request returns.
 const HISTORY_MAX: usize = 1000;
 
 /// GET /messages (C): the caller's newest inbox messages, oldest first.
+#[utoipa::path(
+    get, path = "/messages", tag = "messages", security(("client" = [])), params(HistoryQuery),
+    responses((status = 200, description = "success", body = Envelope<Vec<StoredMessage>>)),
+)]
 pub async fn history(
     auth: ClientAuth,
     state: web::Data<AppState>,
@@ -205,10 +234,14 @@ pub async fn history(
             "`before` must be a positive seq",
         ));
     }
-    let items = state
+    let mut items = state
         .store
         .inbox_latest(auth.user, query.before, limit)
         .await?;
+    if let Some(store) = query.store {
+        let ours = store != 0 && store == auth.app.store_id;
+        items.retain(|m| ours && is_customer_message(m));
+    }
     // Stored records are already the wire JSON of each message.
     let body = format!(
         r#"{{"meta":{{"code":0,"message":"ok"}},"data":[{}]}}"#,
@@ -219,7 +252,23 @@ pub async fn history(
         .body(body))
 }
 
-#[derive(Deserialize)]
+/// A stored record of kind `customer`.
+fn is_customer_message(record: &str) -> bool {
+    serde_json::from_str::<Value>(record).is_ok_and(|v| v["kind"] == "customer")
+}
+
+/// POST /messages/dequeue (C): the original's acknowledgement of old clients, a no-op since
+/// 2017 there too (acks travel on the WebSocket); answers success so those clients go on.
+#[utoipa::path(
+    post, path = "/messages/dequeue", tag = "messages", security(("client" = [])),
+    responses((status = 200, description = "success", body = Envelope<Dequeued>)),
+)]
+pub async fn dequeue(_auth: ClientAuth) -> HttpResponse {
+    ok(json!({ "success": true }))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OfflineQuery {
     uid: Option<String>,
     customer_id: Option<String>,
@@ -228,6 +277,11 @@ pub struct OfflineQuery {
 }
 
 /// GET /messages/offline (S): `{count, new}` after the device's acknowledged position.
+#[utoipa::path(
+    get, path = "/messages/offline", tag = "messages", security(("server" = [])),
+    params(OfflineQuery),
+    responses((status = 200, description = "success", body = Envelope<Offline>)),
+)]
 pub async fn offline(
     auth: ServerAuth,
     state: web::Data<AppState>,

@@ -3,12 +3,25 @@
 //! Handlers parse and validate, call the store or the dispatcher, and build the response.
 //! Nothing here touches Redis or actors directly.
 
+/// `on!(POST, users::grant)`: a method of a route-table entry and its handler.
+macro_rules! on {
+    ($method:ident, $handler:path) => {
+        (
+            actix_web::http::Method::$method,
+            (|| actix_web::web::method(actix_web::http::Method::$method).to($handler))
+                as $crate::api::MakeRoute,
+        )
+    };
+}
+
 pub mod auth;
 pub mod body;
 mod customers;
 mod groups;
 mod health;
+mod media;
 pub mod messages;
+pub mod openapi;
 mod users;
 pub mod ws;
 
@@ -18,6 +31,7 @@ use std::sync::atomic::Ordering;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::{HttpRequest, HttpResponse, Resource, web};
 
 use crate::error::ApiError;
@@ -73,12 +87,144 @@ async fn cors_envelope<B: MessageBody + 'static>(
 
 pub use health::metrics;
 
-/// Every route of the service (`/metrics` only when `with_metrics`: it may have its own
-/// listener).
-pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String], with_metrics: bool) {
-    if with_metrics {
-        cfg.service(resource("/metrics").route(web::get().to(health::metrics)));
+/// Builds one route (method guard + handler); a plain `fn` so an aliased resource can build
+/// its own copy.
+pub type MakeRoute = fn() -> actix_web::Route;
+
+/// One resource of the route table: its path, the aliases served by the same handlers (the
+/// original mounted its client endpoints a second time under `/v2`), and its methods.
+pub struct Entry {
+    pub path: &'static str,
+    pub aliases: &'static [&'static str],
+    pub methods: Vec<(Method, MakeRoute)>,
+    /// Browser-facing: wrapped in CORS (`http.cors_origins`).
+    pub cors: bool,
+}
+
+impl Entry {
+    fn new(path: &'static str, methods: Vec<(Method, MakeRoute)>) -> Entry {
+        Entry {
+            path,
+            aliases: &[],
+            methods,
+            cors: false,
+        }
     }
+
+    fn alias(self, aliases: &'static [&'static str]) -> Entry {
+        Entry { aliases, ..self }
+    }
+
+    fn cors(self) -> Entry {
+        Entry { cors: true, ..self }
+    }
+
+    /// The path and its aliases.
+    pub fn paths(&self) -> impl Iterator<Item = &'static str> + '_ {
+        std::iter::once(self.path).chain(self.aliases.iter().copied())
+    }
+}
+
+/// Every route of the service, as data: registered by `routes`, listed by `route_list` (the
+/// OpenAPI completeness test walks it, so a route added here without an `#[utoipa::path]`
+/// annotation listed in `openapi::ApiDoc` fails the tests). `/metrics` only when
+/// `with_metrics`: it may have its own listener.
+pub fn table(with_metrics: bool) -> Vec<Entry> {
+    let mut t = Vec::with_capacity(48);
+    if with_metrics {
+        t.push(Entry::new("/metrics", vec![on!(GET, health::metrics)]));
+    }
+    // The router tries routes in order and path patterns with parameters by regex: the
+    // busiest static routes come first.
+    t.extend([
+        Entry::new("/messages/peers", vec![on!(POST, messages::peers)]),
+        Entry::new("/messages/groups", vec![on!(POST, groups::send)]),
+        Entry::new("/healthz", vec![on!(GET, health::healthz)]),
+        Entry::new("/readyz", vec![on!(GET, health::readyz)]),
+        Entry::new("/openapi.json", vec![on!(GET, openapi::serve)]),
+        Entry::new("/auth/grant", vec![on!(POST, users::grant)]),
+        Entry::new("/auth/tokens/{uid}", vec![on!(DELETE, users::revoke)]),
+        Entry::new(
+            "/users/{uid}",
+            vec![on!(POST, users::update), on!(PATCH, users::update)],
+        ),
+        Entry::new("/users/{uid}/bind", vec![on!(POST, users::bind)]),
+        Entry::new("/users/{uid}/unbind", vec![on!(POST, users::unbind)]),
+        Entry::new("/device/bind", vec![on!(POST, users::device_bind)]).alias(&["/v2/device/bind"]),
+        Entry::new("/device/unbind", vec![on!(POST, users::device_unbind)])
+            .alias(&["/v2/device/unbind"]),
+        Entry::new("/ws", vec![on!(GET, ws::connect)]),
+        Entry::new("/messages", vec![on!(GET, messages::history)]).cors(),
+        Entry::new("/messages/dequeue", vec![on!(POST, messages::dequeue)]).cors(),
+        Entry::new("/auth/customer", vec![on!(POST, customers::register)]).cors(),
+        Entry::new("/supporters", vec![on!(GET, customers::my_supporter)])
+            .alias(&["/v2/supporters"])
+            .cors(),
+        Entry::new(
+            "/stores/{store_id}/supporters",
+            vec![
+                on!(POST, customers::add_supporter),
+                on!(GET, customers::list_supporters),
+            ],
+        ),
+        Entry::new(
+            "/stores/{store_id}/supporters/{uid}",
+            vec![on!(DELETE, customers::remove_supporter)],
+        ),
+        Entry::new("/messages/customers", vec![on!(POST, customers::send)]),
+        Entry::new("/messages/offline", vec![on!(GET, messages::offline)]),
+        Entry::new("/messages/systems", vec![on!(POST, messages::systems)]),
+        Entry::new(
+            "/messages/notifications",
+            vec![on!(POST, messages::notifications)],
+        ),
+        Entry::new(
+            "/messages/groups/notifications",
+            vec![on!(POST, groups::notify)],
+        ),
+        Entry::new("/groups", vec![on!(POST, groups::create)]),
+        Entry::new(
+            "/groups/{gid}",
+            vec![
+                on!(GET, groups::info),
+                on!(PATCH, groups::rename),
+                on!(DELETE, groups::disband),
+            ],
+        ),
+        Entry::new("/groups/{gid}/upgrade", vec![on!(POST, groups::upgrade)]),
+        Entry::new(
+            "/groups/{gid}/members",
+            vec![
+                on!(POST, groups::add_members),
+                on!(DELETE, groups::remove_members),
+            ],
+        ),
+        Entry::new(
+            "/groups/{gid}/members/{mid}",
+            vec![
+                on!(DELETE, groups::leave),
+                on!(PATCH, groups::update_member),
+            ],
+        ),
+    ]);
+    t.extend(media::routes());
+    t
+}
+
+/// Every (method, path) the service answers, aliases included.
+pub fn route_list(with_metrics: bool) -> Vec<(Method, &'static str)> {
+    table(with_metrics)
+        .iter()
+        .flat_map(|e| {
+            e.paths()
+                .flat_map(|p| e.methods.iter().map(move |(m, _)| (m.clone(), p)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Registers the route table (see `table`).
+pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String], with_metrics: bool) {
     cfg.app_data(web::QueryConfig::default().error_handler(|e, _| {
         ApiError::bad_request("invalid_query", format!("query string: {e}")).into()
     }))
@@ -86,75 +232,23 @@ pub fn routes(cfg: &mut web::ServiceConfig, cors_origins: &[String], with_metric
         web::PathConfig::default().error_handler(|e, _| {
             ApiError::bad_request("invalid_path", format!("path: {e}")).into()
         }),
-    )
-    // The router tries routes in order and path patterns with parameters by regex: the
-    // busiest static routes come first.
-    .service(resource("/messages/peers").route(web::post().to(messages::peers)))
-    .service(resource("/messages/groups").route(web::post().to(groups::send)))
-    .service(resource("/healthz").route(web::get().to(health::healthz)))
-    .service(resource("/readyz").route(web::get().to(health::readyz)))
-    .service(resource("/auth/grant").route(web::post().to(users::grant)))
-    .service(resource("/auth/tokens/{uid}").route(web::delete().to(users::revoke)))
-    .service(
-        resource("/users/{uid}")
-            .route(web::post().to(users::update))
-            .route(web::patch().to(users::update)),
-    )
-    .service(resource("/users/{uid}/bind").route(web::post().to(users::bind)))
-    .service(resource("/users/{uid}/unbind").route(web::post().to(users::unbind)))
-    .service(resource("/device/bind").route(web::post().to(users::device_bind)))
-    .service(resource("/device/unbind").route(web::post().to(users::device_unbind)))
-    .service(resource("/ws").route(web::get().to(ws::connect)))
-    .service(
-        resource("/messages")
-            .wrap(cors(cors_origins))
-            .wrap(actix_web::middleware::from_fn(cors_envelope))
-            .route(web::get().to(messages::history)),
-    )
-    .service(
-        resource("/auth/customer")
-            .wrap(cors(cors_origins))
-            .wrap(actix_web::middleware::from_fn(cors_envelope))
-            .route(web::post().to(customers::register)),
-    )
-    .service(
-        resource("/supporters")
-            .wrap(cors(cors_origins))
-            .wrap(actix_web::middleware::from_fn(cors_envelope))
-            .route(web::get().to(customers::my_supporter)),
-    )
-    .service(
-        resource("/stores/{store_id}/supporters")
-            .route(web::post().to(customers::add_supporter))
-            .route(web::get().to(customers::list_supporters)),
-    )
-    .service(
-        resource("/stores/{store_id}/supporters/{uid}")
-            .route(web::delete().to(customers::remove_supporter)),
-    )
-    .service(resource("/messages/customers").route(web::post().to(customers::send)))
-    .service(resource("/messages/offline").route(web::get().to(messages::offline)))
-    .service(resource("/messages/systems").route(web::post().to(messages::systems)))
-    .service(resource("/messages/notifications").route(web::post().to(messages::notifications)))
-    .service(resource("/messages/groups/notifications").route(web::post().to(groups::notify)))
-    .service(resource("/groups").route(web::post().to(groups::create)))
-    .service(
-        resource("/groups/{gid}")
-            .route(web::get().to(groups::info))
-            .route(web::patch().to(groups::rename))
-            .route(web::delete().to(groups::disband)),
-    )
-    .service(resource("/groups/{gid}/upgrade").route(web::post().to(groups::upgrade)))
-    .service(
-        resource("/groups/{gid}/members")
-            .route(web::post().to(groups::add_members))
-            .route(web::delete().to(groups::remove_members)),
-    )
-    .service(
-        resource("/groups/{gid}/members/{mid}")
-            .route(web::delete().to(groups::leave))
-            .route(web::patch().to(groups::update_member)),
     );
+    for entry in table(with_metrics) {
+        for path in entry.paths() {
+            let mut r = resource(path);
+            for (_, make) in &entry.methods {
+                r = r.route(make());
+            }
+            if entry.cors {
+                cfg.service(
+                    r.wrap(cors(cors_origins))
+                        .wrap(actix_web::middleware::from_fn(cors_envelope)),
+                );
+            } else {
+                cfg.service(r);
+            }
+        }
+    }
 }
 
 async fn method_not_allowed(req: HttpRequest) -> ApiError {

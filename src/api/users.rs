@@ -7,12 +7,14 @@ use serde_json::{Map, Value};
 
 use super::auth::{ClientAuth, ServerAuth};
 use super::body::{JsonBody, check_name, path_id};
+use super::openapi::answers::{Removed, Revoked, Token};
+use super::openapi::schemas::{DeviceTokens, Envelope, Null};
 use crate::domain::{Flag, PushProvider, Uid, UserKey, now_secs};
 use crate::error::{ApiError, ApiResult, ok, ok_empty};
 use crate::state::AppState;
 use crate::store::UserPatch;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct GrantBody {
     uid: Uid,
     user_name: Option<String>,
@@ -27,6 +29,11 @@ pub(super) fn mint_token() -> ApiResult<String> {
 }
 
 /// POST /auth/grant (S) → `{token}`; the same token for the same user every time.
+#[utoipa::path(
+    post, path = "/auth/grant", tag = "users", security(("server" = [])),
+    request_body = GrantBody,
+    responses((status = 200, description = "success", body = Envelope<Token>)),
+)]
 pub async fn grant(
     auth: ServerAuth,
     state: web::Data<AppState>,
@@ -41,13 +48,13 @@ pub async fn grant(
     Ok(ok(serde_json::json!({ "token": token })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct DndBody {
     peer_uid: Uid,
     on: Flag,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct UserBody {
     name: Option<String>,
     avatar: Option<String>,
@@ -57,6 +64,12 @@ pub struct UserBody {
 }
 
 /// POST|PATCH /users/{uid} (S): every given setting is applied, atomically.
+#[utoipa::path(
+    method(post, patch), path = "/users/{uid}", tag = "users", security(("server" = [])),
+    params(("uid" = Uid, Path)),
+    request_body = UserBody,
+    responses((status = 200, description = "success", body = Envelope<Null>)),
+)]
 pub async fn update(
     req: HttpRequest,
     auth: ServerAuth,
@@ -143,6 +156,12 @@ async fn unbind_for(
 }
 
 /// POST /users/{uid}/bind (S)
+#[utoipa::path(
+    post, path = "/users/{uid}/bind", tag = "users", security(("server" = [])),
+    params(("uid" = Uid, Path)),
+    request_body = DeviceTokens,
+    responses((status = 200, description = "success", body = Envelope<Null>)),
+)]
 pub async fn bind(
     req: HttpRequest,
     auth: ServerAuth,
@@ -154,6 +173,12 @@ pub async fn bind(
 }
 
 /// POST /users/{uid}/unbind (S): removes a provider's token only if it is the stored one.
+#[utoipa::path(
+    post, path = "/users/{uid}/unbind", tag = "users", security(("server" = [])),
+    params(("uid" = Uid, Path)),
+    request_body = DeviceTokens,
+    responses((status = 200, description = "success", body = Envelope<Removed>)),
+)]
 pub async fn unbind(
     req: HttpRequest,
     auth: ServerAuth,
@@ -165,6 +190,11 @@ pub async fn unbind(
 }
 
 /// POST /device/bind (C): the token's own user.
+#[utoipa::path(
+    post, path = "/device/bind", tag = "users", security(("client" = [])),
+    request_body = DeviceTokens,
+    responses((status = 200, description = "success", body = Envelope<Null>)),
+)]
 pub async fn device_bind(
     auth: ClientAuth,
     state: web::Data<AppState>,
@@ -174,6 +204,11 @@ pub async fn device_bind(
 }
 
 /// POST /device/unbind (C)
+#[utoipa::path(
+    post, path = "/device/unbind", tag = "users", security(("client" = [])),
+    request_body = DeviceTokens,
+    responses((status = 200, description = "success", body = Envelope<Removed>)),
+)]
 pub async fn device_unbind(
     auth: ClientAuth,
     state: web::Data<AppState>,
@@ -184,6 +219,11 @@ pub async fn device_unbind(
 
 /// DELETE /auth/tokens/{uid} (S): the user's token stops working at once, their connections
 /// are closed, and the next grant issues a new token.
+#[utoipa::path(
+    delete, path = "/auth/tokens/{uid}", tag = "users", security(("server" = [])),
+    params(("uid" = Uid, Path)),
+    responses((status = 200, description = "success", body = Envelope<Revoked>)),
+)]
 pub async fn revoke(
     req: HttpRequest,
     auth: ServerAuth,

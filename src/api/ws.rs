@@ -22,7 +22,8 @@ use crate::domain::Platform;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WsQuery {
     token: Option<String>,
     platform_id: Option<u8>,
@@ -46,6 +47,13 @@ fn query(q: Option<&str>) -> ApiResult<WsQuery> {
 }
 
 /// GET /ws without upgrade headers: authenticate, then explain.
+#[utoipa::path(
+    get, path = "/ws", tag = "websocket", security(("client" = []), ("token_query" = [])),
+    params(WsQuery),
+    responses(
+        (status = 101, description = "switched to the WebSocket protocol (README \"WebSocket protocol\")"),
+    ),
+)]
 pub async fn connect(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let q = query(Some(req.query_string()))?;
     authenticate_token(&state, &token(req.headers(), &q)?).await?;

@@ -42,6 +42,7 @@ pub fn test_settings(backend: Backend) -> (Settings, Option<String>) {
     s.http.workers = 2;
     s.http.shutdown_timeout_secs = 1;
     s.log.level = "warn".into();
+    s.media.dir = fresh_media_dir();
     s.apps = vec![
         AppSettings {
             id: APP_A,
@@ -78,6 +79,13 @@ pub fn test_settings(backend: Backend) -> (Settings, Option<String>) {
     (s, redis)
 }
 
+/// A media directory of its own for each test server (removed when the server is dropped).
+fn fresh_media_dir() -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("imd-test-media-{}-{n}", std::process::id()))
+}
+
 pub struct TestApp {
     pub base: String,
     /// Where the server listens (WebSocket clients and raw sockets need it).
@@ -97,6 +105,10 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         // Sends the stop command now; the returned future only waits for completion.
         drop(self.handle.stop(false));
+        let media = &self.state.settings.media.dir;
+        if media.starts_with(std::env::temp_dir()) {
+            let _ = std::fs::remove_dir_all(media);
+        }
     }
 }
 

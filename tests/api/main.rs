@@ -8,6 +8,7 @@ mod security;
 
 mod auth;
 mod cli;
+mod compat;
 mod conventions;
 mod customers;
 mod faults;
@@ -16,7 +17,9 @@ mod groups;
 mod health;
 mod limits;
 mod loadgen;
+mod media;
 mod messaging;
+mod openapi;
 mod process;
 mod push;
 mod store_conformance;

@@ -189,6 +189,17 @@ pub const ROUTES: &[(&str, Auth)] = &[
     ("/groups/{gid}/upgrade", Auth::Server),
     ("/groups/{gid}/members", Auth::Server),
     ("/groups/{gid}/members/{mid}", Auth::Server),
+    ("/messages/dequeue", Auth::Client),
+    ("/v2/device/bind", Auth::Client),
+    ("/v2/supporters", Auth::Customer),
+    ("/images", Auth::Client),
+    ("/v2/images", Auth::Client),
+    ("/audios", Auth::Client),
+    ("/v2/audios", Auth::Client),
+    ("/files", Auth::Client),
+    ("/images/{name}", Auth::Public),
+    ("/audios/{name}", Auth::Public),
+    ("/files/{name}", Auth::Public),
 ];
 
 /// Endpoints that read a query string, with their keys.
