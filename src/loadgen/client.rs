@@ -107,6 +107,21 @@ pub async fn post(
     reply("POST", path, sent, 1 << 20).await
 }
 
+/// DELETEs with a JSON body and server authentication; `Ok(body)` on 200.
+pub async fn delete(
+    client: &awc::Client,
+    shared: &Shared,
+    path: &str,
+    body: String,
+) -> Result<Bytes, Failure> {
+    let sent = client
+        .delete(format!("{}{path}", shared.base))
+        .insert_header(("Authorization", shared.auth.as_str()))
+        .insert_header(("Content-Type", "application/json"))
+        .send_body(body);
+    reply("DELETE", path, sent, 1 << 20).await
+}
+
 /// GETs with server authentication; `Ok(body)` on 200.
 pub async fn get(client: &awc::Client, shared: &Shared, path: &str) -> Result<Bytes, Failure> {
     let sent = client

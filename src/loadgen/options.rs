@@ -274,4 +274,8 @@ pub struct SuperGroupArgs {
     /// Longest wait, in seconds, for the server's push sink to write the messages' receivers.
     #[arg(long, default_value_t = 60.0)]
     pub push_wait: f64,
+    /// After the measured phase, remove this many members (the last ones) in one request,
+    /// timed (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub remove: u64,
 }

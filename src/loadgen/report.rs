@@ -43,6 +43,8 @@ pub struct SuperGroupReport {
     pub build_request_max_secs: f64,
     /// Each of them, in order (the first is the create).
     pub build_request_secs: Vec<f64>,
+    /// `--remove`: the one `DELETE /groups/{gid}/members` request, after the measured phase.
+    pub remove_request_secs: Option<f64>,
     /// Push receivers the server's sink wrote during the measured phase
     /// (`imd_push_receivers_total`).
     pub push_receivers: u64,

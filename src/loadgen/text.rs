@@ -111,6 +111,9 @@ impl fmt::Display for Report {
                 "  build                  {:.1} s in {} requests (slowest {:.2} s): {:?}",
                 g.build_secs, g.build_requests, g.build_request_max_secs, g.build_request_secs
             )?;
+            if let Some(r) = g.remove_request_secs {
+                writeln!(f, "  remove                 {r:.2} s in one request")?;
+            }
             writeln!(
                 f,
                 "  push receivers         {} in {:.2} s ({}/s)",

@@ -224,6 +224,7 @@ async fn supergroup_builds_in_batches_delivers_to_the_online_and_counts_push_rec
         rate: 0.0,
         senders: 1,
         push_wait: 20.0,
+        remove: 100,
     });
     let r = loadgen::run(LoadOptions { common, scenario })
         .await
@@ -241,6 +242,7 @@ async fn supergroup_builds_in_batches_delivers_to_the_online_and_counts_push_rec
     // Every offline member, once per message; the online web members bound no token.
     assert_eq!(g.push_receivers, 3 * (500 - 20), "{r:#?}");
     assert!(g.push_receivers_per_sec.is_some_and(|r| r > 0.0), "{r:#?}");
+    assert!(g.remove_request_secs.is_some(), "{r:#?}");
     let s = r.server.as_ref().unwrap_or_else(|| panic!("{r:#?}"));
     assert!(
         s.rss_peak_bytes

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::metric;
-use crate::loadgen::client::{data, post};
+use crate::loadgen::client::{data, delete, post};
 use crate::loadgen::options::SuperGroupArgs;
 use crate::loadgen::report::{Outcome, SuperGroupReport};
 use crate::loadgen::run::Run;
@@ -69,6 +69,10 @@ pub async fn run(run: &mut Run, a: &SuperGroupArgs) -> anyhow::Result<Outcome> {
     run.drain(&sent, online).await;
     let (push_receivers, push_end) = wait_for_push(run, receivers_before, a.push_wait).await?;
     run.mark_end()?;
+    let remove_request_secs = match a.remove.min(n) {
+        0 => None,
+        k => Some(round(remove(run, gid, base + n - k..base + n).await?)),
+    };
     let first_send = Counters::get(&run.counters().first_send_us);
     let push_secs = push_end.map(|end| end.saturating_sub(first_send) as f64 / 1e6);
     let super_group = Some(SuperGroupReport {
@@ -79,6 +83,7 @@ pub async fn run(run: &mut Run, a: &SuperGroupArgs) -> anyhow::Result<Outcome> {
         build_requests: requests.len() as u64,
         build_request_max_secs: round(requests.iter().copied().fold(0.0, f64::max)),
         build_request_secs: requests.iter().copied().map(round).collect(),
+        remove_request_secs,
         push_receivers,
         push_secs: push_secs.map(round),
         push_receivers_per_sec: push_secs
@@ -146,6 +151,24 @@ async fn build(run: &mut Run, base: u64, n: u64, batch: u64) -> anyhow::Result<(
     }
     run.progress.finish();
     Ok((gid, times))
+}
+
+/// Removes `uids` in one `DELETE /groups/{gid}/members`; its seconds.
+async fn remove(run: &Run, gid: u64, uids: std::ops::Range<u64>) -> anyhow::Result<f64> {
+    let shared = run.shared.clone();
+    let body = serde_json::to_string(&uids.collect::<Vec<u64>>())?;
+    let began = Instant::now();
+    run.pool
+        .spawn(move |w| async move {
+            let client = w.clients.dedicated(w.index as u64);
+            let path = format!("/groups/{gid}/members");
+            delete(&client, &shared, &path, body)
+                .await
+                .map_err(|f| anyhow::anyhow!("removing members: {}", f.text))
+        })
+        .await
+        .context("client thread gone while removing members")??;
+    Ok(began.elapsed().as_secs_f64())
 }
 
 /// Waits until the server's push receivers counter stops growing; (receivers written since
