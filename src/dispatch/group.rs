@@ -22,7 +22,7 @@ use super::push_stream::PushStreams;
 use super::registry::Registry;
 use crate::config::Limits;
 use crate::domain::{AppId, GroupId, Uid, now_millis, now_secs};
-use crate::store::{MEMBERS_PAGE, Store, StoreError};
+use crate::store::{GroupRecord, Store, StoreError};
 
 mod change;
 mod commands;
@@ -104,6 +104,23 @@ impl GroupActor {
         }
     }
 
+    /// An actor for a group just created from `record`: it starts with the members it was
+    /// given instead of reading them back.
+    pub fn created(gid: GroupId, generation: u64, env: Arc<Env>, record: GroupRecord) -> Self {
+        let mut members = MembersBuilder::default();
+        members.extend(record.members);
+        GroupActor {
+            state: Some(GroupState {
+                app: record.app,
+                name: record.name,
+                master: record.master,
+                is_super: record.is_super,
+                members: Arc::new(members.finish()),
+            }),
+            ..GroupActor::new(gid, generation, env)
+        }
+    }
+
     fn state(&self, app: AppId) -> Result<&GroupState, DispatchError> {
         match &self.state {
             Some(s) if s.app == app => Ok(s),
@@ -136,15 +153,9 @@ async fn load(store: Store, gid: GroupId) -> Result<Option<GroupState>, StoreErr
         return Ok(None);
     };
     let mut members = MembersBuilder::default();
-    let mut cursor = 0;
-    loop {
-        let page = store.members_page(gid, cursor, MEMBERS_PAGE).await?;
-        members.extend(page.members);
-        if page.next == 0 {
-            break;
-        }
-        cursor = page.next;
-    }
+    store
+        .load_members(&meta, |page| members.extend(page))
+        .await?;
     Ok(Some(GroupState {
         app: meta.app,
         name: meta.name,
@@ -160,6 +171,9 @@ impl Actor for GroupActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(256);
         metrics::gauge!("imd_group_actors").increment(1.0);
+        if self.state.is_some() {
+            return; // `created`
+        }
         // The mailbox is held until the group is in: commands sent meanwhile wait, not fail.
         ctx.wait(load(self.env.store.clone(), self.gid).into_actor(self).map(
             |r, act, ctx| match r {

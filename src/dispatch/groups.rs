@@ -99,9 +99,14 @@ impl Dispatcher {
             .create_group(&record)
             .await?
             .ok_or(DispatchError::GroupIdTaken)?;
-        drop(record);
         let registry = &self.inner.registry;
+        // A command about this id before it existed may have loaded an actor that knows it as
+        // "no such group": replaced by one that starts with the group as created.
         registry.forget_group(gid);
+        let env = self.group_env();
+        registry.group_or_start(gid, move |generation| {
+            GroupActor::created(gid, generation, env, record)
+        });
         if g.is_super {
             // Stored first (with each member's `user_groups`), then the members online join.
             for uid in uids {

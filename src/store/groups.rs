@@ -125,17 +125,7 @@ impl GroupEvent {
     }
 }
 
-/// One page of a group's members (`Store::members_page`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MembersPage {
-    /// In no particular order (redis pages by hash slot); a member may appear twice.
-    pub members: Vec<MemberRecord>,
-    /// Where the next page starts; 0 when this was the last.
-    pub next: u64,
-}
-
-/// Members read per page when a group is loaded: a 1,000,000-member group is 50 reads, none
-/// of which holds Redis for long.
+/// Members read per page when a normal group (or a memory store's group) is loaded.
 pub const MEMBERS_PAGE: usize = 20_000;
 
 impl Store {
@@ -147,20 +137,20 @@ impl Store {
     }
 
     /// The group's record without its members (`members` empty; read them with
-    /// `members_page`). A membership change that was committed but interrupted (the process
+    /// `load_members`). A membership change that was committed but interrupted (the process
     /// died half-way) is completed first.
     pub async fn group_meta(&self, gid: GroupId) -> StoreResult<Option<GroupRecord>> {
         backend!(self, s => s.group_meta(gid).await)
     }
 
-    /// Up to about `count` members from `cursor` (0: the first page).
-    pub async fn members_page(
+    /// Hands the group's members to `each` a page at a time (pages in no particular order, a
+    /// member possibly twice); `group` is the record from `group_meta`.
+    pub async fn load_members(
         &self,
-        gid: GroupId,
-        cursor: u64,
-        count: usize,
-    ) -> StoreResult<MembersPage> {
-        backend!(self, s => s.members_page(gid, cursor, count).await)
+        group: &GroupRecord,
+        each: impl FnMut(Vec<MemberRecord>),
+    ) -> StoreResult<()> {
+        backend!(self, s => s.load_members(group.id, group.is_super, each).await)
     }
 
     /// The whole group, members ascending by uid (paged reads).
@@ -168,17 +158,12 @@ impl Store {
         let Some(mut group) = self.group_meta(gid).await? else {
             return Ok(None);
         };
-        let mut cursor = 0;
-        loop {
-            let page = self.members_page(gid, cursor, MEMBERS_PAGE).await?;
-            group.members.extend(page.members);
-            if page.next == 0 {
-                break;
-            }
-            cursor = page.next;
-        }
-        group.members.sort_unstable_by_key(|m| m.uid);
-        group.members.dedup_by_key(|m| m.uid);
+        let mut members = Vec::new();
+        self.load_members(&group, |page| members.extend(page))
+            .await?;
+        members.sort_unstable_by_key(|m| m.uid);
+        members.dedup_by_key(|m| m.uid);
+        group.members = members;
         Ok(Some(group))
     }
 

@@ -29,9 +29,7 @@ use crate::config::{StoreKind, StoreSettings};
 use crate::domain::{DeviceToken, PushProvider, Uid, UserKey};
 
 pub use self::customers::Supporter;
-pub use self::groups::{
-    GroupEvent, GroupRecord, MEMBERS_PAGE, MemberPatch, MemberRecord, MembersPage,
-};
+pub use self::groups::{GroupEvent, GroupRecord, MEMBERS_PAGE, MemberPatch, MemberRecord};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 

@@ -71,14 +71,18 @@ pub(super) struct Announce {
 
 impl Announce {
     /// Sends everything; a notification that cannot be stored is logged and counted (the
-    /// change itself stands).
-    pub async fn send(mut self, env: &Env) {
+    /// change itself stands). The group's own notifications are sent before this returns (the
+    /// group's next command comes after them); the leavers' `EachNotice` — inbox appends for
+    /// users no longer in the group, as many as the change removed — goes on in a task of
+    /// its own, so a big removal is answered without waiting for it.
+    pub async fn send(mut self, env: &Arc<Env>) {
         let notices = std::mem::take(&mut self.notices);
         for notice in notices {
             logged(self.deliver(env, notice).await.map(drop));
         }
-        if let Some(each) = &self.each {
-            logged(self.deliver_each(env, each).await);
+        if let Some(each) = self.each.take() {
+            let env = env.clone();
+            actix::spawn(async move { logged(self.deliver_each(&env, &each).await) });
         }
     }
 

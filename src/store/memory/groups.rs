@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use super::MemoryStore;
 use crate::domain::{AppId, GroupId, Uid, UserKey};
-use crate::store::{Appended, GroupEvent, GroupRecord, MemberRecord, MembersPage, StoreResult};
+use crate::store::{Appended, GroupEvent, GroupRecord, MEMBERS_PAGE, MemberRecord, StoreResult};
 
 pub(super) struct GroupRow {
     app: AppId,
@@ -83,27 +83,32 @@ impl MemoryStore {
         Ok(self.groups.get(&gid).map(|g| g.record(gid)))
     }
 
-    /// Pages in uid order: `cursor` is the first uid of the page.
-    pub async fn members_page(
+    /// Pages in uid order, each taken under the group's entry lock.
+    pub async fn load_members(
         &self,
         gid: GroupId,
-        cursor: u64,
-        count: usize,
-    ) -> StoreResult<MembersPage> {
-        let Some(g) = self.groups.get(&gid) else {
-            return Ok(MembersPage {
-                members: Vec::new(),
-                next: 0,
-            });
-        };
-        let mut page = g.members.range(Uid(cursor)..);
-        let members: Vec<MemberRecord> = page
-            .by_ref()
-            .take(count.max(1))
-            .map(|(_, m)| m.clone())
-            .collect();
-        let next = page.next().map_or(0, |(uid, _)| uid.0);
-        Ok(MembersPage { members, next })
+        _: bool,
+        mut each: impl FnMut(Vec<MemberRecord>),
+    ) -> StoreResult<()> {
+        let mut from = Uid(0);
+        loop {
+            let Some(g) = self.groups.get(&gid) else {
+                return Ok(());
+            };
+            let mut rest = g.members.range(from..);
+            let page: Vec<MemberRecord> = rest
+                .by_ref()
+                .take(MEMBERS_PAGE)
+                .map(|(_, m)| m.clone())
+                .collect();
+            let next = rest.next().map(|(uid, _)| *uid);
+            drop(g);
+            each(page);
+            match next {
+                Some(uid) => from = uid,
+                None => return Ok(()),
+            }
+        }
     }
 
     pub async fn rename_group(&self, gid: GroupId, name: &str) -> StoreResult<()> {

@@ -12,10 +12,13 @@ use redis::Script;
 /// id as `previous_action_id`, and `groups_actions` ends as "<previous>:<last>" — what one
 /// `INCR` + `SET` per event gives, in a fraction of the commands.
 ///
-/// `apply(gid, op, items, members_key, app, super)` applies a chunk of a membership change:
-/// `op` `add` (items `uid|encoded member`, never overwriting a member) or `remove` (items are
-/// uids), keeping a super group's `imd:ugroups:` index in step, with one event per member
-/// that actually changed.
+/// `mkey(gid, super, uid)` is the hash holding member `uid` (`keys::member_bucket` for a super
+/// group).
+///
+/// `apply(gid, op, items, app, super)` applies a chunk of a membership change: `op` `add`
+/// (items `uid|encoded member`, never overwriting a member) or `remove` (items are uids),
+/// keeping a super group's `imd:ugroups:` index in step, with one event per member that
+/// actually changed.
 const PRELUDE: &str = r#"
 local function emit(events)
   local n = #events
@@ -39,18 +42,25 @@ local function emit(events)
   redis.call('SET', 'groups_actions', prev .. ':' .. a)
 end
 
-local function apply(gid, op, items, members, app, super)
+local function mkey(gid, super, uid)
+  if super then
+    return 'imd:group:' .. gid .. ':members:' .. tonumber(string.sub(uid, -2))
+  end
+  return 'imd:group:' .. gid .. ':members'
+end
+
+local function apply(gid, op, items, app, super)
   local events = {}
   local index = 'imd:ugroups:' .. app .. ':'
   for _, it in ipairs(items) do
     if op == 'add' then
       local sep = string.find(it, '|', 1, true)
       local uid = string.sub(it, 1, sep - 1)
-      if redis.call('HSETNX', members, uid, string.sub(it, sep + 1)) == 1 then
+      if redis.call('HSETNX', mkey(gid, super, uid), uid, string.sub(it, sep + 1)) == 1 then
         if super then redis.call('SADD', index .. uid, gid) end
         events[#events + 1] = {'name', 'group_member_add', 'group_id', gid, 'member_id', uid}
       end
-    elseif redis.call('HDEL', members, it) == 1 then
+    elseif redis.call('HDEL', mkey(gid, super, it), it) == 1 then
       if super then redis.call('SREM', index .. it, gid) end
       events[#events + 1] = {'name', 'group_member_remove', 'group_id', gid, 'member_id', it}
     end
@@ -93,15 +103,15 @@ if ARGV[6] ~= '' then
 else
   local items = {}
   for i = 7, #ARGV do items[#items + 1] = ARGV[i] end
-  apply(g, 'add', items, members, ARGV[2], ARGV[5] == '1')
+  apply(g, 'add', items, ARGV[2], ARGV[5] == '1')
 end
 return g
 "#,
     )
 });
 
-/// KEYS: group hash, members hash. ARGV: gid, op (`add` | `remove`), new master ('' = same),
-/// then the items of `apply`. 0 when the group does not exist.
+/// KEYS: group hash. ARGV: gid, op (`add` | `remove`), new master ('' = same), then the items
+/// of `apply`. 0 when the group does not exist.
 pub(super) static CHANGE_MEMBERS: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
@@ -110,7 +120,7 @@ local meta = redis.call('HMGET', KEYS[1], 'app', 'super')
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'master', ARGV[3]) end
 local items = {}
 for i = 4, #ARGV do items[#items + 1] = ARGV[i] end
-apply(ARGV[1], ARGV[2], items, KEYS[2], meta[1], meta[2] == '1')
+apply(ARGV[1], ARGV[2], items, meta[1], meta[2] == '1')
 return 1
 "#,
     )
@@ -137,38 +147,39 @@ return 1
     )
 });
 
-/// KEYS: group hash, members hash, journal list. ARGV: gid, chunk size. Applies (and takes
-/// off the journal) the next chunk of the committed change; 1 while some is left, 0 when
-/// the journal is done (or there is none).
+/// KEYS: group hash, journal list. ARGV: gid, chunk size. Applies (and takes off the
+/// journal) the next chunk of the committed change; 1 while some is left, 0 when the journal
+/// is done (or there is none).
 pub(super) static APPLY_JOURNAL: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local meta = redis.call('HMGET', KEYS[1], 'journal', 'app', 'super')
 if not meta[1] then return 0 end
-local items = redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[2]) - 1)
-redis.call('LTRIM', KEYS[3], #items, -1)
-apply(ARGV[1], meta[1], items, KEYS[2], meta[2], meta[3] == '1')
-if redis.call('EXISTS', KEYS[3]) == 1 then return 1 end
+local items = redis.call('LRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+redis.call('LTRIM', KEYS[2], #items, -1)
+apply(ARGV[1], meta[1], items, meta[2], meta[3] == '1')
+if redis.call('EXISTS', KEYS[2]) == 1 then return 1 end
 redis.call('HDEL', KEYS[1], 'journal')
 return 0
 "#,
     )
 });
 
-/// KEYS: group hash, members hash, users_<app>_<uid>, its group DND set, the push daemon's
-/// DND set. ARGV: events JSON, uid, encoded member, gid, dnd (0/1).
+/// KEYS: group hash, users_<app>_<uid>, its group DND set, the push daemon's DND set.
+/// ARGV: events JSON, uid, encoded member, gid, dnd (0/1).
 pub(super) static UPDATE_MEMBER: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-redis.call('HSET', KEYS[3], 'group_' .. ARGV[4], ARGV[5])
+local members = mkey(ARGV[4], redis.call('HGET', KEYS[1], 'super') == '1', ARGV[2])
+if redis.call('HEXISTS', members, ARGV[2]) == 0 then return 0 end
+redis.call('HSET', members, ARGV[2], ARGV[3])
+redis.call('HSET', KEYS[2], 'group_' .. ARGV[4], ARGV[5])
 if ARGV[5] == '1' then
-  redis.call('SADD', KEYS[4], ARGV[4])
-  redis.call('SADD', KEYS[5], 'g:' .. ARGV[4])
+  redis.call('SADD', KEYS[3], ARGV[4])
+  redis.call('SADD', KEYS[4], 'g:' .. ARGV[4])
 else
-  redis.call('SREM', KEYS[4], ARGV[4])
-  redis.call('SREM', KEYS[5], 'g:' .. ARGV[4])
+  redis.call('SREM', KEYS[3], ARGV[4])
+  redis.call('SREM', KEYS[4], 'g:' .. ARGV[4])
 end
 emit(cjson.decode(ARGV[1]))
 return 1
@@ -188,17 +199,21 @@ return 1
     )
 });
 
-/// KEYS: group hash, members hash. ARGV: events JSON, gid. Enters every member in their
-/// `imd:ugroups:` index (a normal group is small: at most `limits.normal_group_members`).
+/// KEYS: group hash, members hash. ARGV: events JSON, gid. Moves the members into a super
+/// group's buckets and enters each in their `imd:ugroups:` index (a normal group is small: at
+/// most `limits.normal_group_members`).
 pub(super) static UPGRADE_GROUP: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HGET', KEYS[1], 'super') ~= '1' then
   local app = redis.call('HGET', KEYS[1], 'app')
-  for _, uid in ipairs(redis.call('HKEYS', KEYS[2])) do
-    redis.call('SADD', 'imd:ugroups:' .. app .. ':' .. uid, ARGV[2])
+  local flat = redis.call('HGETALL', KEYS[2])
+  for i = 1, #flat, 2 do
+    redis.call('HSET', mkey(ARGV[2], true, flat[i]), flat[i], flat[i + 1])
+    redis.call('SADD', 'imd:ugroups:' .. app .. ':' .. flat[i], ARGV[2])
   end
+  redis.call('DEL', KEYS[2])
 end
 redis.call('HSET', KEYS[1], 'super', '1')
 emit(cjson.decode(ARGV[1]))
@@ -207,23 +222,37 @@ return 1
     )
 });
 
-/// KEYS: group hash, members hash, timeline, timeline seq, journal, gone. ARGV: events JSON.
-/// The timeline goes even when the group is already gone; the events only with the group.
-/// A super group's members hash is renamed to `gone` (expiring), for the caller to take its
-/// members out of their `imd:ugroups:` index in chunks; returns {existed, app, super}.
+/// KEYS: group hash, members hash, timeline, timeline seq, journal. ARGV: events JSON, gone
+/// (a key prefix), bucket count. The timeline goes even when the group is already gone; the
+/// events only with the group. A super group's member buckets are renamed to `gone:<b>`
+/// (expiring), for the caller to take their members out of the `imd:ugroups:` index in
+/// chunks; returns {existed, app, super}.
 pub(super) static DELETE_GROUP: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local meta = redis.call('HMGET', KEYS[1], 'app', 'super')
 local existed = redis.call('EXISTS', KEYS[1])
-if meta[2] == '1' and redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('RENAME', KEYS[2], KEYS[6])
-  redis.call('EXPIRE', KEYS[6], 86400)
+for b = 0, tonumber(ARGV[3]) - 1 do
+  local bucket = KEYS[2] .. ':' .. b
+  if redis.call('EXISTS', bucket) == 1 then
+    redis.call('RENAME', bucket, ARGV[2] .. ':' .. b)
+    redis.call('EXPIRE', ARGV[2] .. ':' .. b, 86400)
+  end
 end
 redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 if existed == 0 then return {0, '', '0'} end
 emit(cjson.decode(ARGV[1]))
 return {1, meta[1] or '', meta[2] or '0'}
+"#,
+    )
+});
+
+/// KEYS: group hash. ARGV: gid, uid. The member's stored record, from the right bucket.
+pub(super) static MEMBER: LazyLock<Script> = LazyLock::new(|| {
+    script(
+        r#"
+local super = redis.call('HGET', KEYS[1], 'super') == '1'
+return redis.call('HGET', mkey(ARGV[1], super, ARGV[2]), ARGV[2])
 "#,
     )
 });

@@ -5,7 +5,7 @@
 use redis::AsyncCommands;
 
 use super::RedisStore;
-use super::group_scripts::{DELETE_GROUP, RENAME_GROUP, UPDATE_MEMBER, UPGRADE_GROUP};
+use super::group_scripts::{DELETE_GROUP, MEMBER, RENAME_GROUP, UPDATE_MEMBER, UPGRADE_GROUP};
 use super::messages::parse_appended;
 use super::scripts::INBOX_AFTER;
 use crate::domain::{AppId, GroupId, Uid, UserKey, parse_id};
@@ -42,8 +42,9 @@ impl RedisStore {
             .key(keys::timeline(gid))
             .key(keys::timeline_seq(gid))
             .key(keys::group_journal(gid))
-            .key(&gone)
-            .arg(events_json(gid, events));
+            .arg(events_json(gid, events))
+            .arg(&gone)
+            .arg(keys::MEMBER_BUCKETS);
         let (existed, app, is_super): (i64, String, String) = self.eval(&inv, false).await?;
         if existed == 1
             && is_super == "1"
@@ -64,7 +65,6 @@ impl RedisStore {
         let user = UserKey::new(app, member.uid);
         let mut inv = UPDATE_MEMBER.prepare_invoke();
         inv.key(keys::group(gid))
-            .key(keys::group_members(gid))
             .key(keys::user(user))
             .key(keys::user_group_dnd(user))
             .key(keys::conversations_dnd(user))
@@ -78,8 +78,9 @@ impl RedisStore {
     }
 
     pub async fn member(&self, gid: GroupId, uid: Uid) -> StoreResult<Option<MemberRecord>> {
-        let mut c = self.conn()?;
-        let v: Option<String> = self.run(c.hget(keys::group_members(gid), uid.0)).await?;
+        let mut inv = MEMBER.prepare_invoke();
+        inv.key(keys::group(gid)).arg(gid.0).arg(uid.0);
+        let v: Option<String> = self.eval(&inv, false).await?;
         Ok(v.and_then(|v| MemberRecord::decode(uid, &v)))
     }
 

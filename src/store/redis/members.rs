@@ -17,12 +17,13 @@
 //! sees a half-applied change. Chunks are idempotent (a member is added or removed once), so
 //! two loaders finishing the same journal at once do no harm.
 
+use futures_util::StreamExt;
 use redis::AsyncCommands;
 
 use super::RedisStore;
 use super::group_scripts::{APPLY_JOURNAL, CHANGE_MEMBERS, COMMIT_MEMBERS, CREATE_GROUP};
 use crate::domain::{AppId, GroupId, Uid, UserKey, parse_id};
-use crate::store::{GroupRecord, MemberRecord, MembersPage, StoreError, StoreResult, keys};
+use crate::store::{GroupRecord, MEMBERS_PAGE, MemberRecord, StoreError, StoreResult, keys};
 
 /// Members one script changes at most: about 15 ms of Redis time.
 const CHUNK: usize = 2000;
@@ -30,8 +31,18 @@ const CHUNK: usize = 2000;
 /// Entries per RPUSH while staging.
 const STAGE: usize = 10_000;
 
+/// Bucket reads of a super group in flight while it loads.
+const IN_FLIGHT: usize = 4;
+
 /// A staging list outlives a writer that died before committing by this much, then goes.
 const STAGING_TTL_SECS: u64 = 3600;
+
+/// Members from a flat `[uid, encoded, uid, encoded, …]` reply.
+fn decode_members(flat: &[String]) -> Vec<MemberRecord> {
+    flat.chunks_exact(2)
+        .filter_map(|p| MemberRecord::decode(Uid(parse_id(&p[0]).ok()?), &p[1]))
+        .collect()
+}
 
 /// A journal item of an add: `uid|encoded member`.
 fn add_item(m: &MemberRecord) -> String {
@@ -104,11 +115,7 @@ impl RedisStore {
         let master = master.map_or_else(String::new, |m| m.to_string());
         if items.len() <= CHUNK {
             let mut inv = CHANGE_MEMBERS.prepare_invoke();
-            inv.key(keys::group(gid))
-                .key(keys::group_members(gid))
-                .arg(gid.0)
-                .arg(op)
-                .arg(&master);
+            inv.key(keys::group(gid)).arg(gid.0).arg(op).arg(&master);
             for item in &items {
                 inv.arg(item);
             }
@@ -162,7 +169,6 @@ impl RedisStore {
         loop {
             let mut inv = APPLY_JOURNAL.prepare_invoke();
             inv.key(keys::group(gid))
-                .key(keys::group_members(gid))
                 .key(keys::group_journal(gid))
                 .arg(gid.0)
                 .arg(CHUNK);
@@ -197,29 +203,50 @@ impl RedisStore {
         }))
     }
 
-    /// One HSCAN step: `cursor` is Redis's.
-    pub async fn members_page(
+    /// Every member, a page at a time, to `each`: a super group's buckets with up to
+    /// `IN_FLIGHT` reads pipelined (Redis reads the next while this thread decodes one), a
+    /// normal group's one hash in HSCAN steps.
+    pub async fn load_members(
         &self,
         gid: GroupId,
-        cursor: u64,
-        count: usize,
-    ) -> StoreResult<MembersPage> {
+        is_super: bool,
+        mut each: impl FnMut(Vec<MemberRecord>),
+    ) -> StoreResult<()> {
+        if is_super {
+            let mut pages = futures_util::stream::iter(0..keys::MEMBER_BUCKETS)
+                .map(|b| self.hash_page(keys::member_bucket(gid, b)))
+                .buffered(IN_FLIGHT);
+            while let Some(page) = pages.next().await {
+                each(page?);
+            }
+            return Ok(());
+        }
         let mut c = self.conn()?;
-        let (next, flat): (u64, Vec<String>) = self
-            .run(
-                redis::cmd("HSCAN")
-                    .arg(keys::group_members(gid))
-                    .arg(cursor)
-                    .arg("COUNT")
-                    .arg(count)
-                    .query_async(&mut c),
-            )
-            .await?;
-        let members = flat
-            .chunks_exact(2)
-            .filter_map(|p| MemberRecord::decode(Uid(parse_id(&p[0]).ok()?), &p[1]))
-            .collect();
-        Ok(MembersPage { members, next })
+        let mut cursor = 0u64;
+        loop {
+            let (next, flat): (u64, Vec<String>) = self
+                .run(
+                    redis::cmd("HSCAN")
+                        .arg(keys::group_members(gid))
+                        .arg(cursor)
+                        .arg("COUNT")
+                        .arg(MEMBERS_PAGE)
+                        .query_async(&mut c),
+                )
+                .await?;
+            each(decode_members(&flat));
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+
+    /// The members held by one hash.
+    async fn hash_page(&self, key: String) -> StoreResult<Vec<MemberRecord>> {
+        let mut c = self.conn()?;
+        let flat: Vec<String> = self.run(c.hgetall(key)).await?;
+        Ok(decode_members(&flat))
     }
 
     pub async fn user_groups(&self, user: UserKey) -> StoreResult<Vec<GroupId>> {
@@ -233,36 +260,24 @@ impl RedisStore {
         Ok(ids)
     }
 
-    /// Takes the members of a deleted super group (its renamed members hash `gone`) out of
-    /// their `imd:ugroups:` index, a page at a time, then drops `gone`. Best effort: an index
-    /// entry left behind names a group that does not exist, which no fan-out acts on.
+    /// Takes the members of a deleted super group (its buckets, renamed to `gone:<b>`) out of
+    /// their `imd:ugroups:` index, a bucket at a time, then drops the buckets. Best effort: an
+    /// index entry left behind names a group that does not exist, which no fan-out acts on.
     pub(super) async fn unindex(&self, app: AppId, gid: GroupId, gone: &str) {
-        let mut cursor = 0u64;
         let outcome: StoreResult<()> = async {
             let mut c = self.conn()?;
-            loop {
-                let (next, flat): (u64, Vec<String>) = self
-                    .run(
-                        redis::cmd("HSCAN")
-                            .arg(gone)
-                            .arg(cursor)
-                            .arg("COUNT")
-                            .arg(CHUNK)
-                            .query_async(&mut c),
-                    )
-                    .await?;
+            for b in 0..keys::MEMBER_BUCKETS {
+                let bucket = format!("{gone}:{b}");
+                let uids: Vec<String> = self.run(c.hkeys(&bucket)).await?;
                 let mut pipe = redis::pipe();
-                for uid in flat.iter().step_by(2).filter_map(|u| parse_id(u).ok()) {
+                for uid in uids.iter().filter_map(|u| parse_id(u).ok()) {
                     pipe.srem(keys::user_groups(UserKey::new(app, Uid(uid))), gid.0)
                         .ignore();
                 }
+                pipe.unlink(&bucket).ignore();
                 self.bulk::<()>(&pipe).await?;
-                if next == 0 {
-                    let _: i64 = self.run(c.unlink(gone)).await?;
-                    return Ok(());
-                }
-                cursor = next;
             }
+            Ok(())
         }
         .await;
         if let Err(e) = outcome {
