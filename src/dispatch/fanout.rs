@@ -11,15 +11,23 @@ use super::frame::Spliced;
 use super::hub::{Delivery, Job};
 use super::outbox::Frame;
 use super::registry::Registry;
-use crate::domain::UserKey;
+use crate::domain::{Uid, UserKey};
 
 /// The per-hub jobs of one fan-out, to be handed over with `send`.
 #[must_use = "a fan-out delivers nothing until it is sent"]
 pub struct Fanout {
     jobs: Vec<(usize, Job)>,
+    /// Recipients online for push (SPEC §6) as the fan-out found them, in recipient order:
+    /// the push stream skips them without looking at their sessions again.
+    online: Vec<Uid>,
 }
 
 impl Fanout {
+    /// The recipients found online for push.
+    pub fn take_online(&mut self) -> Vec<Uid> {
+        std::mem::take(&mut self.online)
+    }
+
     /// Hands every job to its hub, waiting while a hub's queue is full: a slow worker slows
     /// the fan-out down instead of letting queued jobs grow without bound.
     pub async fn send(self, registry: &Registry) {
@@ -65,11 +73,15 @@ fn deliver(
     let started = Instant::now();
     let hubs = &registry.hubs;
     let mut batches: Vec<Vec<(u64, u64)>> = (0..hubs.count()).map(|_| Vec::new()).collect();
-    let (mut delivered, mut members) = (0, 0u64);
+    let (mut delivered, mut members, mut online) = (0, 0u64, Vec::new());
     for (user, seq) in recipients {
         members += 1;
         registry.with_session(user, |s| {
-            delivered += s.collect_targets(seq, exclude, &mut batches);
+            let (n, on) = s.collect_targets(seq, exclude, &mut batches);
+            delivered += n;
+            if on {
+                online.push(user.uid);
+            }
         });
     }
     let jobs = batches
@@ -90,5 +102,5 @@ fn deliver(
         .record(started.elapsed().as_secs_f64());
     metrics::counter!("imd_group_fanout_members_total").increment(members);
     metrics::counter!("imd_deliveries_total").increment(delivered as u64);
-    Fanout { jobs }
+    Fanout { jobs, online }
 }

@@ -19,22 +19,31 @@
 //! same lock `leave_all` takes after the session dropped its last one: an entry is never left
 //! behind for a user who went offline.
 //!
-//! One mutex over both tables: every operation is a few map updates, and a fan-out copies its
-//! group's set out (microseconds for 10,000 members) instead of holding the lock while it
-//! delivers.
+//! One mutex over both tables: every operation is a few map updates, and a fan-out takes its
+//! group's set as a shared sorted slice (made once after each change) instead of holding the
+//! lock while it delivers.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::domain::{GroupId, Uid, UserKey};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// One group's members online.
+#[derive(Default)]
+struct Online {
+    uids: BTreeSet<u64>,
+    /// `uids` as a sorted slice, made by the first fan-out after a change and shared by the
+    /// ones after it: a message to a group whose online members did not change copies nothing.
+    snapshot: Option<Arc<[u64]>>,
+}
+
 #[derive(Default)]
 struct Tables {
     /// Super group → uids of its members with a live connection (and possibly a few former
     /// members, see the module docs). Groups with nobody online have no entry.
-    groups: FastMap<GroupId, BTreeSet<u64>>,
+    groups: FastMap<GroupId, Online>,
     /// User → the groups it was entered in, so that going offline takes it out of all of them.
     users: FastMap<UserKey, Vec<GroupId>>,
 }
@@ -98,26 +107,33 @@ impl OnlineIndex {
     }
 
     /// The online candidates of `gid`, ascending.
-    pub fn snapshot(&self, gid: GroupId) -> Vec<u64> {
-        self.lock()
-            .groups
-            .get(&gid)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default()
+    pub fn snapshot(&self, gid: GroupId) -> Arc<[u64]> {
+        let mut t = self.lock();
+        let Some(online) = t.groups.get_mut(&gid) else {
+            return Arc::from(Vec::new());
+        };
+        online
+            .snapshot
+            .get_or_insert_with(|| online.uids.iter().copied().collect())
+            .clone()
     }
 }
 
 impl Tables {
     fn add(&mut self, gid: GroupId, user: UserKey) {
-        if self.groups.entry(gid).or_default().insert(user.uid.0) {
+        let online = self.groups.entry(gid).or_default();
+        if online.uids.insert(user.uid.0) {
+            online.snapshot = None;
             self.users.entry(user).or_default().push(gid);
         }
     }
 
     fn remove(&mut self, gid: GroupId, uid: Uid) {
-        if let Some(set) = self.groups.get_mut(&gid) {
-            set.remove(&uid.0);
-            if set.is_empty() {
+        if let Some(online) = self.groups.get_mut(&gid)
+            && online.uids.remove(&uid.0)
+        {
+            online.snapshot = None;
+            if online.uids.is_empty() {
                 self.groups.remove(&gid);
             }
         }
@@ -140,10 +156,15 @@ mod tests {
         index.join(GroupId(12), user(1), || true);
         index.join(GroupId(12), user(2), || false);
         index.enter(user(3), &[GroupId(10)], || true);
-        assert_eq!(index.snapshot(GroupId(10)), vec![1, 3]);
-        assert_eq!(index.snapshot(GroupId(12)), vec![1], "2 has no connection");
+        assert_eq!(&*index.snapshot(GroupId(10)), [1, 3]);
+        assert_eq!(&*index.snapshot(GroupId(12)), [1], "2 has no connection");
+        let before = index.snapshot(GroupId(10));
+        assert!(
+            Arc::ptr_eq(&before, &index.snapshot(GroupId(10))),
+            "shared while unchanged"
+        );
         index.leave(GroupId(10), user(3));
-        assert_eq!(index.snapshot(GroupId(10)), vec![1]);
+        assert_eq!(&*index.snapshot(GroupId(10)), [1]);
         index.leave_all(user(1));
         for g in [10, 11, 12] {
             assert!(index.snapshot(GroupId(g)).is_empty());

@@ -79,13 +79,14 @@ impl SessionShared {
     }
 
     /// Adds this user's connections (except `exclude`) to per-hub target lists, for a fan-out
-    /// that delivers through the hubs. Returns targets added.
+    /// that delivers through the hubs. Returns targets added and online-for-push, from one
+    /// look at the connections.
     pub fn collect_targets(
         &self,
         seq: u64,
         exclude: Option<u64>,
         batches: &mut Vec<Vec<(u64, u64)>>,
-    ) -> usize {
+    ) -> (usize, bool) {
         // Under the read lock, without cloning: nothing here touches a connection's own state.
         let conns = self.conns.read().unwrap_or_else(|p| p.into_inner());
         let mut n = 0;
@@ -96,7 +97,7 @@ impl SessionShared {
             batches[c.hub].push((c.id, seq));
             n += 1;
         }
-        n
+        (n, self.online_in(&conns))
     }
 
     /// Queues a frame outside the inbox seq order (super-group messages, notifications) on

@@ -40,13 +40,12 @@ impl Unwritten {
     pub fn write(&mut self, io: &TcpStream) -> io::Result<bool> {
         let mut progress = false;
         while !self.parts.is_empty() {
-            let slices: Vec<IoSlice<'_>> = self
-                .parts
-                .iter()
-                .take(SLICES)
-                .map(|p| IoSlice::new(p))
-                .collect();
-            match io.try_write_vectored(&slices) {
+            let mut slices = [IoSlice::new(&[]); SLICES];
+            let n = self.parts.len().min(SLICES);
+            for (slot, part) in slices.iter_mut().zip(&self.parts) {
+                *slot = IoSlice::new(part);
+            }
+            match io.try_write_vectored(&slices[..n]) {
                 Ok(0) => break,
                 Ok(n) => {
                     self.advance(n);

@@ -68,7 +68,8 @@ impl GroupActor {
                     }
                     if !a.replayed {
                         fanout = act.fan_out(&a, &body, &inboxes, origin);
-                        act.push_offline(sender, &content);
+                        let online = fanout.as_mut().map(|(_, f)| f.take_online());
+                        act.push_offline(sender, &content, online.unwrap_or_default());
                     }
                     sent
                 });
@@ -101,15 +102,18 @@ impl GroupActor {
         Some((registry, fanout))
     }
 
-    /// Push for the members who are not online: a stream, off this actor's command path.
-    fn push_offline(&self, sender: Uid, content: &str) {
+    /// Push for the members who are not online (`online`: those the fan-out found online for
+    /// push): a stream, off this actor's command path.
+    fn push_offline(&self, sender: Uid, content: &str, mut online: Vec<Uid>) {
         if let Some(st) = &self.state {
+            online.sort_unstable(); // a normal group's fan-out starts with the sender
             self.env.streams.start(GroupPush {
                 app: st.app,
                 gid: self.gid,
                 sender,
                 content: content.into(),
                 members: st.members.clone(),
+                online,
             });
         }
     }
