@@ -11,21 +11,22 @@ use super::frame::Spliced;
 use super::hub::{Delivery, Job};
 use super::outbox::Frame;
 use super::registry::Registry;
+use super::session::PushView;
 use crate::domain::{Uid, UserKey};
 
 /// The per-hub jobs of one fan-out, to be handed over with `send`.
 #[must_use = "a fan-out delivers nothing until it is sent"]
 pub struct Fanout {
     jobs: Vec<(usize, Job)>,
-    /// Recipients online for push (SPEC §6) as the fan-out found them, in recipient order:
-    /// the push stream skips them without looking at their sessions again.
-    online: Vec<Uid>,
+    /// The push decision (SPEC §6) for every recipient with a session, in recipient order, as
+    /// the fan-out found it: the push stream uses it without looking at their sessions again.
+    seen: Vec<(Uid, PushView)>,
 }
 
 impl Fanout {
-    /// The recipients found online for push.
-    pub fn take_online(&mut self) -> Vec<Uid> {
-        std::mem::take(&mut self.online)
+    /// The recipients the fan-out found a session for, with their push decisions.
+    pub fn take_seen(&mut self) -> Vec<(Uid, PushView)> {
+        std::mem::take(&mut self.seen)
     }
 
     /// Hands every job to its hub, waiting while a hub's queue is full: a slow worker slows
@@ -73,15 +74,13 @@ fn deliver(
     let started = Instant::now();
     let hubs = &registry.hubs;
     let mut batches: Vec<Vec<(u64, u64)>> = (0..hubs.count()).map(|_| Vec::new()).collect();
-    let (mut delivered, mut members, mut online) = (0, 0u64, Vec::new());
+    let (mut delivered, mut members, mut seen) = (0, 0u64, Vec::new());
     for (user, seq) in recipients {
         members += 1;
         registry.with_session(user, |s| {
-            let (n, on) = s.collect_targets(seq, exclude, &mut batches);
+            let (n, online) = s.collect_targets(seq, exclude, &mut batches);
             delivered += n;
-            if on {
-                online.push(user.uid);
-            }
+            seen.push((user.uid, s.push_view_given(online)));
         });
     }
     let jobs = batches
@@ -102,5 +101,5 @@ fn deliver(
         .record(started.elapsed().as_secs_f64());
     metrics::counter!("imd_group_fanout_members_total").increment(members);
     metrics::counter!("imd_deliveries_total").increment(delivered as u64);
-    Fanout { jobs, online }
+    Fanout { jobs, seen }
 }

@@ -2,13 +2,13 @@
 //!
 //! After the live fan-out the group actor hands a `GroupPush` — the message, a snapshot of its
 //! member table (an `Arc`, shared with the actor until the membership next changes) and the
-//! members the fan-out found online for push — to `PushStreams` and goes on with its next
-//! command. A task then walks the members and makes jobs of at most `GROUP_JOB_RECEIVERS`: not
-//! the sender, not do-not-disturb, not online for push (SPEC §6), and not a user whose loaded
-//! session says they have no device token. The members found online are skipped by a merge of
-//! the two sorted lists, without touching their sessions (whose locks the live fan-out's
-//! threads use). For a user with a loaded session the decision and the tokens come from memory
-//! (`PushView`); for
+//! push decisions the fan-out made for the members it found a session for — to `PushStreams`
+//! and goes on with its next command. A task then walks the members and makes jobs of at most
+//! `GROUP_JOB_RECEIVERS`: not the sender, not do-not-disturb, not online for push (SPEC §6),
+//! and not a user whose loaded session says they have no device token. The fan-out's decisions
+//! are merged in (two sorted lists), so the members online cost no second look at their
+//! sessions (whose locks the live fan-out's threads use). For a user with a loaded session the
+//! decision and the tokens come from memory (`PushView`); for
 //! the others the webhook and log sinks get the tokens with one store read per job, and the
 //! redis sink gets none (GoBelieve's push daemon reads them itself). Each job waits for room in
 //! the push worker's window (`PushQueue::submit_streamed`), so a million members are never
@@ -47,9 +47,9 @@ pub struct GroupPush {
     pub content: Arc<str>,
     /// The members when the message was sent.
     pub members: Arc<Members>,
-    /// Members the live fan-out found online for push, ascending: skipped without a look at
-    /// their sessions.
-    pub online: Vec<Uid>,
+    /// The push decisions the live fan-out made for the members it found a session for,
+    /// ascending by uid: used without a second look at those sessions.
+    pub seen: Vec<(Uid, PushView)>,
 }
 
 /// The streams of every group of one dispatcher.
@@ -127,21 +127,27 @@ struct Batch {
 impl Stream {
     async fn run(&self, job: GroupPush) {
         let mut batch = Batch::default();
-        let mut online = job.online.iter().peekable();
+        let mut seen = job.seen.iter().peekable();
         for (i, m) in job.members.iter().enumerate() {
             if i % YIELD_EVERY == YIELD_EVERY - 1 {
                 tokio::task::yield_now().await;
             }
-            while online.next_if(|u| **u < m.uid).is_some() {}
-            if online.next_if_eq(&&m.uid).is_some() || m.uid == job.sender || m.dnd {
+            while seen.next_if(|(u, _)| *u < m.uid).is_some() {}
+            let known = seen.next_if(|(u, _)| *u == m.uid).map(|(_, v)| v.clone());
+            if m.uid == job.sender || m.dnd {
                 continue;
             }
-            let Some(registry) = self.registry.upgrade() else {
-                return; // shutting down
+            let view = match known {
+                Some(v) => v,
+                None => {
+                    let Some(registry) = self.registry.upgrade() else {
+                        return; // shutting down
+                    };
+                    registry
+                        .with_session(UserKey::new(job.app, m.uid), |s| s.push_view())
+                        .unwrap_or(PushView::Unknown)
+                }
             };
-            let view = registry
-                .with_session(UserKey::new(job.app, m.uid), |s| s.push_view())
-                .unwrap_or(PushView::Unknown);
             match view {
                 PushView::Online | PushView::NoTokens => continue,
                 PushView::Tokens(t) => batch.push(m.uid, Some(t)),

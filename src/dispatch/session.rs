@@ -114,6 +114,7 @@ impl SessionShared {
 
 /// What a group's push stream needs to know about a member with a loaded session (SPEC §6),
 /// from memory.
+#[derive(Clone)]
 pub enum PushView {
     /// Online for push: no job.
     Online,
@@ -133,7 +134,12 @@ impl SessionShared {
 
     /// The push decision for a group message, without a store read.
     pub fn push_view(&self) -> PushView {
-        if self.online_in(&self.conns()) {
+        self.push_view_given(self.online_in(&self.conns()))
+    }
+
+    /// `push_view`, with online-for-push already known (the fan-out just looked).
+    pub fn push_view_given(&self, online: bool) -> PushView {
+        if online {
             return PushView::Online;
         }
         match self.settings() {

@@ -13,6 +13,7 @@ use crate::dispatch::frame::{Kind, Spliced};
 use crate::dispatch::outbox::Frame;
 use crate::dispatch::push_stream::GroupPush;
 use crate::dispatch::registry::Registry;
+use crate::dispatch::session::PushView;
 use crate::dispatch::{DispatchError, Sent};
 use crate::domain::{Uid, UserKey};
 use crate::store::{Append, Appended, StoreError};
@@ -68,8 +69,8 @@ impl GroupActor {
                     }
                     if !a.replayed {
                         fanout = act.fan_out(&a, &body, &inboxes, origin);
-                        let online = fanout.as_mut().map(|(_, f)| f.take_online());
-                        act.push_offline(sender, &content, online.unwrap_or_default());
+                        let seen = fanout.as_mut().map(|(_, f)| f.take_seen());
+                        act.push_offline(sender, &content, seen.unwrap_or_default());
                     }
                     sent
                 });
@@ -102,18 +103,18 @@ impl GroupActor {
         Some((registry, fanout))
     }
 
-    /// Push for the members who are not online (`online`: those the fan-out found online for
-    /// push): a stream, off this actor's command path.
-    fn push_offline(&self, sender: Uid, content: &str, mut online: Vec<Uid>) {
+    /// Push for the members who are not online (`seen`: the push decisions the fan-out made
+    /// for the members with a session): a stream, off this actor's command path.
+    fn push_offline(&self, sender: Uid, content: &str, mut seen: Vec<(Uid, PushView)>) {
         if let Some(st) = &self.state {
-            online.sort_unstable(); // a normal group's fan-out starts with the sender
+            seen.sort_unstable_by_key(|(u, _)| *u); // a normal group's fan-out starts with the sender
             self.env.streams.start(GroupPush {
                 app: st.app,
                 gid: self.gid,
                 sender,
                 content: content.into(),
                 members: st.members.clone(),
-                online,
+                seen,
             });
         }
     }
