@@ -13,7 +13,7 @@ use redis::Script;
 /// `INCR` + `SET` per event gives, in a fraction of the commands.
 ///
 /// `mkey(gid, super, uid)` is the hash holding member `uid` (`keys::member_bucket` for a super
-/// group).
+/// group, whose values start with the uid: `uid,joined_at,…`, so a bucket loads with HVALS).
 ///
 /// `apply(gid, op, items, app, super)` applies a chunk of a membership change: `op` `add`
 /// (items `uid|encoded member`, never overwriting a member) or `remove` (items are uids),
@@ -56,7 +56,9 @@ local function apply(gid, op, items, app, super)
     if op == 'add' then
       local sep = string.find(it, '|', 1, true)
       local uid = string.sub(it, 1, sep - 1)
-      if redis.call('HSETNX', mkey(gid, super, uid), uid, string.sub(it, sep + 1)) == 1 then
+      local v = string.sub(it, sep + 1)
+      if super then v = uid .. ',' .. v end
+      if redis.call('HSETNX', mkey(gid, super, uid), uid, v) == 1 then
         if super then redis.call('SADD', index .. uid, gid) end
         events[#events + 1] = {'name', 'group_member_add', 'group_id', gid, 'member_id', uid}
       end
@@ -170,9 +172,12 @@ return 0
 pub(super) static UPDATE_MEMBER: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
-local members = mkey(ARGV[4], redis.call('HGET', KEYS[1], 'super') == '1', ARGV[2])
+local super = redis.call('HGET', KEYS[1], 'super') == '1'
+local members = mkey(ARGV[4], super, ARGV[2])
 if redis.call('HEXISTS', members, ARGV[2]) == 0 then return 0 end
-redis.call('HSET', members, ARGV[2], ARGV[3])
+local v = ARGV[3]
+if super then v = ARGV[2] .. ',' .. v end
+redis.call('HSET', members, ARGV[2], v)
 redis.call('HSET', KEYS[2], 'group_' .. ARGV[4], ARGV[5])
 if ARGV[5] == '1' then
   redis.call('SADD', KEYS[3], ARGV[4])
@@ -210,7 +215,7 @@ if redis.call('HGET', KEYS[1], 'super') ~= '1' then
   local app = redis.call('HGET', KEYS[1], 'app')
   local flat = redis.call('HGETALL', KEYS[2])
   for i = 1, #flat, 2 do
-    redis.call('HSET', mkey(ARGV[2], true, flat[i]), flat[i], flat[i + 1])
+    redis.call('HSET', mkey(ARGV[2], true, flat[i]), flat[i], flat[i] .. ',' .. flat[i + 1])
     redis.call('SADD', 'imd:ugroups:' .. app .. ':' .. flat[i], ARGV[2])
   end
   redis.call('DEL', KEYS[2])
@@ -247,12 +252,15 @@ return {1, meta[1] or '', meta[2] or '0'}
     )
 });
 
-/// KEYS: group hash. ARGV: gid, uid. The member's stored record, from the right bucket.
+/// KEYS: group hash. ARGV: gid, uid. The member's stored record (`joined_at,…`), from the
+/// right bucket.
 pub(super) static MEMBER: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local super = redis.call('HGET', KEYS[1], 'super') == '1'
-return redis.call('HGET', mkey(ARGV[1], super, ARGV[2]), ARGV[2])
+local v = redis.call('HGET', mkey(ARGV[1], super, ARGV[2]), ARGV[2])
+if v and super then v = string.sub(v, string.find(v, ',', 1, true) + 1) end
+return v
 "#,
     )
 });

@@ -203,9 +203,9 @@ impl RedisStore {
         }))
     }
 
-    /// Every member, a page at a time, to `each`: a super group's buckets with up to
-    /// `IN_FLIGHT` reads pipelined (Redis reads the next while this thread decodes one), a
-    /// normal group's one hash in HSCAN steps.
+    /// Every member, a page at a time, to `each`: a super group's buckets (HVALS: each value
+    /// starts with its uid) with up to `IN_FLIGHT` reads pipelined (Redis reads the next
+    /// while this thread decodes one), a normal group's one hash in HSCAN steps.
     pub async fn load_members(
         &self,
         gid: GroupId,
@@ -242,11 +242,17 @@ impl RedisStore {
         }
     }
 
-    /// The members held by one hash.
+    /// The members held by one bucket (values `uid,joined_at,…`).
     async fn hash_page(&self, key: String) -> StoreResult<Vec<MemberRecord>> {
         let mut c = self.conn()?;
-        let flat: Vec<String> = self.run(c.hgetall(key)).await?;
-        Ok(decode_members(&flat))
+        let values: Vec<String> = self.run(c.hvals(key)).await?;
+        Ok(values
+            .iter()
+            .filter_map(|v| {
+                let (uid, rest) = v.split_once(',')?;
+                MemberRecord::decode(Uid(parse_id(uid).ok()?), rest)
+            })
+            .collect())
     }
 
     pub async fn user_groups(&self, user: UserKey) -> StoreResult<Vec<GroupId>> {
