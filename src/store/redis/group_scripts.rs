@@ -10,7 +10,8 @@ use redis::Script;
 /// `emit(events)` appends `group_manager_stream` entries in the original format: event `i`
 /// takes action id `first + i` of one `INCRBY groups_actions_id n`, with the previous event's
 /// id as `previous_action_id`, and `groups_actions` ends as "<previous>:<last>" — what one
-/// `INCR` + `SET` per event gives, in a fraction of the commands.
+/// `INCR` + `SET` per event gives, in a fraction of the commands. `emit_members` does the same
+/// for one event per member of a membership change, without building a table per event.
 ///
 /// `mkey(gid, super, uid)` is the hash holding member `uid` (`keys::member_bucket` for a super
 /// group, whose values start with the uid: `uid,joined_at,…`, so a bucket loads with HVALS).
@@ -20,17 +21,22 @@ use redis::Script;
 /// keeping a super group's `imd:ugroups:` index in step, with one event per member that
 /// actually changed.
 const PRELUDE: &str = r#"
+local function actions(n)
+  local last = redis.call('INCRBY', 'groups_actions_id', n)
+  local cur = redis.call('GET', 'groups_actions')
+  local prev = '0'
+  if cur then prev = string.match(cur, '(%d+)$') or '0' end
+  return last - n + 1, prev
+end
+
 local function emit(events)
   local n = #events
   if n == 0 then return end
-  local last = redis.call('INCRBY', 'groups_actions_id', n)
-  local cur = redis.call('GET', 'groups_actions')
-  local a = '0'
-  if cur then a = string.match(cur, '(%d+)$') or '0' end
+  local first, a = actions(n)
   local prev = a
   for i, ev in ipairs(events) do
     prev = a
-    a = string.format('%d', last - n + i)
+    a = string.format('%d', first + i - 1)
     local args = {'XADD', 'group_manager_stream', 'MAXLEN', '~', '100000', '*'}
     for _, x in ipairs(ev) do args[#args + 1] = x end
     args[#args + 1] = 'previous_action_id'
@@ -38,6 +44,20 @@ local function emit(events)
     args[#args + 1] = 'action_id'
     args[#args + 1] = a
     redis.call(unpack(args))
+  end
+  redis.call('SET', 'groups_actions', prev .. ':' .. a)
+end
+
+local function emit_members(name, gid, uids)
+  local n = #uids
+  if n == 0 then return end
+  local first, a = actions(n)
+  local prev = a
+  for i, uid in ipairs(uids) do
+    prev = a
+    a = string.format('%d', first + i - 1)
+    redis.call('XADD', 'group_manager_stream', 'MAXLEN', '~', '100000', '*', 'name', name,
+      'group_id', gid, 'member_id', uid, 'previous_action_id', prev, 'action_id', a)
   end
   redis.call('SET', 'groups_actions', prev .. ':' .. a)
 end
@@ -50,24 +70,35 @@ local function mkey(gid, super, uid)
 end
 
 local function apply(gid, op, items, app, super)
-  local events = {}
+  local changed = {}
   local index = 'imd:ugroups:' .. app .. ':'
+  local members = 'imd:group:' .. gid .. ':members'
+  local bucketed = members .. ':'
   for _, it in ipairs(items) do
     if op == 'add' then
       local sep = string.find(it, '|', 1, true)
       local uid = string.sub(it, 1, sep - 1)
-      local v = string.sub(it, sep + 1)
-      if super then v = uid .. ',' .. v end
-      if redis.call('HSETNX', mkey(gid, super, uid), uid, v) == 1 then
-        if super then redis.call('SADD', index .. uid, gid) end
-        events[#events + 1] = {'name', 'group_member_add', 'group_id', gid, 'member_id', uid}
+      local key, v = members, string.sub(it, sep + 1)
+      if super then
+        key = bucketed .. tonumber(string.sub(uid, -2))
+        v = uid .. ',' .. v
       end
-    elseif redis.call('HDEL', mkey(gid, super, it), it) == 1 then
-      if super then redis.call('SREM', index .. it, gid) end
-      events[#events + 1] = {'name', 'group_member_remove', 'group_id', gid, 'member_id', it}
+      if redis.call('HSETNX', key, uid, v) == 1 then
+        if super then redis.call('SADD', index .. uid, gid) end
+        changed[#changed + 1] = uid
+      end
+    else
+      local key = members
+      if super then key = bucketed .. tonumber(string.sub(it, -2)) end
+      if redis.call('HDEL', key, it) == 1 then
+        if super then redis.call('SREM', index .. it, gid) end
+        changed[#changed + 1] = it
+      end
     end
   end
-  emit(events)
+  local name = 'group_member_remove'
+  if op == 'add' then name = 'group_member_add' end
+  emit_members(name, gid, changed)
 end
 "#;
 
