@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::report::Report;
+use super::report::{Report, SuperGroupReport};
 use super::stats::Percentiles;
 
 fn pct(f: &mut fmt::Formatter<'_>, name: &str, p: &Option<Percentiles>) -> fmt::Result {
@@ -101,26 +101,7 @@ impl fmt::Display for Report {
             }
         }
         if let Some(g) = &self.super_group {
-            writeln!(
-                f,
-                "  group                  {} members, {} online ({} web)",
-                g.members, g.online, g.web
-            )?;
-            writeln!(
-                f,
-                "  build                  {:.1} s in {} requests (slowest {:.2} s): {:?}",
-                g.build_secs, g.build_requests, g.build_request_max_secs, g.build_request_secs
-            )?;
-            if let Some(r) = g.remove_request_secs {
-                writeln!(f, "  remove                 {r:.2} s in one request")?;
-            }
-            writeln!(
-                f,
-                "  push receivers         {} in {:.2} s ({}/s)",
-                g.push_receivers,
-                g.push_secs.unwrap_or(0.0),
-                g.push_receivers_per_sec.unwrap_or(0.0)
-            )?;
+            super_group(f, g)?;
         }
         if let Some(c) = &self.client {
             writeln!(
@@ -136,4 +117,28 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+/// The `supergroup` scenario's lines.
+fn super_group(f: &mut fmt::Formatter<'_>, g: &SuperGroupReport) -> fmt::Result {
+    writeln!(
+        f,
+        "  group                  {} members, {} online ({} web)",
+        g.members, g.online, g.web
+    )?;
+    writeln!(
+        f,
+        "  build                  {:.1} s in {} requests (slowest {:.2} s): {:?}",
+        g.build_secs, g.build_requests, g.build_request_max_secs, g.build_request_secs
+    )?;
+    if let Some(r) = g.remove_request_secs {
+        writeln!(f, "  remove                 {r:.2} s in one request")?;
+    }
+    writeln!(
+        f,
+        "  push receivers         {} in {:.2} s ({}/s)",
+        g.push_receivers,
+        g.push_secs.unwrap_or(0.0),
+        g.push_receivers_per_sec.unwrap_or(0.0)
+    )
 }
