@@ -60,6 +60,8 @@ pub struct GroupActor {
     /// Shared by every group actor of the dispatcher (one allocation, not one per group).
     env: Arc<Env>,
     last_active: Instant,
+    /// The early answer of the `Apply` being handled, for `finish` to take.
+    applied: Option<tokio::sync::oneshot::Sender<Vec<Uid>>>,
 }
 
 /// A command's reply, computed with the mailbox held.
@@ -101,6 +103,7 @@ impl GroupActor {
             state: None,
             env,
             last_active: Instant::now(),
+            applied: None,
         }
     }
 

@@ -16,6 +16,24 @@ use super::{DispatchError, Dispatcher, Sent};
 use crate::domain::{AppId, GroupId, Uid, UserKey, now_secs};
 use crate::store::{GroupRecord, MemberPatch, MemberRecord};
 
+/// The early answer of a command (`Send::stored`, `Apply::applied`), which normally comes
+/// first, or else the handler's own result (a refusal, a store error). Dropping `handled` once
+/// the early answer is in does not cancel what the actor still does (fan-out, notifications).
+async fn early_or_handled<T>(
+    early: oneshot::Receiver<T>,
+    handled: impl Future<Output = Result<Result<T, DispatchError>, MailboxError>>,
+) -> Result<Result<T, DispatchError>, MailboxError> {
+    tokio::pin!(handled, early);
+    tokio::select! {
+        biased;
+        answer = &mut early => match answer {
+            Ok(answer) => Ok(Ok(answer)),
+            Err(_) => handled.await,
+        },
+        reply = &mut handled => reply,
+    }
+}
+
 /// POST /groups, validated.
 pub struct NewGroup {
     /// 0 = allocate one.
@@ -142,7 +160,7 @@ impl Dispatcher {
         origin: Option<u64>,
     ) -> Result<Sent, DispatchError> {
         self.on_group(gid, |addr| {
-            let (tx, mut stored) = oneshot::channel();
+            let (tx, stored) = oneshot::channel();
             let handled = addr.send(Send {
                 app,
                 sender,
@@ -151,20 +169,7 @@ impl Dispatcher {
                 origin,
                 stored: Some(tx),
             });
-            async move {
-                tokio::pin!(handled);
-                // The early answer (stored) normally comes first; refusals come as the
-                // handler's result. Dropping `handled` then does not cancel the fan-out already
-                // under way.
-                tokio::select! {
-                    biased;
-                    sent = &mut stored => match sent {
-                        Ok(sent) => Ok(Ok(sent)),
-                        Err(_) => handled.await,
-                    },
-                    reply = &mut handled => reply,
-                }
-            }
+            early_or_handled(stored, handled)
         })
         .await
     }
@@ -185,15 +190,21 @@ impl Dispatcher {
         .await
     }
 
+    /// A change, answered once it is stored and applied (its notifications follow).
     async fn change(
         &self,
         app: AppId,
         gid: GroupId,
         change: impl Fn() -> Change,
     ) -> Result<Vec<Uid>, DispatchError> {
-        self.group(gid, || Apply {
-            app,
-            change: change(),
+        self.on_group(gid, |addr| {
+            let (tx, early) = oneshot::channel();
+            let handled = addr.send(Apply {
+                app,
+                change: change(),
+                applied: Some(tx),
+            });
+            early_or_handled(early, handled)
         })
         .await
     }

@@ -22,8 +22,9 @@ use crate::store::{GroupEvent, MemberPatch, MemberRecord, StoreError};
 
 impl GroupActor {
     /// The shared step of every change: `op` (the store write) runs with the mailbox held;
-    /// on success `apply` updates memory and names the notifications, which are sent before
-    /// the reply. On a store error the actor stops (once it has answered): the next command
+    /// on success `apply` updates memory and names the notifications; the caller is answered
+    /// (`Apply::applied`), then the notifications are sent, all before the group's next
+    /// command. On a store error the actor stops (once it has answered): the next command
     /// loads the group as stored (a big change may have been committed and is then completed
     /// by that load). A group that `apply` found gone stops the same way.
     pub(super) fn finish<T: 'static>(
@@ -32,8 +33,12 @@ impl GroupActor {
         apply: impl FnOnce(&mut GroupActor, T) -> Option<Announce> + 'static,
         reply: Vec<Uid>,
     ) -> Reply<Vec<Uid>> {
+        let early = self.applied.take();
         let fut = op.into_actor(self).then(move |r, act, _| {
             let announce = r.map(|v| apply(act, v));
+            if let (Ok(_), Some(tx)) = (&announce, early) {
+                let _ = tx.send(reply.clone());
+            }
             let env = act.env.clone();
             async move {
                 if let Some(a) = announce? {
@@ -130,6 +135,7 @@ impl GroupActor {
     }
 
     pub(super) fn rename(&mut self, name: String) -> Reply<Vec<Uid>> {
+        self.applied = None; // answered with its notification
         let notice = self.notice("update_name", json!({ "name": name }), To::Members);
         let (store, gid, stored) = (self.env.store.clone(), self.gid, name.clone());
         let op = async move { store.rename_group(gid, &stored).await };
@@ -144,6 +150,7 @@ impl GroupActor {
     }
 
     pub(super) fn disband(&mut self) -> Reply<Vec<Uid>> {
+        self.applied = None; // answered with its notification
         let Some(st) = &self.state else {
             return done(Err(DispatchError::GroupNotFound));
         };
@@ -165,6 +172,7 @@ impl GroupActor {
     }
 
     pub(super) fn upgrade(&mut self) -> Reply<Vec<Uid>> {
+        self.applied = None; // answered with its notification
         let Some(st) = &self.state else {
             return done(Err(DispatchError::GroupNotFound));
         };
@@ -192,6 +200,7 @@ impl GroupActor {
     }
 
     pub(super) fn update(&mut self, uid: Uid, patch: MemberPatch) -> Reply<Vec<Uid>> {
+        self.applied = None; // answered with its notification
         let Some(st) = &self.state else {
             return done(Err(DispatchError::GroupNotFound));
         };

@@ -53,6 +53,10 @@ impl Message for Notify {
 pub struct Apply {
     pub app: AppId,
     pub change: Change,
+    /// For a change announced by a summary (more members than
+    /// `limits.member_notification_threshold`): answered as soon as it is stored and applied,
+    /// before the summary goes out (to 10,000 members online it is a lot of bytes to queue).
+    pub applied: Option<oneshot::Sender<Vec<Uid>>>,
 }
 
 pub enum Change {
@@ -123,14 +127,19 @@ impl Handler<Apply> for GroupActor {
         if let Err(e) = self.state(cmd.app) {
             return done(Err(e));
         }
-        match cmd.change {
+        // Taken by `finish` for a big add or remove (`membership.rs`); any other change answers
+        // once its notifications are out, as a small one always did.
+        self.applied = cmd.applied;
+        let reply = match cmd.change {
             Change::Rename { name } => self.rename(name),
             Change::Disband => self.disband(),
             Change::Add { members, inviter } => self.add(members, inviter),
             Change::Remove { members } => self.remove(members),
             Change::Upgrade => self.upgrade(),
             Change::Update { uid, patch } => self.update(uid, patch),
-        }
+        };
+        self.applied = None;
+        reply
     }
 }
 

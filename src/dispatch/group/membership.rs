@@ -60,6 +60,9 @@ impl GroupActor {
         if fresh.is_empty() {
             return done(Ok(Vec::new()));
         }
+        if fresh.len() <= self.env.limits.member_notification_threshold {
+            self.applied = None; // a small change is answered with its notifications
+        }
         let added: Vec<Uid> = fresh.iter().map(|s| s.uid).collect();
         let notices = self.add_notices(st, &fresh, inviter);
         let (store, gid, is_super, uids) =
@@ -125,6 +128,9 @@ impl GroupActor {
         let gone = distinct(specs, |u| st.members.contains(u));
         if gone.is_empty() {
             return done(Ok(Vec::new()));
+        }
+        if gone.len() <= self.env.limits.member_notification_threshold {
+            self.applied = None; // a small change is answered with its notifications
         }
         let removed: Vec<Uid> = gone.iter().map(|s| s.uid).collect();
         if removed.len() == st.members.len() {
