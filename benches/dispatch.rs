@@ -1,5 +1,6 @@
-//! In-process benchmarks (no sockets): group fan-out to 1k/10k/100k connected sessions, frame
-//! encoding, store appends (memory; redis too when `IMD_BENCH_REDIS_URL` is set).
+//! In-process benchmarks (no sockets): group fan-out to 1k/10k/100k connected sessions, a super
+//! group of 1,000,000 members with 10,000 online beside 10,000 all online, frame encoding,
+//! store appends (memory; redis too when `IMD_BENCH_REDIS_URL` is set).
 //!
 //! `cargo bench --bench dispatch` (release). `cargo test --benches` runs each once as a smoke
 //! test with small sizes.
@@ -33,6 +34,16 @@ fn settings() -> Settings {
 
 /// A dispatcher with one group of `n` members, each with one outbox-only connection.
 async fn group_with_connections(n: u64, is_super: bool) -> (Dispatcher, GroupId, Vec<Arc<Outbox>>) {
+    group_with_online(n, n, is_super).await
+}
+
+/// A dispatcher with one group of `n` members, `online` of them (spread evenly over the uids)
+/// with one outbox-only connection each.
+async fn group_with_online(
+    n: u64,
+    online: u64,
+    is_super: bool,
+) -> (Dispatcher, GroupId, Vec<Arc<Outbox>>) {
     let s = settings();
     let store = Store::open(&s.store, s.limits.inbox_len)
         .await
@@ -57,8 +68,9 @@ async fn group_with_connections(n: u64, is_super: bool) -> (Dispatcher, GroupId,
         .create_group(APP, group)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut outboxes = Vec::with_capacity(n as usize);
-    for u in 1..=n {
+    let mut outboxes = Vec::with_capacity(online as usize);
+    let step = (n / online.max(1)).max(1);
+    for u in (1..=n).step_by(step as usize).take(online as usize) {
         let outbox = Outbox::new(1 << 20);
         dispatcher
             .connect(UserKey::new(APP, Uid(u)), Platform::IOS, outbox.clone())
@@ -80,6 +92,55 @@ fn fanout(c: &mut Criterion) {
     fanout_group(c, "fanout_normal_group", normal_sizes, false);
 }
 
+/// One message to a super group of 1,000,000 members with 10,000 online, beside the same
+/// message to a group of 10,000 all online: what a message costs follows who is online
+/// (SPEC §9), so the two should be close.
+fn fanout_online(c: &mut Criterion) {
+    let cases: &[(u64, u64)] = if smoke() {
+        &[(1_000, 100), (100, 100)]
+    } else {
+        &[(1_000_000, 10_000), (10_000, 10_000)]
+    };
+    let mut g = c.benchmark_group("fanout_super_group_online");
+    g.sample_size(10).measurement_time(Duration::from_secs(5));
+    for &(members, online) in cases {
+        let sys = System::new();
+        let (dispatcher, gid, outboxes) = sys.block_on(group_with_online(members, online, true));
+        g.throughput(Throughput::Elements(online));
+        let id = BenchmarkId::from_parameter(format!("{members}_members_{online}_online"));
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                sys.block_on(send_until_queued(&dispatcher, gid, &outboxes, iters))
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Sends `iters` messages one after the other, each until every outbox has it; the time spent.
+async fn send_until_queued(
+    dispatcher: &Dispatcher,
+    gid: GroupId,
+    outboxes: &[Arc<Outbox>],
+    iters: u64,
+) -> Duration {
+    let mut spent = Duration::ZERO;
+    for _ in 0..iters {
+        let started = Instant::now();
+        dispatcher
+            .send_group(APP, Uid(1), gid, "{\"t\":1}", None, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut queued = 0;
+        while queued < outboxes.len() {
+            actix_web::rt::task::yield_now().await;
+            queued += outboxes.iter().map(|o| o.drain()).sum::<usize>();
+        }
+        spent += started.elapsed();
+    }
+    spent
+}
+
 /// One group message to `n` connected members, until every outbox has its frame (the hubs are
 /// tasks on this thread); for a normal group the store append to every inbox is included.
 fn fanout_group(c: &mut Criterion, name: &str, sizes: &[u64], is_super: bool) {
@@ -91,23 +152,7 @@ fn fanout_group(c: &mut Criterion, name: &str, sizes: &[u64], is_super: bool) {
         g.throughput(Throughput::Elements(n));
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter_custom(|iters| {
-                sys.block_on(async {
-                    let mut spent = Duration::ZERO;
-                    for _ in 0..iters {
-                        let started = Instant::now();
-                        dispatcher
-                            .send_group(APP, Uid(1), gid, "{\"t\":1}", None, None)
-                            .await
-                            .unwrap_or_else(|e| panic!("{e}"));
-                        let mut queued = 0;
-                        while queued < n as usize {
-                            actix_web::rt::task::yield_now().await;
-                            queued += outboxes.iter().map(|o| o.drain()).sum::<usize>();
-                        }
-                        spent += started.elapsed();
-                    }
-                    spent
-                })
+                sys.block_on(send_until_queued(&dispatcher, gid, &outboxes, iters))
             })
         });
     }
@@ -189,5 +234,5 @@ fn store_appends(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, fanout, encoding, store_appends);
+criterion_group!(benches, fanout, fanout_online, encoding, store_appends);
 criterion_main!(benches);

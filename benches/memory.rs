@@ -88,13 +88,13 @@ async fn group_actor(groups: u64, size: u64) -> f64 {
             .unwrap_or_else(|e| panic!("{e}"));
     }
     // Warm up one load (first-use allocations: arbiter queues, metrics handles, …).
-    d.group_info(APP, GroupId(1))
+    d.group_info(APP, GroupId(1), 0, 1)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     settle().await;
     let before = live();
     for g in 2..=groups {
-        d.group_info(APP, GroupId(g))
+        d.group_info(APP, GroupId(g), 0, 1)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
     }

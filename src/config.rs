@@ -134,6 +134,10 @@ pub struct LogSettings {
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     pub request_body: usize,
+    /// Body of `POST /groups` and the member endpoints (big member lists).
+    pub members_body: usize,
+    /// A membership change of more members than this is announced with one summary.
+    pub member_notification_threshold: usize,
     pub content: usize,
     pub normal_group_members: usize,
     pub super_group_members: usize,

@@ -22,8 +22,9 @@ use crate::state::AppState;
 /// happily fill a struct from an array; a body that is not an object is refused first.)
 pub struct JsonBody<T>(pub T);
 
-/// A JSON request body of any shape (object, array, …) for endpoints that accept several.
-pub struct JsonDoc<T>(pub T);
+/// A JSON request body of any shape (object, array, …), read under `limits.members_body`:
+/// group creation and member lists, which may name a million members.
+pub struct MembersDoc<T>(pub T);
 
 impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     type Error = ApiError;
@@ -47,26 +48,35 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
-impl<T: DeserializeOwned + 'static> FromRequest for JsonDoc<T> {
+impl<T: DeserializeOwned + 'static> FromRequest for MembersDoc<T> {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let body = read_body(req, payload);
-        Box::pin(async move { parse_json(&body.await?).map(JsonDoc) })
+        let body = read_limited(req, payload, |l| l.members_body);
+        Box::pin(async move { parse_json(&body.await?).map(MembersDoc) })
     }
 }
 
-/// Reads the whole body, refusing (413) anything over `limits.request_body` and (408, the
-/// connection closed) a body that has not all arrived within `limits.body_timeout_secs`: a
-/// client trickling its body must not hold a request slot for long.
+/// Reads the whole body under `limits.request_body` (see `read_limited`).
 fn read_body(
     req: &HttpRequest,
     payload: &mut Payload,
 ) -> LocalBoxFuture<'static, Result<BytesMut, ApiError>> {
+    read_limited(req, payload, |l| l.request_body)
+}
+
+/// Reads the whole body, refusing (413) anything over the limit `limit` picks and (408, the
+/// connection closed) a body that has not all arrived within `limits.body_timeout_secs`: a
+/// client trickling its body must not hold a request slot for long.
+fn read_limited(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    limit: fn(&crate::config::Limits) -> usize,
+) -> LocalBoxFuture<'static, Result<BytesMut, ApiError>> {
     let limits = req.app_data::<web::Data<AppState>>().map(|s| {
         (
-            s.settings.limits.request_body,
+            limit(&s.settings.limits),
             s.settings.limits.body_timeout_secs,
         )
     });

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::ServerAuth;
-use super::body::{JsonBody, JsonDoc, check_name, path_id};
+use super::body::{JsonBody, MembersDoc, check_name, path_id};
 use super::messages::{dispatch_error, prepare_send};
 use super::openapi::IdempotencyKey;
 use super::openapi::answers::{Added, GroupCreated, GroupInfo, MsgId, Removed, Upgraded};
@@ -90,7 +90,7 @@ pub struct CreateBody {
 pub async fn create(
     auth: ServerAuth,
     state: web::Data<AppState>,
-    JsonBody(b): JsonBody<CreateBody>,
+    MembersDoc(b): MembersDoc<CreateBody>,
 ) -> ApiResult<HttpResponse> {
     check_name("name", b.name.as_str())?;
     let members = parse_members(&b.members, "members")?;
@@ -110,20 +110,48 @@ pub async fn create(
     Ok(ok(json!({ "group_id": gid })))
 }
 
-/// GET /groups/{gid}
+/// Members per page of `GET /groups/{gid}` unless `limit` says otherwise: every member of a
+/// normal group at its default size, as before paging existed.
+const PAGE_DEFAULT: usize = 2000;
+const PAGE_MAX: usize = 10_000;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InfoQuery {
+    /// `next_cursor` of the previous page (absent: the first page).
+    cursor: Option<String>,
+    /// Members per page, 1..=10000 (default 2000).
+    limit: Option<usize>,
+}
+
+/// GET /groups/{gid}?cursor=&limit= → the group, `member_count`, a page of members in uid
+/// order and `next_cursor` (pass it as `cursor` for the next page; null on the last).
 #[utoipa::path(
     get, path = "/groups/{gid}", tag = "groups", security(("server" = [])),
-    params(("gid" = GroupId, Path)),
+    params(("gid" = GroupId, Path), InfoQuery),
     responses((status = 200, description = "success", body = Envelope<GroupInfo>)),
 )]
 pub async fn info(
     req: HttpRequest,
     auth: ServerAuth,
     state: web::Data<AppState>,
+    query: web::Query<InfoQuery>,
 ) -> ApiResult<HttpResponse> {
+    let after = match query.cursor.as_deref() {
+        None | Some("") => 0,
+        Some(c) => crate::domain::parse_id(c)
+            .map_err(|why| ApiError::bad_request("invalid_query", format!("`cursor` {why}")))?,
+    };
+    let limit = query.limit.unwrap_or(PAGE_DEFAULT);
+    if !(1..=PAGE_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("`limit` must be between 1 and {PAGE_MAX}"),
+        ));
+    }
     let view = state
         .dispatcher
-        .group_info(auth.0.id, gid(&req)?)
+        .group_info(auth.0.id, gid(&req)?, after, limit)
         .await
         .map_err(dispatch_error)?;
     Ok(ok(view))
@@ -205,7 +233,7 @@ pub async fn add_members(
     req: HttpRequest,
     auth: ServerAuth,
     state: web::Data<AppState>,
-    JsonDoc(body): JsonDoc<Value>,
+    MembersDoc(body): MembersDoc<Value>,
 ) -> ApiResult<HttpResponse> {
     let gid = gid(&req)?;
     let (members, inviter) = match &body {
@@ -257,7 +285,7 @@ pub async fn remove_members(
     req: HttpRequest,
     auth: ServerAuth,
     state: web::Data<AppState>,
-    JsonDoc(body): JsonDoc<Value>,
+    MembersDoc(body): MembersDoc<Value>,
 ) -> ApiResult<HttpResponse> {
     let gid = gid(&req)?;
     let list = match &body {
@@ -279,7 +307,8 @@ pub async fn remove_members(
     Ok(ok(json!({ "removed": removed })))
 }
 
-/// DELETE /groups/{gid}/members/{mid}: a member leaves.
+/// DELETE /groups/{gid}/members/{mid}: a member leaves (the master too: the longest-standing
+/// member takes over; the last member's leaving disbands the group).
 #[utoipa::path(
     delete, path = "/groups/{gid}/members/{mid}", tag = "groups", security(("server" = [])),
     params(("gid" = GroupId, Path), ("mid" = Uid, Path)),

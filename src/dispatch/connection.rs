@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_http::ws::{Codec, ProtocolError};
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::outbox::{CloseReason, Drained, Frame, Outbox};
+use super::unwritten::Unwritten;
 use super::{ConnectionSlot, DispatchError, Dispatcher, Registration};
 use crate::domain::{Platform, UserKey};
 use crate::store::device_key;
@@ -127,7 +128,7 @@ impl Connection {
         let mut tick = tokio::time::interval(ping_every.min(Duration::from_secs(5)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (mut last_seen, mut last_ping) = (Instant::now(), Instant::now());
-        let mut wbuf = BytesMut::new();
+        let mut wbuf = Unwritten::default();
         // Set while `wbuf` holds bytes: when the socket last took some.
         let mut write_stalled_since: Option<Instant> = None;
         // Set once closing is seen: when the close frame is given up on.
@@ -165,13 +166,20 @@ impl Connection {
             }
             // Then everything queued, in as few writes as the socket takes. Frames are encoded
             // into this thread's scratch buffer; only what the socket does not take at once is
-            // kept (in `wbuf`), so a delivery costs no allocation.
+            // kept (in `wbuf`), so a delivery costs no allocation. A large frame is written
+            // from its shared bytes instead.
             let mut drained = Drained::More;
             if wbuf.is_empty() {
                 let outcome = SCRATCH.with(|scratch| {
                     let mut scratch = scratch.borrow_mut();
                     scratch.clear();
                     drained = self.outbox.drain_into(&mut scratch);
+                    if matches!(drained, Drained::Large(_))
+                        && let Drained::Large(parts) =
+                            std::mem::replace(&mut drained, Drained::More)
+                    {
+                        return wbuf.write_shared(&io, parts).map(drop);
+                    }
                     if scratch.is_empty() {
                         return Ok(());
                     }
@@ -180,9 +188,7 @@ impl Connection {
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
                         Err(e) => return Err(e),
                     };
-                    if n < scratch.len() {
-                        wbuf.extend_from_slice(&scratch[n..]);
-                    }
+                    wbuf.keep_copy(&scratch[n..]);
                     if scratch.capacity() > SCRATCH_KEEP {
                         *scratch = BytesMut::with_capacity(SCRATCH_KEEP);
                     }
@@ -192,14 +198,9 @@ impl Connection {
                     break;
                 }
             } else {
-                match io.try_write(&wbuf) {
-                    Ok(n) => {
-                        wbuf.advance(n);
-                        if n > 0 {
-                            write_stalled_since = None; // restarted below if bytes remain
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                match wbuf.write(&io) {
+                    Ok(true) => write_stalled_since = None, // restarted below if bytes remain
+                    Ok(false) => {}
                     Err(_) => break,
                 }
                 if wbuf.is_empty() {
@@ -217,7 +218,7 @@ impl Connection {
                     _ if peer_gone => break,
                     // More than a chunk was queued: write the rest before waiting on anything.
                     Drained::More => continue,
-                    Drained::Idle => wbuf = BytesMut::new(),
+                    Drained::Idle | Drained::Large(_) => wbuf = Unwritten::default(),
                 }
             }
             // poll_read_ready / poll_write_ready, not readable() / writable(): they wait in the

@@ -9,10 +9,30 @@ use actix::{Addr, MailboxError};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
-use super::group::{Change, Env, GroupActor, GroupCmd, GroupReply, GroupView, MemberSpec};
+use super::group::{
+    Apply, Change, Env, GroupActor, GroupView, Info, IsMember, MemberSpec, Notify, Send, check_size,
+};
 use super::{DispatchError, Dispatcher, Sent};
 use crate::domain::{AppId, GroupId, Uid, UserKey, now_secs};
 use crate::store::{GroupRecord, MemberPatch, MemberRecord};
+
+/// The early answer of a command (`Send::stored`, `Apply::applied`), which normally comes
+/// first, or else the handler's own result (a refusal, a store error). Dropping `handled` once
+/// the early answer is in does not cancel what the actor still does (fan-out, notifications).
+async fn early_or_handled<T>(
+    early: oneshot::Receiver<T>,
+    handled: impl Future<Output = Result<Result<T, DispatchError>, MailboxError>>,
+) -> Result<Result<T, DispatchError>, MailboxError> {
+    tokio::pin!(handled, early);
+    tokio::select! {
+        biased;
+        answer = &mut early => match answer {
+            Ok(answer) => Ok(Ok(answer)),
+            Err(_) => handled.await,
+        },
+        reply = &mut handled => reply,
+    }
+}
 
 /// POST /groups, validated.
 pub struct NewGroup {
@@ -62,17 +82,17 @@ impl Dispatcher {
     }
 
     /// Sends a command to the group's actor and waits for its reply.
-    async fn group(
-        &self,
-        gid: GroupId,
-        make_cmd: impl Fn() -> GroupCmd,
-    ) -> Result<GroupReply, DispatchError> {
-        self.on_group(gid, |addr| addr.send(make_cmd())).await
+    async fn group<M, T>(&self, gid: GroupId, make: impl Fn() -> M) -> Result<T, DispatchError>
+    where
+        M: actix::Message<Result = Result<T, DispatchError>> + std::marker::Send + 'static,
+        T: std::marker::Send + 'static,
+        GroupActor: actix::Handler<M>,
+    {
+        self.on_group(gid, |addr| addr.send(make())).await
     }
 
     /// Creates a group (the master is always a member) and announces it to the members.
     pub async fn create_group(&self, app: AppId, g: NewGroup) -> Result<GroupId, DispatchError> {
-        let limits = &self.inner.limits;
         let mut uids: Vec<Uid> = g
             .members
             .iter()
@@ -81,23 +101,7 @@ impl Dispatcher {
             .collect();
         uids.sort_unstable();
         uids.dedup();
-        let limit = if g.is_super {
-            limits.super_group_members
-        } else {
-            limits.normal_group_members
-        };
-        if uids.len() > limit {
-            let hint = if g.is_super {
-                ""
-            } else {
-                "; create a super group (\"super\": true) for more"
-            };
-            return Err(DispatchError::GroupTooLarge(format!(
-                "{} members, but a {} group holds at most {limit}{hint}",
-                uids.len(),
-                if g.is_super { "super" } else { "normal" }
-            )));
-        }
+        check_size(&self.inner.limits, g.is_super, uids.len(), true)?;
         let now = now_secs();
         let record = GroupRecord {
             id: g.group_id,
@@ -113,19 +117,32 @@ impl Dispatcher {
             .create_group(&record)
             .await?
             .ok_or(DispatchError::GroupIdTaken)?;
-        self.inner.registry.forget_group(gid);
+        let registry = &self.inner.registry;
+        // A command about this id before it existed may have loaded an actor that knows it as
+        // "no such group": replaced by one that starts with the group as created.
+        registry.forget_group(gid);
+        let env = self.group_env();
+        registry.group_or_start(gid, move |generation| {
+            GroupActor::created(gid, generation, env, record)
+        });
+        if g.is_super {
+            // Stored first (with each member's `user_groups`), then the members online join.
+            for uid in uids {
+                let user = UserKey::new(app, uid);
+                registry.online.join(gid, user, || registry.connected(user));
+            }
+        }
         let note = json!({ "create": {
             "group_id": gid, "master": g.master, "name": g.name,
             "members": g.posted_members, "timestamp": now,
         }});
         let content = note.to_string();
-        if let Err(e) = self
-            .change(app, gid, || Change::Notify {
-                content: content.clone(),
-                idempotency: None,
-            })
-            .await
-        {
+        let notify = || Notify {
+            app,
+            content: content.clone(),
+            idempotency: None,
+        };
+        if let Err(e) = self.group(gid, notify).await {
             tracing::warn!(group = %gid, error = %e, "create notification not sent");
         }
         Ok(gid)
@@ -143,8 +160,8 @@ impl Dispatcher {
         origin: Option<u64>,
     ) -> Result<Sent, DispatchError> {
         self.on_group(gid, |addr| {
-            let (tx, mut stored) = oneshot::channel();
-            let handled = addr.send(GroupCmd::Send {
+            let (tx, stored) = oneshot::channel();
+            let handled = addr.send(Send {
                 app,
                 sender,
                 content: content.to_string(),
@@ -152,24 +169,7 @@ impl Dispatcher {
                 origin,
                 stored: Some(tx),
             });
-            async move {
-                tokio::pin!(handled);
-                // The early answer (stored) normally comes first; refusals come as the
-                // handler's result. Dropping `handled` then does not cancel the fan-out already
-                // under way.
-                let outcome = tokio::select! {
-                    biased;
-                    sent = &mut stored => match sent {
-                        Ok(sent) => return Ok(Ok(sent)),
-                        Err(_) => handled.await,
-                    },
-                    reply = &mut handled => reply,
-                };
-                outcome.map(|reply| match reply? {
-                    GroupReply::Sent(sent) => Ok(sent),
-                    _ => Err(DispatchError::Invalid("unexpected group reply".into())),
-                })
-            }
+            early_or_handled(stored, handled)
         })
         .await
     }
@@ -182,35 +182,31 @@ impl Dispatcher {
         content: &str,
         idempotency: Option<String>,
     ) -> Result<Sent, DispatchError> {
-        match self
-            .group(gid, || GroupCmd::Change {
-                app,
-                change: Change::Notify {
-                    content: content.to_string(),
-                    idempotency: idempotency.clone(),
-                },
-            })
-            .await?
-        {
-            GroupReply::Sent(sent) => Ok(sent),
-            _ => Err(DispatchError::Invalid("unexpected group reply".into())),
-        }
+        self.group(gid, || Notify {
+            app,
+            content: content.to_string(),
+            idempotency: idempotency.clone(),
+        })
+        .await
     }
 
+    /// A change, answered once it is stored and applied (its notifications follow).
     async fn change(
         &self,
         app: AppId,
         gid: GroupId,
         change: impl Fn() -> Change,
     ) -> Result<Vec<Uid>, DispatchError> {
-        let cmd = || GroupCmd::Change {
-            app,
-            change: change(),
-        };
-        match self.group(gid, cmd).await? {
-            GroupReply::Changed(uids) => Ok(uids),
-            _ => Ok(Vec::new()),
-        }
+        self.on_group(gid, |addr| {
+            let (tx, early) = oneshot::channel();
+            let handled = addr.send(Apply {
+                app,
+                change: change(),
+                applied: Some(tx),
+            });
+            early_or_handled(early, handled)
+        })
+        .await
     }
 
     pub async fn rename_group(
@@ -249,7 +245,8 @@ impl Dispatcher {
         .await
     }
 
-    /// Removes members; returns the ones that were members.
+    /// Removes members; returns the ones that were members. A leaving master hands over to
+    /// the longest-standing member who stays; a group its last members leave is disbanded.
     pub async fn remove_members(
         &self,
         app: AppId,
@@ -277,11 +274,15 @@ impl Dispatcher {
         .map(drop)
     }
 
-    pub async fn group_info(&self, app: AppId, gid: GroupId) -> Result<GroupView, DispatchError> {
-        match self.group(gid, || GroupCmd::Info { app }).await? {
-            GroupReply::Info(view) => Ok(view),
-            _ => Err(DispatchError::Invalid("unexpected group reply".into())),
-        }
+    /// The group with up to `limit` of its members with a uid above `after`.
+    pub async fn group_info(
+        &self,
+        app: AppId,
+        gid: GroupId,
+        after: u64,
+        limit: usize,
+    ) -> Result<GroupView, DispatchError> {
+        self.group(gid, || Info { app, after, limit }).await
     }
 
     /// A super group's timeline after `after` for a member (from their join on):
@@ -293,16 +294,11 @@ impl Dispatcher {
         after: u64,
         limit: usize,
     ) -> Result<(Vec<String>, u64, bool), DispatchError> {
-        match self
-            .group(gid, || GroupCmd::Member {
-                app: user.app,
-                uid: user.uid,
-            })
-            .await?
-        {
-            GroupReply::Member => {}
-            _ => return Err(DispatchError::Invalid("unexpected group reply".into())),
-        }
+        self.group(gid, || IsMember {
+            app: user.app,
+            uid: user.uid,
+        })
+        .await?;
         // The join seq is read here, not in the group actor, which would wait for it. Gone
         // since the check: the member has just left.
         let join_seq = self

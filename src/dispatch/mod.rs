@@ -14,11 +14,14 @@ mod groups;
 mod hub;
 mod inbound;
 mod members;
+mod online;
 pub mod outbox;
+mod push_stream;
 mod registry;
 mod requests;
 mod send;
 mod session;
+mod unwritten;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -58,8 +61,6 @@ pub enum DispatchError {
     GroupTooLarge(String),
     #[error("that group id is taken")]
     GroupIdTaken,
-    #[error("the master cannot leave the group; disband it instead")]
-    MasterCannotLeave,
     #[error("customer messages go only between a customer and their assigned supporter")]
     NotAssigned,
     #[error("this user has too many open connections")]
@@ -81,7 +82,6 @@ impl DispatchError {
             DispatchError::MemberMuted => (403, "member_muted"),
             DispatchError::GroupTooLarge(_) => (400, "group_too_large"),
             DispatchError::GroupIdTaken => (409, "group_id_taken"),
-            DispatchError::MasterCannotLeave => (400, "master_cannot_leave"),
             DispatchError::NotAssigned => (403, "not_assigned"),
             DispatchError::TooManyUserConnections => (429, "too_many_connections"),
             DispatchError::TooManyConnections => (503, "too_many_connections"),
@@ -209,9 +209,13 @@ impl Dispatcher {
         let limits = Arc::new(limits);
         let group_env = Arc::new(group::Env {
             store: store.clone(),
-            push: push.clone(),
             registry: Arc::downgrade(&registry),
             limits: limits.clone(),
+            streams: push_stream::PushStreams::new(
+                push.clone(),
+                store.clone(),
+                Arc::downgrade(&registry),
+            ),
         });
         let idle = Duration::from_secs(limits.actor_idle_secs);
         registry
@@ -580,8 +584,16 @@ impl Dispatcher {
         if !registered {
             return Err(DispatchError::Invalid("session unavailable".into()));
         }
-        match self.inner.store.latest_seq(user).await {
-            Ok(seq) => {
+        // The connection is published (above): now the user's super groups, so that a member
+        // added meanwhile is found by one side or the other (`online.rs`).
+        let store = &self.inner.store;
+        let (groups, seq) = tokio::join!(store.user_groups(user), store.latest_seq(user));
+        match groups.and_then(|groups| seq.map(|seq| (groups, seq))) {
+            Ok((groups, seq)) => {
+                let registry = &self.inner.registry;
+                registry
+                    .online
+                    .enter(user, &groups, || registry.connected(user));
                 let hello = Frame::Text(frame::hello(user.app, user.uid, seq));
                 outbox.start_live(seq, hello);
                 Ok((registration, seq))

@@ -284,27 +284,45 @@ fn oldest(held: &BTreeMap<u64, (Frame, Instant)>) -> Option<Instant> {
 /// Most bytes one drain encodes before the socket loop writes them.
 const MAX_CHUNK: usize = 256 * 1024;
 
+/// Frames from this size on are not copied into the write buffer: they are written from their
+/// shared bytes (`Drained::Large`), so a 1 MB notification queued on 10,000 connections is
+/// held once, whatever their sockets take.
+const LARGE: usize = 16 * 1024;
+
 /// What a drain left behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Drained {
     /// The queue is empty (for now).
     Idle,
-    /// More frames are queued than fit in one chunk.
+    /// More frames are queued than fit in one chunk (or a large frame waits its turn).
     More,
+    /// A large frame, as the parts to write (its header, then its shared bytes): the buffer
+    /// was empty, nothing was encoded into it.
+    Large(Vec<Bytes>),
     /// The close frame was encoded: write it and end the connection.
     Finished,
 }
 
 impl Outbox {
     /// Encodes every queued frame (up to a chunk) into `buf` — a burst becomes one write — and,
-    /// once the queue is empty and a close is pending, the close frame.
+    /// once the queue is empty and a close is pending, the close frame. A large frame is
+    /// handed over by reference instead, on its own (`Drained::Large`).
     pub fn drain_into(&self, buf: &mut BytesMut) -> Drained {
         let mut st = self.lock();
         if st.finished {
             return Drained::Finished;
         }
-        while let Some(frame) = st.queue.pop_front() {
-            encode(&frame, buf);
+        while let Some(frame) = st.queue.front() {
+            if let Some(parts) = large_parts(frame) {
+                if !buf.is_empty() {
+                    return Drained::More; // what is encoded goes first
+                }
+                st.queue.pop_front();
+                return Drained::Large(parts);
+            }
+            if let Some(frame) = st.queue.pop_front() {
+                encode(&frame, buf);
+            }
             if buf.len() >= MAX_CHUNK {
                 return Drained::More;
             }
@@ -326,6 +344,21 @@ impl Outbox {
     }
 }
 
+/// A large text frame as (header, shared parts…), or `None` for a small one.
+fn large_parts(frame: &Frame) -> Option<Vec<Bytes>> {
+    let parts = match frame {
+        Frame::Text(b) if b.len() >= LARGE => vec![b.clone()],
+        Frame::Spliced(p, seq) if p.head.len() + p.tail.len() >= LARGE => {
+            let digits = Bytes::copy_from_slice(itoa::Buffer::new().format(*seq).as_bytes());
+            vec![p.head.clone(), digits, p.tail.clone()]
+        }
+        _ => return None,
+    };
+    let mut header = BytesMut::with_capacity(10);
+    write_header(&mut header, 0x1, parts.iter().map(Bytes::len).sum());
+    Some(std::iter::once(header.freeze()).chain(parts).collect())
+}
+
 /// Encodes one frame (server frames are not masked, RFC 6455 §5.1).
 fn encode(frame: &Frame, buf: &mut BytesMut) {
     match frame {
@@ -343,6 +376,14 @@ fn encode(frame: &Frame, buf: &mut BytesMut) {
 fn write_frame(buf: &mut BytesMut, opcode: u8, parts: &[&[u8]]) {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     buf.reserve(len + 10);
+    write_header(buf, opcode, len);
+    for p in parts {
+        buf.put_slice(p);
+    }
+}
+
+/// A final, unmasked frame header for a payload of `len` bytes.
+fn write_header(buf: &mut BytesMut, opcode: u8, len: usize) {
     buf.put_u8(0x80 | opcode);
     if len < 126 {
         buf.put_u8(len as u8);
@@ -352,9 +393,6 @@ fn write_frame(buf: &mut BytesMut, opcode: u8, parts: &[&[u8]]) {
     } else {
         buf.put_u8(127);
         buf.put_u64(len as u64);
-    }
-    for p in parts {
-        buf.put_slice(p);
     }
 }
 
@@ -423,6 +461,31 @@ mod tests {
         );
         o.push_seq(5, text("5"));
         assert_eq!(queued(&o), vec!["3", "4", "5", "6"]);
+    }
+
+    #[test]
+    fn a_large_frame_is_handed_over_by_reference_after_what_came_before() {
+        let o = Outbox::new(16);
+        let big = Bytes::from(vec![b'x'; LARGE + 1]);
+        o.push(text("small"));
+        o.push(Frame::Text(big.clone()));
+        o.push(text("after"));
+        let mut buf = BytesMut::new();
+        assert_eq!(o.drain_into(&mut buf), Drained::More, "the small one first");
+        assert_eq!(&buf[2..], b"small");
+        buf.clear();
+        let Drained::Large(parts) = o.drain_into(&mut buf) else {
+            panic!("expected the large frame");
+        };
+        assert!(buf.is_empty());
+        assert_eq!(&parts[0][..2], &[0x81, 126], "a 16-bit length header");
+        assert_eq!(
+            parts[1].as_ptr(),
+            big.as_ptr(),
+            "the shared bytes, not a copy"
+        );
+        assert_eq!(o.drain_into(&mut buf), Drained::Idle);
+        assert_eq!(&buf[2..], b"after");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Where actors live: the session registry (dashmap) and the dispatch arbiters, one per core,
-//! that actors are spread over by hash so both cores do dispatch work.
+//! that actors are spread over by hash so both cores do dispatch work; and who is online in
+//! which super group (`online.rs`).
 
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use dashmap::DashMap;
 
 use super::group::GroupActor;
 use super::hub::Hubs;
+use super::online::OnlineIndex;
 use super::session::{SessionShared, UserSession};
 use crate::domain::{GroupId, UserKey};
 
@@ -40,6 +42,9 @@ type FastHash = foldhash::fast::RandomState;
 pub struct Registry {
     /// Per-worker delivery hubs (`hub.rs`).
     pub hubs: Hubs,
+    /// Which members of each super group are online (`online.rs`): written by sessions and
+    /// group actors, read by super-group fan-out.
+    pub online: OnlineIndex,
     sessions: DashMap<UserKey, SessionEntry, FastHash>,
     groups: DashMap<GroupId, GroupEntry, FastHash>,
     arbiters: Vec<actix::Arbiter>,
@@ -56,6 +61,7 @@ impl Registry {
         };
         Registry {
             hubs: Hubs::default(),
+            online: OnlineIndex::default(),
             sessions: DashMap::with_hasher(FastHash::default()),
             groups: DashMap::with_hasher(FastHash::default()),
             arbiters: (0..n).map(|_| actix::Arbiter::new()).collect(),
@@ -116,6 +122,12 @@ impl Registry {
 
     pub fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// The user has a live connection (a loaded session with at least one).
+    pub fn connected(&self, user: UserKey) -> bool {
+        self.with_session(user, SessionShared::has_conns)
+            .unwrap_or(false)
     }
 }
 

@@ -79,7 +79,8 @@ impl SessionShared {
     }
 
     /// Adds this user's connections (except `exclude`) to per-hub target lists, for a fan-out
-    /// that delivers through the hubs. Returns targets added and online-for-push.
+    /// that delivers through the hubs. Returns targets added and online-for-push, from one
+    /// look at the connections.
     pub fn collect_targets(
         &self,
         seq: u64,
@@ -108,6 +109,44 @@ impl SessionShared {
             .filter(|c| Some(c.id) != exclude && c.outbox.push(frame.clone()))
             .count();
         (n, self.online_in(&conns))
+    }
+}
+
+/// What a group's push stream needs to know about a member with a loaded session (SPEC §6),
+/// from memory.
+#[derive(Clone)]
+pub enum PushView {
+    /// Online for push: no job.
+    Online,
+    /// Known to have no device token bound: no job.
+    NoTokens,
+    /// Offline for push, with these tokens (newest first).
+    Tokens(Vec<DeviceToken>),
+    /// Offline for push; the settings are not loaded (yet).
+    Unknown,
+}
+
+impl SessionShared {
+    /// Has at least one live connection (the online index's notion of online).
+    pub fn has_conns(&self) -> bool {
+        !self.conns().is_empty()
+    }
+
+    /// The push decision for a group message, without a store read.
+    pub fn push_view(&self) -> PushView {
+        self.push_view_given(self.online_in(&self.conns()))
+    }
+
+    /// `push_view`, with online-for-push already known (the fan-out just looked).
+    pub fn push_view_given(&self, online: bool) -> PushView {
+        if online {
+            return PushView::Online;
+        }
+        match self.settings() {
+            None => PushView::Unknown,
+            Some(s) if s.tokens.is_empty() => PushView::NoTokens,
+            Some(s) => PushView::Tokens(s.tokens.clone()),
+        }
     }
 }
 
@@ -161,7 +200,9 @@ impl SessionShared {
                     .as_ref()
                     .is_some_and(|s| s.dnd_peers.contains(&from))
             });
-            if !muted {
+            // A user known to have no device token gets no job (unknown: the worker looks).
+            let tokenless = settings.as_ref().is_some_and(|s| s.tokens.is_empty());
+            if !muted && !tokenless {
                 push.submit(with_tokens(
                     job.clone(),
                     settings.as_ref().map(|s| &s.tokens),
@@ -231,6 +272,15 @@ impl UserSession {
     fn publish_conns(&self) {
         self.shared.set_conns(self.conns.clone());
     }
+
+    /// Without connections the user is no longer online for any group's fan-out.
+    fn leave_groups_if_offline(&self) {
+        if self.conns.is_empty()
+            && let Some(registry) = self.registry.upgrade()
+        {
+            registry.online.leave_all(self.user);
+        }
+    }
 }
 
 impl Actor for UserSession {
@@ -245,6 +295,8 @@ impl Actor for UserSession {
     fn stopped(&mut self, _: &mut Self::Context) {
         metrics::gauge!("imd_sessions").decrement(1.0);
         if let Some(registry) = self.registry.upgrade() {
+            // Not `online.leave_all`: a stopping session has no connections (their last
+            // `Disconnect` left the groups), and a newer session may have entered them since.
             registry.remove_session(self.user, self.generation);
         }
         for c in &self.conns {
@@ -297,6 +349,7 @@ impl Handler<Disconnect> for UserSession {
         self.last_active = Instant::now();
         self.conns.retain(|c| c.id != msg.0);
         self.publish_conns();
+        self.leave_groups_if_offline();
     }
 }
 

@@ -99,12 +99,34 @@ pub async fn post(
     path: &str,
     body: String,
 ) -> Result<Bytes, Failure> {
-    let sent = client
-        .post(format!("{}{path}", shared.base))
+    let req = client.post(format!("{}{path}", shared.base));
+    with_body(req, "POST", shared, path, body).await
+}
+
+/// DELETEs with a JSON body and server authentication; `Ok(body)` on 200.
+pub async fn delete(
+    client: &awc::Client,
+    shared: &Shared,
+    path: &str,
+    body: String,
+) -> Result<Bytes, Failure> {
+    let req = client.delete(format!("{}{path}", shared.base));
+    with_body(req, "DELETE", shared, path, body).await
+}
+
+/// Sends `req` (`method`, for the failure text) with a JSON body and server authentication.
+async fn with_body(
+    req: awc::ClientRequest,
+    method: &str,
+    shared: &Shared,
+    path: &str,
+    body: String,
+) -> Result<Bytes, Failure> {
+    let sent = req
         .insert_header(("Authorization", shared.auth.as_str()))
         .insert_header(("Content-Type", "application/json"))
         .send_body(body);
-    reply("POST", path, sent, 1 << 20).await
+    reply(method, path, sent, 1 << 20).await
 }
 
 /// GETs with server authentication; `Ok(body)` on 200.

@@ -34,9 +34,9 @@ use std::time::Duration;
 
 pub use options::{
     ActorsArgs, ApiArgs, Common, ConnectArgs, FanoutArgs, GroupsArgs, IdleArgs, LoadOptions,
-    PeerArgs, Scenario,
+    PeerArgs, Scenario, SuperGroupArgs,
 };
-pub use report::{ClientReport, HttpReport, Report, ServerReport};
+pub use report::{ClientReport, HttpReport, Report, ServerReport, SuperGroupReport};
 pub use stats::Percentiles;
 
 /// Runs one scenario to completion and reports on it.

@@ -113,6 +113,9 @@ pub enum Scenario {
     Idle(IdleArgs),
     /// Loaded group actors: server memory per group of a given size.
     Actors(ActorsArgs),
+    /// One huge super group built through the API, some members online (iOS and web), a few
+    /// messages: build time, live latency and cost, push receivers per second, server RSS.
+    Supergroup(SuperGroupArgs),
 }
 
 impl Scenario {
@@ -126,6 +129,7 @@ impl Scenario {
             Scenario::Connect(_) => "connect",
             Scenario::Idle(_) => "idle",
             Scenario::Actors(_) => "actors",
+            Scenario::Supergroup(_) => "supergroup",
         }
     }
 }
@@ -240,4 +244,38 @@ pub struct IdleArgs {
     /// Seconds to hold them once all are connected.
     #[arg(long, default_value_t = 10.0)]
     pub hold: f64,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct SuperGroupArgs {
+    /// Members of the super group (built through the API).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub members: u64,
+    /// Members connected, spread evenly over the membership (the first is the master).
+    #[arg(long, default_value_t = 10_000)]
+    pub online: u64,
+    /// Share of the online members on the web (platform 3, `mute` off: online, yet push
+    /// receivers by SPEC §6); the others are on iOS.
+    #[arg(long, default_value_t = 0.5)]
+    pub web_share: f64,
+    /// Members per build request (`POST /groups`, then `POST /groups/{gid}/members`).
+    #[arg(long, default_value_t = 100_000)]
+    pub batch: u64,
+    /// Messages sent to the group, by online iOS members.
+    #[arg(long, default_value_t = 10)]
+    pub messages: u64,
+    /// Messages per second over all senders (0: each as soon as the sender's previous one
+    /// is answered).
+    #[arg(long, default_value_t = 1.0)]
+    pub rate: f64,
+    /// Concurrent HTTP senders (one keep-alive connection each).
+    #[arg(long, default_value_t = 1)]
+    pub senders: usize,
+    /// Longest wait, in seconds, for the server's push sink to write the messages' receivers.
+    #[arg(long, default_value_t = 60.0)]
+    pub push_wait: f64,
+    /// After the measured phase, remove this many members (the last ones) in one request,
+    /// timed (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub remove: u64,
 }

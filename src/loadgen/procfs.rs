@@ -14,6 +14,8 @@ const TICKS_PER_SEC: f64 = 100.0;
 pub struct Sample {
     /// Resident set size.
     pub rss_bytes: u64,
+    /// Peak resident set size (VmHWM): since the process started, or since `reset_peak`.
+    pub peak_rss_bytes: u64,
     /// User + system CPU time so far, in seconds.
     pub cpu_secs: f64,
     /// When the sample was taken (CPU % is over the time between two samples).
@@ -23,20 +25,32 @@ pub struct Sample {
 pub fn sample(pid: u32) -> anyhow::Result<Sample> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status (is --server-pid right?)"))?;
-    let rss_kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<u64>().ok())
-        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))?;
+    let kb = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .with_context(|| format!("no {field} in /proc/{pid}/status"))
+    };
+    let rss_kb = kb("VmRSS:")?;
+    let peak_kb = kb("VmHWM:").unwrap_or(rss_kb);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
     Ok(Sample {
         rss_bytes: rss_kb * 1024,
+        peak_rss_bytes: peak_kb * 1024,
         cpu_secs: cpu_ticks(&stat).with_context(|| format!("parsing /proc/{pid}/stat"))? as f64
             / TICKS_PER_SEC,
         at: Instant::now(),
     })
+}
+
+/// Resets the process's peak RSS to its current RSS (`/proc/<pid>/clear_refs`, value 5), so a
+/// later `peak_rss_bytes` is the peak of what follows. False if not permitted (another user's
+/// process).
+pub fn reset_peak(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }
 
 /// utime + stime: fields 14 and 15, counted after the parenthesised command name (which may

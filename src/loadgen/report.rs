@@ -24,6 +24,33 @@ pub struct Outcome {
     pub held: Option<u64>,
     /// (groups, members each) whose actors were loaded while the server was sampled.
     pub actors: Option<(u64, u64)>,
+    /// What the `supergroup` scenario measured beyond deliveries.
+    pub super_group: Option<SuperGroupReport>,
+}
+
+/// The `supergroup` scenario: building the group, and the push its messages caused.
+#[derive(Debug, Clone, Serialize)]
+pub struct SuperGroupReport {
+    pub members: u64,
+    /// Members connected (each message's live recipients).
+    pub online: u64,
+    /// Of those, on the web (platform 3, `mute` off: online, yet push receivers by SPEC §6).
+    pub web: u64,
+    /// Building the group through the API: `POST /groups`, then `POST /groups/{gid}/members`.
+    pub build_secs: f64,
+    pub build_requests: u64,
+    /// The slowest of those requests.
+    pub build_request_max_secs: f64,
+    /// Each of them, in order (the first is the create).
+    pub build_request_secs: Vec<f64>,
+    /// `--remove`: the one `DELETE /groups/{gid}/members` request, after the measured phase.
+    pub remove_request_secs: Option<f64>,
+    /// Push receivers the server's sink wrote during the measured phase
+    /// (`imd_push_receivers_total`).
+    pub push_receivers: u64,
+    /// First send → the last of those written.
+    pub push_secs: Option<f64>,
+    pub push_receivers_per_sec: Option<f64>,
 }
 
 /// Everything a run measured.
@@ -74,6 +101,8 @@ pub struct Report {
     pub pings_answered: u64,
     /// Server usage over the measured phase (with `--server-pid`).
     pub server: Option<ServerReport>,
+    /// `supergroup` only.
+    pub super_group: Option<SuperGroupReport>,
     /// The load generator's own usage over the measured phase (it shares the machine).
     pub client: Option<ClientReport>,
     /// First distinct errors seen.
@@ -100,6 +129,8 @@ pub struct ServerReport {
     /// RSS as it ended (connections still open).
     pub rss_after_bytes: u64,
     pub rss_delta_bytes: i64,
+    /// Highest RSS during the measured phase (when the peak could be reset at its start).
+    pub rss_peak_bytes: Option<u64>,
     /// User + system CPU time used during the measured phase.
     pub cpu_secs: f64,
     /// Of one core, over the measured phase.
@@ -169,6 +200,7 @@ impl Report {
             (Some(pid), Some(b), Some(a)) => {
                 let connects = o.churn.map_or(0, |(n, _)| n);
                 let mut s = server(pid, (b, a), [received, requests, connects], o.held);
+                s.rss_peak_bytes = run.peak_reset.then_some(a.peak_rss_bytes.max(a.rss_bytes));
                 if let Some((groups, size)) = o.actors.filter(|(g, _)| *g > 0) {
                     s.rss_per_group_bytes =
                         Some((s.rss_delta_bytes as f64 / groups as f64).round());
@@ -206,6 +238,7 @@ impl Report {
             },
             pings_answered: stats.pings,
             server,
+            super_group: o.super_group,
             client: match (run.client_before, run.client_after) {
                 (Some(b), Some(a)) => Some(client(b, a)),
                 _ => None,
@@ -232,6 +265,7 @@ fn server(
         rss_before_bytes: b.rss_bytes,
         rss_after_bytes: a.rss_bytes,
         rss_delta_bytes: delta,
+        rss_peak_bytes: None,
         cpu_secs: (cpu * 100.0).round() / 100.0,
         cpu_percent: cpu_percent(cpu, wall),
         cpu_us_per_delivery: per(received),

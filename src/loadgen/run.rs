@@ -42,6 +42,8 @@ pub struct Run {
     /// This process at the same two moments: tells whether the client was the bottleneck.
     pub client_before: Option<Sample>,
     pub client_after: Option<Sample>,
+    /// The server's peak RSS was reset as the measured phase began (its peak is the phase's).
+    pub peak_reset: bool,
     /// Start of the whole run (for `elapsed_secs`).
     pub started: Instant,
 }
@@ -65,6 +67,7 @@ impl Run {
             server_after: None,
             client_before: None,
             client_after: None,
+            peak_reset: false,
             started: Instant::now(),
         })
     }
@@ -73,9 +76,11 @@ impl Run {
         &self.shared.counters
     }
 
-    /// Samples the server (if `--server-pid`) and this process as the measured phase begins.
+    /// Samples the server (if `--server-pid`) and this process as the measured phase begins;
+    /// the server's peak RSS is reset, so the report's peak is the phase's.
     pub fn mark_start(&mut self) -> anyhow::Result<()> {
         if let Some(pid) = self.opts.server_pid {
+            self.peak_reset = procfs::reset_peak(pid);
             self.server_before = Some(procfs::sample(pid)?);
         }
         self.client_before = procfs::sample(std::process::id()).ok();
@@ -99,15 +104,21 @@ impl Run {
     /// Connects one WebSocket client per uid (token, upgrade, hello), each then receiving until
     /// stop, and waits until every one has connected or failed. Returns how many connected.
     pub async fn connect_all(&mut self, uids: Vec<u64>) -> anyhow::Result<u64> {
-        let total = uids.len() as u64;
+        self.connect_all_on(uids.into_iter().map(|u| (u, ws::IOS)).collect())
+            .await
+    }
+
+    /// `connect_all` with each client's platform (`platform_id`).
+    pub async fn connect_all_on(&mut self, clients: Vec<(u64, u8)>) -> anyhow::Result<u64> {
+        let total = clients.len() as u64;
         let c = &self.shared.counters;
         let (ok_before, failed_before) = (
             Counters::get(&c.connected),
             Counters::get(&c.connect_failed),
         );
-        for uid in uids {
+        for (uid, platform) in clients {
             drop(self.pool.spawn(move |w| async move {
-                if let Some(conn) = ws::connect(&w, uid).await {
+                if let Some(conn) = ws::connect(&w, uid, platform).await {
                     ws::receive(&w, conn).await;
                 }
             }));
@@ -136,8 +147,14 @@ impl Run {
 
     /// `connect_all`, failing with the first error samples unless every client connected.
     pub async fn connect_everyone(&mut self, uids: Vec<u64>) -> anyhow::Result<()> {
-        let wanted = uids.len() as u64;
-        let connected = self.connect_all(uids).await?;
+        self.connect_everyone_on(uids.into_iter().map(|u| (u, ws::IOS)).collect())
+            .await
+    }
+
+    /// `connect_all_on`, failing unless every client connected.
+    pub async fn connect_everyone_on(&mut self, clients: Vec<(u64, u8)>) -> anyhow::Result<()> {
+        let wanted = clients.len() as u64;
+        let connected = self.connect_all_on(clients).await?;
         if connected < wanted {
             bail!(
                 "only {connected} of {wanted} clients connected; first errors: {}",

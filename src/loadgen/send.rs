@@ -96,7 +96,7 @@ impl Run {
     /// Waits (at most `--drain`) for the deliveries of what was sent: every receiver of every
     /// acknowledged message — and of the unanswered sends too: one that timed out may still
     /// have been stored, and its deliveries must not end the wait before ours arrived.
-    async fn drain(&mut self, sent: &Sent, per_message: u64) {
+    pub async fn drain(&mut self, sent: &Sent, per_message: u64) {
         let shared = self.shared.clone();
         let c = &shared.counters;
         let target = (Counters::get(&c.sent_ok) + sent.unanswered) * per_message;

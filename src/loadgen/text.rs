@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::report::Report;
+use super::report::{Report, SuperGroupReport};
 use super::stats::Percentiles;
 
 fn pct(f: &mut fmt::Formatter<'_>, name: &str, p: &Option<Percentiles>) -> fmt::Result {
@@ -71,6 +71,9 @@ impl fmt::Display for Report {
                 s.rss_after_bytes >> 20,
                 s.rss_delta_bytes / 1024
             )?;
+            if let Some(peak) = s.rss_peak_bytes {
+                writeln!(f, "  server rss peak        {} MiB", peak >> 20)?;
+            }
             writeln!(
                 f,
                 "  server cpu             {} s ({} % of a core)",
@@ -78,7 +81,13 @@ impl fmt::Display for Report {
             )?;
             if let Some(v) = s.cpu_us_per_delivery {
                 writeln!(f, "  cpu µs/delivery        {v}")?;
-            } else if let Some(v) = s.cpu_us_per_request {
+            }
+            if let Some(v) = s.cpu_us_per_request.filter(|_| self.super_group.is_some()) {
+                writeln!(f, "  cpu µs/message         {v}")?;
+            } else if let Some(v) = s
+                .cpu_us_per_request
+                .filter(|_| s.cpu_us_per_delivery.is_none())
+            {
                 writeln!(f, "  cpu µs/request         {v}")?;
             }
             if let Some(v) = s.cpu_us_per_connect {
@@ -90,6 +99,9 @@ impl fmt::Display for Report {
             if let (Some(v), Some(t)) = (s.rss_per_group_bytes, s.rss_per_group_target_bytes) {
                 writeln!(f, "  rss bytes/group actor  {v} (target {t})")?;
             }
+        }
+        if let Some(g) = &self.super_group {
+            super_group(f, g)?;
         }
         if let Some(c) = &self.client {
             writeln!(
@@ -105,4 +117,28 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+/// The `supergroup` scenario's lines.
+fn super_group(f: &mut fmt::Formatter<'_>, g: &SuperGroupReport) -> fmt::Result {
+    writeln!(
+        f,
+        "  group                  {} members, {} online ({} web)",
+        g.members, g.online, g.web
+    )?;
+    writeln!(
+        f,
+        "  build                  {:.1} s in {} requests (slowest {:.2} s): {:?}",
+        g.build_secs, g.build_requests, g.build_request_max_secs, g.build_request_secs
+    )?;
+    if let Some(r) = g.remove_request_secs {
+        writeln!(f, "  remove                 {r:.2} s in one request")?;
+    }
+    writeln!(
+        f,
+        "  push receivers         {} in {:.2} s ({}/s)",
+        g.push_receivers,
+        g.push_secs.unwrap_or(0.0),
+        g.push_receivers_per_sec.unwrap_or(0.0)
+    )
 }

@@ -50,14 +50,22 @@ pub async fn token(w: &Worker, uid: u64) -> Result<String, String> {
         .map_err(|f| f.text)
 }
 
-/// Upgrades to a WebSocket as `uid` and waits for `hello` (under the handshake gate); records
-/// the handshake time.
-pub async fn open(w: &Worker, uid: u64, token: &str) -> Result<impl WsConn + use<>, String> {
+/// iOS: a connection that counts as online for push (SPEC §6).
+pub const IOS: u8 = 1;
+
+/// Upgrades to a WebSocket as `uid` from `platform` and waits for `hello` (under the handshake
+/// gate); records the handshake time.
+pub async fn open(
+    w: &Worker,
+    uid: u64,
+    token: &str,
+    platform: u8,
+) -> Result<impl WsConn + use<>, String> {
     let shared = &w.shared;
     let _permit = handshake_slot(w).await?;
     let started = Instant::now();
     let url = format!(
-        "{}/ws?token={token}&platform_id=1&device_id=lg{uid}",
+        "{}/ws?token={token}&platform_id={platform}&device_id=lg{uid}",
         shared.ws_base
     );
     let connect = w.clients.ws(uid).ws(url).max_frame_size(1 << 20).connect();
@@ -100,10 +108,10 @@ fn is_hello(text: &[u8]) -> bool {
 }
 
 /// Token + WebSocket + hello for `uid`; failures are counted and kept as error samples.
-pub async fn connect(w: &Worker, uid: u64) -> Option<impl WsConn + use<>> {
+pub async fn connect(w: &Worker, uid: u64, platform: u8) -> Option<impl WsConn + use<>> {
     let c = &w.shared.counters;
     let result = match token(w, uid).await {
-        Ok(t) => open(w, uid, &t).await,
+        Ok(t) => open(w, uid, &t, platform).await,
         Err(e) => Err(e),
     };
     match result {

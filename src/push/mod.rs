@@ -1,189 +1,39 @@
 //! Push jobs for recipients who are not online (SPEC §6), and the sinks that deliver them.
 //!
-//! Producers (`UserSession`, `GroupActor`) hand jobs to a `PushQueue` without waiting: a bounded
-//! channel, full → the job is dropped and counted (`imd_push_jobs_dropped_total`). One worker
-//! batches jobs (`push.batch_size`, `push.flush_interval_ms`), fills in the device tokens it
-//! does not have yet with one store round-trip per batch, and writes the batch to the sink in
-//! one round-trip: RPUSH to GoBelieve's queues (`redis`), one POST (`webhook`), or log lines.
+//! Producers hand jobs to a `PushQueue`, a bounded channel read by one worker:
+//! - one-receiver jobs (`UserSession`: peer, system, customer) without waiting; a full queue
+//!   drops the job, counted (`imd_push_jobs_dropped_total`) and logged once per burst;
+//! - group jobs as a stream (`submit_streamed`, from `dispatch/push_stream.rs`): the producer
+//!   waits while `STREAM_WINDOW` of its jobs are queued or being written (backpressure), so a
+//!   million-member group's ~1,000 jobs never sit in memory at once.
+//!
+//! The worker batches jobs (`push.batch_size`, `push.flush_interval_ms`), looks up the device
+//! tokens a one-receiver job does not have yet with one store round-trip per batch, skips jobs
+//! whose receivers have no token, and writes the batch to the sink in one round-trip: RPUSH to
+//! GoBelieve's queues (`redis`), one POST (`webhook`), or log lines.
 
+mod job;
 mod sink;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
+pub use self::job::{GROUP_JOB_RECEIVERS, PushJob};
 use crate::config::{PushSettings, PushSinkKind};
-use crate::domain::{AppId, DeviceToken, GroupId, Uid, UserKey};
+use crate::domain::UserKey;
+use crate::ratelimit::Throttle;
 use crate::store::Store;
 
-/// One push job. `tokens` are the receivers' bound device tokens, newest first; `None` means
-/// the worker looks them up.
-#[derive(Debug, Clone)]
-pub enum PushJob {
-    Peer {
-        app: AppId,
-        sender: Uid,
-        receiver: Uid,
-        content: Arc<str>,
-        tokens: Option<Vec<DeviceToken>>,
-    },
-    Group {
-        app: AppId,
-        sender: Uid,
-        group_id: GroupId,
-        receivers: Vec<Uid>,
-        content: Arc<str>,
-        tokens: Option<Vec<Vec<DeviceToken>>>,
-    },
-    System {
-        app: AppId,
-        receiver: Uid,
-        content: Arc<str>,
-        tokens: Option<Vec<DeviceToken>>,
-    },
-    Customer {
-        sender_app: AppId,
-        sender: Uid,
-        receiver_app: AppId,
-        receiver: Uid,
-        content: Arc<str>,
-        tokens: Option<Vec<DeviceToken>>,
-    },
-}
-
-impl PushJob {
-    /// The GoBelieve queue this job belongs to.
-    pub fn queue(&self) -> &'static str {
-        match self {
-            PushJob::Peer { .. } => "push_queue",
-            PushJob::Group { .. } => "group_push_queue",
-            PushJob::System { .. } => "system_push_queue",
-            PushJob::Customer { .. } => "customer_push_queue_v2",
-        }
-    }
-
-    /// Receivers whose tokens are still missing.
-    fn missing_tokens(&self) -> Vec<UserKey> {
-        match self {
-            PushJob::Peer {
-                app,
-                receiver,
-                tokens: None,
-                ..
-            }
-            | PushJob::System {
-                app,
-                receiver,
-                tokens: None,
-                ..
-            } => vec![UserKey::new(*app, *receiver)],
-            PushJob::Customer {
-                receiver_app,
-                receiver,
-                tokens: None,
-                ..
-            } => {
-                vec![UserKey::new(*receiver_app, *receiver)]
-            }
-            PushJob::Group {
-                app,
-                receivers,
-                tokens: None,
-                ..
-            } => receivers.iter().map(|r| UserKey::new(*app, *r)).collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    fn fill_tokens(&mut self, found: &mut impl Iterator<Item = Vec<DeviceToken>>) {
-        match self {
-            PushJob::Peer {
-                tokens: t @ None, ..
-            }
-            | PushJob::System {
-                tokens: t @ None, ..
-            }
-            | PushJob::Customer {
-                tokens: t @ None, ..
-            } => *t = Some(found.next().unwrap_or_default()),
-            PushJob::Group {
-                receivers,
-                tokens: t @ None,
-                ..
-            } => {
-                *t = Some(
-                    receivers
-                        .iter()
-                        .map(|_| found.next().unwrap_or_default())
-                        .collect(),
-                )
-            }
-            _ => {}
-        }
-    }
-
-    /// The original payload of the job's queue plus `device_tokens` (newest first), which the
-    /// original push daemon ignores and other consumers can use.
-    pub fn payload(&self) -> Value {
-        let toks = |t: &Option<Vec<DeviceToken>>| json!(t.as_deref().unwrap_or_default());
-        match self {
-            PushJob::Peer {
-                app,
-                sender,
-                receiver,
-                content,
-                tokens,
-            } => json!({
-                "appid": app, "sender": sender, "receiver": receiver, "content": &**content,
-                "device_tokens": toks(tokens),
-            }),
-            PushJob::Group {
-                app,
-                sender,
-                group_id,
-                receivers,
-                content,
-                tokens,
-            } => {
-                let by_uid: serde_json::Map<String, Value> = receivers
-                    .iter()
-                    .zip(tokens.iter().flatten())
-                    .map(|(uid, t)| (uid.to_string(), json!(t)))
-                    .collect();
-                json!({
-                    "appid": app, "sender": sender, "receivers": receivers, "content": &**content,
-                    "group_id": group_id, "device_tokens": by_uid,
-                })
-            }
-            PushJob::System {
-                app,
-                receiver,
-                content,
-                tokens,
-            } => json!({
-                "appid": app, "receiver": receiver, "content": &**content,
-                "device_tokens": toks(tokens),
-            }),
-            PushJob::Customer {
-                sender_app,
-                sender,
-                receiver_app,
-                receiver,
-                content,
-                tokens,
-            } => json!({
-                "appid": receiver_app, "sender_appid": sender_app, "sender": sender,
-                "receiver_appid": receiver_app, "receiver": receiver, "content": &**content,
-                "device_tokens": toks(tokens),
-            }),
-        }
-    }
-}
+/// Streamed (group) jobs queued or being written at once, over all producers: with 1,000
+/// receivers a job, at most 64,000 receivers wait in memory.
+const STREAM_WINDOW: usize = 64;
 
 enum Command {
-    Job(PushJob),
+    /// A job; a streamed one holds its share of `STREAM_WINDOW` until it is written.
+    Job(PushJob, Option<OwnedSemaphorePermit>),
     /// Write everything queued so far, then answer.
     Flush(oneshot::Sender<()>),
 }
@@ -193,6 +43,10 @@ enum Command {
 pub struct PushQueue {
     tx: Option<mpsc::Sender<Command>>,
     sink: &'static str,
+    /// Permits for streamed jobs in flight.
+    window: Arc<Semaphore>,
+    /// Counts and logs (once per burst) jobs a limit made us drop.
+    drops: Arc<Drops>,
 }
 
 impl PushQueue {
@@ -201,6 +55,8 @@ impl PushQueue {
         PushQueue {
             tx: None,
             sink: "none",
+            window: Arc::new(Semaphore::new(STREAM_WINDOW)),
+            drops: Arc::new(Drops::new()),
         }
     }
 
@@ -212,7 +68,7 @@ impl PushQueue {
             PushSinkKind::Redis => "redis",
             PushSinkKind::Webhook => "webhook",
         };
-        let (tx, rx) = mpsc::channel(settings.queue_capacity);
+        let (tx, rx) = mpsc::channel(settings.queue_capacity.max(1));
         let settings = settings.clone();
         let redis_url = if settings.redis_url.is_empty() {
             store_redis_url.to_string()
@@ -228,22 +84,59 @@ impl PushQueue {
                 actix::Arbiter::current().stop();
             });
         });
-        PushQueue { tx: Some(tx), sink }
+        PushQueue {
+            tx: Some(tx),
+            sink,
+            window: Arc::new(Semaphore::new(STREAM_WINDOW)),
+            drops: Arc::new(Drops::new()),
+        }
     }
 
-    /// Hands a job to the worker without waiting; a full queue drops it (counted).
+    /// False for sink `none`: producers need not work out receivers at all.
+    pub fn enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Whether group jobs must carry their receivers' device tokens. Not for the redis sink:
+    /// GoBelieve's push daemon reads the tokens of every receiver of `group_push_queue`
+    /// itself.
+    pub fn needs_tokens(&self) -> bool {
+        self.sink != "redis"
+    }
+
+    /// Hands a job to the worker without waiting; a full queue drops it (counted, logged).
     pub fn submit(&self, job: PushJob) {
         let Some(tx) = &self.tx else { return };
         let queue = job.queue();
-        match tx.try_send(Command::Job(job)) {
-            Ok(()) => {
-                metrics::counter!("imd_push_jobs_total", "sink" => self.sink, "queue" => queue).increment(1)
-            }
-            Err(_) => {
-                metrics::counter!("imd_push_jobs_dropped_total", "sink" => self.sink, "reason" => "queue_full")
-                    .increment(1)
-            }
+        match tx.try_send(Command::Job(job, None)) {
+            Ok(()) => self.queued(queue),
+            Err(_) => self.drops.record(self.sink, "queue_full", 1),
         }
+    }
+
+    /// Hands a job to the worker, waiting while `STREAM_WINDOW` streamed jobs are in flight
+    /// (backpressure for producers of many jobs). False once the worker is gone.
+    pub async fn submit_streamed(&self, job: PushJob) -> bool {
+        let Some(tx) = &self.tx else { return false };
+        let Ok(permit) = self.window.clone().acquire_owned().await else {
+            return false;
+        };
+        let queue = job.queue();
+        let sent = tx.send(Command::Job(job, Some(permit))).await.is_ok();
+        if sent {
+            self.queued(queue);
+        }
+        sent
+    }
+
+    fn queued(&self, queue: &'static str) {
+        metrics::counter!("imd_push_jobs_total", "sink" => self.sink, "queue" => queue)
+            .increment(1);
+    }
+
+    /// Counts (and logs, once per burst) `n` jobs a producer had to drop for `reason`.
+    pub fn dropped(&self, reason: &'static str, n: u64) {
+        self.drops.record(self.sink, reason, n);
     }
 
     /// Waits (bounded) until every job submitted so far has been handed to the sink.
@@ -256,6 +149,53 @@ impl PushQueue {
     }
 }
 
+/// Dropped jobs: every one counted in `imd_push_jobs_dropped_total{sink,reason}`, and one
+/// warning per second at most, with how many went since the last one.
+struct Drops {
+    since_log: AtomicU64,
+    log: Throttle,
+}
+
+impl Drops {
+    fn new() -> Drops {
+        Drops {
+            since_log: AtomicU64::new(0),
+            log: Throttle::new(Duration::from_secs(1)),
+        }
+    }
+
+    fn record(&self, sink: &'static str, reason: &'static str, n: u64) {
+        metrics::counter!("imd_push_jobs_dropped_total", "sink" => sink, "reason" => reason)
+            .increment(n);
+        let pending = self.since_log.fetch_add(n, Ordering::Relaxed) + n;
+        if self.log.due() {
+            self.since_log.fetch_sub(pending, Ordering::Relaxed);
+            tracing::warn!(sink, reason, dropped = pending, "push jobs dropped");
+        }
+    }
+}
+
+/// What the worker is gathering for its next write.
+#[derive(Default)]
+struct Gathered {
+    batch: Vec<PushJob>,
+    /// Permits of the streamed jobs in `batch`, released once it is written.
+    permits: Vec<OwnedSemaphorePermit>,
+    flushes: Vec<oneshot::Sender<()>>,
+}
+
+impl Gathered {
+    fn take(&mut self, cmd: Command) {
+        match cmd {
+            Command::Job(job, permit) => {
+                self.batch.push(job);
+                self.permits.extend(permit);
+            }
+            Command::Flush(done) => self.flushes.push(done),
+        }
+    }
+}
+
 async fn worker(
     mut rx: mpsc::Receiver<Command>,
     settings: PushSettings,
@@ -263,33 +203,30 @@ async fn worker(
     mut sink: sink::Sink,
 ) {
     let linger = Duration::from_millis(settings.flush_interval_ms);
-    let mut batch: Vec<PushJob> = Vec::with_capacity(settings.batch_size);
+    let mut g = Gathered::default();
     while let Some(first) = rx.recv().await {
-        let mut flushes = Vec::new();
-        let take = |cmd: Command,
-                    batch: &mut Vec<PushJob>,
-                    flushes: &mut Vec<oneshot::Sender<()>>| match cmd {
-            Command::Job(job) => batch.push(job),
-            Command::Flush(done) => flushes.push(done),
-        };
-        take(first, &mut batch, &mut flushes);
+        g.take(first);
         // Let the batch fill while asleep: jobs queued meanwhile wake nobody (waiting on the
         // channel instead would mean one wake-up of this thread per job).
-        if flushes.is_empty() {
+        if g.flushes.is_empty() {
             tokio::time::sleep(linger).await;
         }
-        while batch.len() < settings.batch_size {
+        while g.batch.len() < settings.batch_size {
             match rx.try_recv() {
-                Ok(cmd) => take(cmd, &mut batch, &mut flushes),
+                Ok(cmd) => g.take(cmd),
                 Err(_) => break,
             }
         }
-        if !batch.is_empty() {
-            resolve_tokens(&store, &mut batch).await;
-            sink.write(&batch).await;
-            batch.clear();
+        if !g.batch.is_empty() {
+            resolve_tokens(&store, &mut g.batch).await;
+            g.batch.retain(|job| !job.tokenless());
+            if !g.batch.is_empty() {
+                sink.write(&g.batch).await;
+            }
+            g.batch.clear();
         }
-        for done in flushes {
+        g.permits.clear();
+        for done in g.flushes.drain(..) {
             let _ = done.send(());
         }
     }
@@ -306,7 +243,7 @@ async fn resolve_tokens(store: &Store, batch: &mut [PushJob]) {
         Err(e) => {
             // Push without tokens rather than not at all; consumers can look them up.
             tracing::warn!(error = %e, "push: could not load device tokens");
-            Vec::new()
+            return;
         }
     };
     let mut found = found.into_iter();

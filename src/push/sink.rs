@@ -59,6 +59,11 @@ impl Sink {
             } => write_webhook(client, url, *max_attempts, batch).await,
         };
         let outcome = if ok { "delivered" } else { "dropped" };
+        if ok {
+            let receivers: usize = batch.iter().map(PushJob::receivers).sum();
+            metrics::counter!("imd_push_receivers_total", "sink" => name)
+                .increment(receivers as u64);
+        }
         metrics::counter!("imd_push_batches_total", "sink" => name, "outcome" => outcome)
             .increment(1);
         if !ok {

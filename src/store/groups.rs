@@ -2,7 +2,7 @@
 //! and the `group_manager_stream` events the original im server consumes.
 
 use super::{Appended, Store, StoreResult};
-use crate::domain::{AppId, GroupId, Uid};
+use crate::domain::{AppId, GroupId, Uid, UserKey};
 
 /// One member as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,13 +82,12 @@ pub struct MemberPatch {
 }
 
 /// A `group_manager_stream` entry in the original event format (reference §5). The store adds
-/// `previous_action_id` and `action_id`.
+/// `previous_action_id` and `action_id`; `group_member_add` / `group_member_remove` are written
+/// by the membership scripts themselves, one per member changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupEvent {
     Disband,
     Upgrade { app: AppId },
-    MemberAdd(Uid),
-    MemberRemove(Uid),
     MemberMute(Uid, bool),
 }
 
@@ -115,10 +114,6 @@ impl GroupEvent {
                 &[("app_id", app.to_string()), ("super", "1".into())],
                 "group_upgrade",
             ),
-            GroupEvent::MemberAdd(m) => v(&[("member_id", m.to_string())], "group_member_add"),
-            GroupEvent::MemberRemove(m) => {
-                v(&[("member_id", m.to_string())], "group_member_remove")
-            }
             GroupEvent::MemberMute(m, on) => v(
                 &[
                     ("member_id", m.to_string()),
@@ -130,20 +125,53 @@ impl GroupEvent {
     }
 }
 
+/// Members read per page when a normal group (or a memory store's group) is loaded.
+pub const MEMBERS_PAGE: usize = 20_000;
+
 impl Store {
     /// Creates a group with `record.id`, or a fresh id when it is 0. `None`: the id is taken.
+    /// Any number of members: a big group is written in chunks, all or nothing (see
+    /// `redis/members.rs`).
     pub async fn create_group(&self, record: &GroupRecord) -> StoreResult<Option<GroupId>> {
         backend!(self, s => s.create_group(record).await)
     }
 
+    /// The group's record without its members (`members` empty; read them with
+    /// `load_members`). A membership change that was committed but interrupted (the process
+    /// died half-way) is completed first.
+    pub async fn group_meta(&self, gid: GroupId) -> StoreResult<Option<GroupRecord>> {
+        backend!(self, s => s.group_meta(gid).await)
+    }
+
+    /// Hands the group's members to `each` a page at a time (pages in no particular order, a
+    /// member possibly twice); `group` is the record from `group_meta`.
+    pub async fn load_members(
+        &self,
+        group: &GroupRecord,
+        each: impl FnMut(Vec<MemberRecord>),
+    ) -> StoreResult<()> {
+        backend!(self, s => s.load_members(group.id, group.is_super, each).await)
+    }
+
+    /// The whole group, members ascending by uid (paged reads).
     pub async fn load_group(&self, gid: GroupId) -> StoreResult<Option<GroupRecord>> {
-        backend!(self, s => s.load_group(gid).await)
+        let Some(mut group) = self.group_meta(gid).await? else {
+            return Ok(None);
+        };
+        let mut members = Vec::new();
+        self.load_members(&group, |page| members.extend(page))
+            .await?;
+        members.sort_unstable_by_key(|m| m.uid);
+        members.dedup_by_key(|m| m.uid);
+        group.members = members;
+        Ok(Some(group))
     }
 
     pub async fn rename_group(&self, gid: GroupId, name: &str) -> StoreResult<()> {
         backend!(self, s => s.rename_group(gid, name).await)
     }
 
+    /// Makes the group super (and enters every member in their `user_groups`).
     pub async fn upgrade_group(&self, gid: GroupId, events: &[GroupEvent]) -> StoreResult<()> {
         backend!(self, s => s.upgrade_group(gid, events).await)
     }
@@ -153,23 +181,28 @@ impl Store {
         backend!(self, s => s.delete_group(gid, events).await)
     }
 
-    /// Adds members (callers pass only new ones; existing entries are never overwritten).
-    pub async fn add_members(
-        &self,
-        gid: GroupId,
-        members: &[MemberRecord],
-        events: &[GroupEvent],
-    ) -> StoreResult<()> {
-        backend!(self, s => s.add_members(gid, members, events).await)
+    /// Adds members (callers pass only new ones; existing entries are never overwritten), with
+    /// a `group_member_add` event each; any number, all or nothing.
+    pub async fn add_members(&self, gid: GroupId, members: &[MemberRecord]) -> StoreResult<()> {
+        backend!(self, s => s.add_members(gid, members).await)
     }
 
+    /// Removes members, with a `group_member_remove` event each; any number, all or nothing.
+    /// `master`: the group's new master, set in the same change (the old one is leaving).
     pub async fn remove_members(
         &self,
         gid: GroupId,
         members: &[Uid],
-        events: &[GroupEvent],
+        master: Option<Uid>,
     ) -> StoreResult<()> {
-        backend!(self, s => s.remove_members(gid, members, events).await)
+        backend!(self, s => s.remove_members(gid, members, master).await)
+    }
+
+    /// The super groups `user` is a member of, ascending: what a session reads when its user
+    /// comes online, to be found by those groups' fan-out (`dispatch/online.rs`). Written by
+    /// every membership change of a super group, in the same atomic step.
+    pub async fn user_groups(&self, user: UserKey) -> StoreResult<Vec<GroupId>> {
+        backend!(self, s => s.user_groups(user).await)
     }
 
     /// Stores a member's new settings (`member` is the full updated record); DND is also

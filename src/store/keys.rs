@@ -67,9 +67,39 @@ pub fn group(gid: GroupId) -> String {
     format!("imd:group:{gid}")
 }
 
-/// Hash uid → `joined_at,join_seq,mute,dnd,nickname`.
+/// Hash uid → `joined_at,join_seq,mute,dnd,nickname`: a normal group's members.
 pub fn group_members(gid: GroupId) -> String {
     format!("imd:group:{gid}:members")
+}
+
+/// Buckets a super group's members are spread over (`member_bucket`).
+pub const MEMBER_BUCKETS: u64 = 100;
+
+/// A super group's members live in `MEMBER_BUCKETS` hashes by uid % 100 (the uid's last two
+/// decimal digits, which the Lua scripts read off the uid's text), uid →
+/// `uid,joined_at,join_seq,mute,dnd,nickname` (the uid again, so a bucket loads with HVALS): a
+/// 1,000,000-member group loads as 100 pipelined reads of ~10,000 members, none holding Redis
+/// for long, instead of a walk with HSCAN (2.5 times the Redis time per member, and unpipelined).
+pub fn member_bucket(gid: GroupId, bucket: u64) -> String {
+    format!("imd:group:{gid}:members:{bucket}")
+}
+
+/// List: a committed membership change still being applied in chunks (`redis/members.rs`);
+/// the group hash's `journal` field names the operation while it exists.
+pub fn group_journal(gid: GroupId) -> String {
+    format!("imd:group:{gid}:journal")
+}
+
+/// List: a big membership change being written before it is committed; expires if the writer
+/// goes away before the commit.
+pub fn staging(token: u64) -> String {
+    format!("imd:staging:{token:016x}")
+}
+
+/// Set of the super-group ids a user is a member of. The membership scripts build this name
+/// themselves (`imd:ugroups:` .. app .. `:` .. uid): keep them in step.
+pub fn user_groups(u: UserKey) -> String {
+    format!("imd:ugroups:{}:{}", u.app, u.uid)
 }
 
 /// Counter for allocated group ids (ids named by the app are skipped over).

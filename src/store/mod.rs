@@ -29,7 +29,7 @@ use crate::config::{StoreKind, StoreSettings};
 use crate::domain::{DeviceToken, PushProvider, Uid, UserKey};
 
 pub use self::customers::Supporter;
-pub use self::groups::{GroupEvent, GroupRecord, MemberPatch, MemberRecord};
+pub use self::groups::{GroupEvent, GroupRecord, MEMBERS_PAGE, MemberPatch, MemberRecord};
 pub use self::memory::MemoryStore;
 pub use self::redis::RedisStore;
 
@@ -97,6 +97,17 @@ pub struct Append<'a> {
     pub body: &'a str,
     /// Idempotency key (already namespaced) and how long it is remembered.
     pub idempotency: Option<(&'a str, u64)>,
+}
+
+/// One notification for several users, each copy naming its own user: inbox `i` stores
+/// `head`, the uid of `inboxes[i]`, `tail` as its body, under a message id of its own.
+#[derive(Debug, Clone)]
+pub struct AppendEach<'a> {
+    pub inboxes: &'a [UserKey],
+    /// The body (as for `Append::body`) up to where the uid goes.
+    pub head: &'a str,
+    /// The body after the uid.
+    pub tail: &'a str,
 }
 
 /// What an append did.
@@ -223,6 +234,12 @@ impl Store {
         metrics::histogram!("imd_store_op_duration_seconds", "op" => "append")
             .record(started.elapsed().as_secs_f64());
         result
+    }
+
+    /// Stores one copy per inbox (`AppendEach`); returns (message id, seq) of each, in
+    /// `inboxes` order.
+    pub async fn append_each(&self, each: &AppendEach<'_>) -> StoreResult<Vec<(u64, u64)>> {
+        backend!(self, s => s.append_each(each).await)
     }
 
     /// The newest seq of the user's inbox (0 when empty).

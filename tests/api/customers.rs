@@ -344,6 +344,7 @@ async fn customers_and_their_supporter_exchange_messages_both_ways() {
 async fn an_offline_supporter_gets_a_customer_push_job() {
     let app = cs_app(Backend::Redis).await;
     add_supporter(&app, 700).await;
+    app.bind_token(700).await;
     let (ct, cid) = register(&app, "dave").await;
     my_supporter(&app, &ct).await.data();
     let mut cust = app.ws(&ct, 3, "w").await;

@@ -196,6 +196,14 @@ async fn a_graceful_shutdown_under_load_loses_nothing_and_closes_sockets_with_10
         .await
         .unwrap();
     let mut watcher = Ws::from_framed(framed).await;
+    // The offline receiver has a phone: each message is a push job.
+    let bound = client
+        .post(format!("{}/users/1/bind", server.base()))
+        .insert_header(("Authorization", auth.clone()))
+        .send_json(&json!({"apns_device_token": "apns-1"}))
+        .await
+        .unwrap();
+    assert_eq!(bound.status().as_u16(), 200);
     let (base, auth2) = (server.base(), auth.clone());
     let total = scale(3000);
     let load = actix_web::rt::spawn(async move {

@@ -247,16 +247,73 @@ async fn notifications_reach_the_member_they_are_about() {
         .data();
         assert_eq!(next_note(&mut joiner).await["disband"]["group_id"], gid);
         leaver.expect_silence(Duration::from_millis(200)).await;
-        // The master must stay.
-        let gid = create(&app, json!({"master": 1, "name": "h", "members": [2]})).await;
-        app.call(
-            "DELETE",
-            &format!("/groups/{gid}/members/1"),
-            Some(&app.auth_a()),
-            None,
-        )
-        .await
-        .assert_error(400, "master_cannot_leave");
+    }
+}
+
+async fn leave(app: &TestApp, gid: u64, uid: u64) -> Value {
+    app.call(
+        "DELETE",
+        &format!("/groups/{gid}/members/{uid}"),
+        Some(&app.auth_a()),
+        None,
+    )
+    .await
+    .data()
+    .clone()
+}
+
+/// Issue 16: the master may leave. The longest-standing member who stays (earliest join; on
+/// a tie the lowest uid) becomes master, named as `new_master` in the master's `quit_group`;
+/// the group goes on. The last member's leaving disbands it.
+#[actix_web::test]
+async fn a_master_may_leave_and_the_longest_standing_member_takes_over() {
+    for backend in BACKENDS {
+        for is_super in [false, true] {
+            let app = spawn_app(backend).await;
+            let mut two = app.online(2, 1, "p").await;
+            let gid = create(
+                &app,
+                json!({"master": 1, "name": "h", "super": is_super, "members": [3, 2]}),
+            )
+            .await;
+            assert!(next_note(&mut two).await.get("create").is_some());
+            // 4 joins later than everyone else: never the successor while they stay.
+            app.post(&format!("/groups/{gid}/members"), json!([4]))
+                .await
+                .data();
+            assert!(next_note(&mut two).await.get("add_member").is_some());
+            assert_eq!(leave(&app, gid, 1).await["removed"], json!([1]));
+            let quit = next_note(&mut two).await;
+            assert_eq!(
+                (
+                    quit["quit_group"]["member_id"].clone(),
+                    quit["quit_group"]["new_master"].clone()
+                ),
+                (json!(1), json!(2)),
+                "{backend:?} super {is_super}: created together, the lowest uid wins the tie"
+            );
+            let g = info(&app, gid).await;
+            assert_eq!(
+                (g["master"].clone(), member_uids(&g)),
+                (json!(2), vec![2, 3, 4])
+            );
+            assert_eq!(send(&app, 3, gid, "still here").await.status, 200);
+            assert_eq!(two.recv().await["content"], "still here");
+            // The new master leaves too; then the rest, the last of whom disbands the group.
+            leave(&app, gid, 2).await;
+            assert_eq!(info(&app, gid).await["master"], 3, "{backend:?}");
+            let mut last = app.online(4, 1, "p").await;
+            leave(&app, gid, 3).await;
+            assert_eq!(leave(&app, gid, 4).await["removed"], json!([4]));
+            assert_eq!(next_note(&mut last).await["quit_group"]["member_id"], 3);
+            assert_eq!(next_note(&mut last).await["quit_group"]["member_id"], 4);
+            app.get(&format!("/groups/{gid}"))
+                .await
+                .assert_error(404, "group_not_found");
+            send(&app, 4, gid, "anyone?")
+                .await
+                .assert_error(404, "group_not_found");
+        }
     }
 }
 

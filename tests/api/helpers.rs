@@ -301,6 +301,17 @@ impl TestApp {
             .to_string()
     }
 
+    /// Binds a device token for uid of app A: a user without one gets no push job.
+    #[allow(dead_code)]
+    pub async fn bind_token(&self, uid: u64) {
+        self.post(
+            &format!("/users/{uid}/bind"),
+            serde_json::json!({ "apns_device_token": format!("apns-{uid}") }),
+        )
+        .await
+        .data();
+    }
+
     /// A blocking connection to this test's Redis database.
     pub fn redis(&self) -> redis::Connection {
         let url = self

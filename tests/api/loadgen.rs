@@ -6,7 +6,7 @@
 
 use im_dispatcher::loadgen::{
     self, ActorsArgs, ApiArgs, Common, ConnectArgs, FanoutArgs, GroupsArgs, IdleArgs, LoadOptions,
-    PeerArgs, Report, Scenario,
+    PeerArgs, Report, Scenario, SuperGroupArgs,
 };
 
 use crate::helpers::*;
@@ -166,6 +166,16 @@ async fn idle_holds_connections_and_samples_the_server() {
     assert!(server.rss_per_connection_bytes.is_some());
 }
 
+/// Options aimed at a server process of the test's own, sampled by pid.
+fn own_server(server: &crate::process::Server) -> Common {
+    let mut common = Common::new(server.base());
+    common.json = true;
+    common.threads = Some(2);
+    common.source_ips = 1;
+    common.server_pid = Some(server.child.id());
+    common
+}
+
 #[actix_web::test]
 async fn actors_loads_groups_and_samples_the_server_per_group() {
     // A server process of its own: the scenario waits for its `imd_group_actors` gauge, which
@@ -174,11 +184,7 @@ async fn actors_loads_groups_and_samples_the_server_per_group() {
         ("IMD_LIMITS__ACTOR_IDLE_SECS", "1".to_string()),
         ("IMD_LOG__LEVEL", "warn".to_string()),
     ]);
-    let mut common = Common::new(server.base());
-    common.json = true;
-    common.threads = Some(2);
-    common.source_ips = 1;
-    common.server_pid = Some(server.child.id());
+    let common = own_server(&server);
     let opts = LoadOptions {
         common,
         scenario: Scenario::Actors(ActorsArgs { groups: 4, size: 5 }),
@@ -193,6 +199,55 @@ async fn actors_loads_groups_and_samples_the_server_per_group() {
         .unwrap_or_else(|| panic!("no server sample: {r:#?}"));
     assert!(s.rss_per_group_bytes.is_some());
     assert_eq!(s.rss_per_group_target_bytes, Some(1024 + 16 * 5));
+}
+
+/// The big-super-group scenario at a tiny size, against a server process of its own (the
+/// scenario reads the server's `imd_push_receivers_total`, which in this test process would
+/// count other tests' pushes too) with the redis store and push sink.
+#[actix_web::test]
+async fn supergroup_builds_in_batches_delivers_to_the_online_and_counts_push_receivers() {
+    let url = crate::redis_server::fresh_db();
+    let server = crate::process::Server::start(&[
+        ("IMD_STORE__KIND", "redis".to_string()),
+        ("IMD_STORE__REDIS_URL", url),
+        ("IMD_PUSH__SINK", "redis".to_string()),
+        ("IMD_PUSH__FLUSH_INTERVAL_MS", "5".to_string()),
+        ("IMD_LOG__LEVEL", "warn".to_string()),
+    ]);
+    let common = own_server(&server);
+    let scenario = Scenario::Supergroup(SuperGroupArgs {
+        members: 500,
+        online: 20,
+        web_share: 0.5,
+        batch: 150,
+        messages: 3,
+        rate: 0.0,
+        senders: 1,
+        push_wait: 20.0,
+        remove: 100,
+    });
+    let r = loadgen::run(LoadOptions { common, scenario })
+        .await
+        .unwrap_or_else(|e| panic!("loadgen: {e:#}"));
+    assert_eq!(r.scenario, "supergroup");
+    assert_all_delivered(&r, 3, 20);
+    let g = r
+        .super_group
+        .as_ref()
+        .unwrap_or_else(|| panic!("no super-group report: {r:#?}"));
+    assert_eq!(
+        (g.members, g.online, g.web, g.build_requests),
+        (500, 20, 10, 4)
+    );
+    // Every offline member, once per message; the online web members bound no token.
+    assert_eq!(g.push_receivers, 3 * (500 - 20), "{r:#?}");
+    assert!(g.push_receivers_per_sec.is_some_and(|r| r > 0.0), "{r:#?}");
+    assert!(g.remove_request_secs.is_some(), "{r:#?}");
+    let s = r.server.as_ref().unwrap_or_else(|| panic!("{r:#?}"));
+    assert!(
+        s.rss_peak_bytes
+            .is_some_and(|p| p >= s.rss_before_bytes.min(s.rss_after_bytes))
+    );
 }
 
 #[actix_web::test]

@@ -27,5 +27,6 @@ mod slow_clients;
 mod store_conformance;
 mod store_outcomes;
 mod store_properties;
+mod super_groups;
 mod users;
 mod ws_limits;

@@ -49,11 +49,18 @@ async fn send(app: &TestApp, sender: u64, receiver: u64, content: &str) {
 /// Sends a marker to an always-offline user and waits until it is queued: every job submitted
 /// before it has been written by then, so the queue can be checked for what is not there.
 async fn settle(app: &TestApp, marker: &str) -> Vec<Value> {
-    let before = queue(app, "push_queue").len();
+    app.bind_token(999).await;
     send(app, 1, 999, marker).await;
-    let q = wait_queue(app, "push_queue", before + 1).await;
-    assert_eq!(q.last().map(|j| j["content"].clone()), Some(json!(marker)));
-    q[..q.len() - 1].to_vec()
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let q = queue(app, "push_queue");
+        if let Some(at) = q.iter().position(|j| j["content"] == json!(marker)) {
+            assert_eq!(at, q.len() - 1, "jobs after the marker: {q:?}");
+            return q[..at].to_vec();
+        }
+        assert!(Instant::now() < deadline, "the marker never came: {q:?}");
+        actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 #[actix_web::test]
@@ -110,6 +117,7 @@ async fn a_mobile_connection_counts_as_online() {
 #[actix_web::test]
 async fn a_desktop_connection_silences_the_phone_only_while_mute_is_on() {
     let app = push_app().await;
+    app.bind_token(2).await;
     let mut web = app.online(2, 3, "tab").await;
     send(&app, 1, 2, "mute off").await;
     assert_eq!(
@@ -145,6 +153,7 @@ async fn a_desktop_connection_silences_the_phone_only_while_mute_is_on() {
 #[actix_web::test]
 async fn do_not_disturb_suppresses_the_push_but_not_delivery_or_storage() {
     let app = push_app().await;
+    app.bind_token(2).await;
     app.post(
         "/users/2",
         json!({"do_not_disturb": {"peer_uid": 1, "on": true}}),
@@ -172,6 +181,7 @@ async fn do_not_disturb_suppresses_the_push_but_not_delivery_or_storage() {
 #[actix_web::test]
 async fn system_messages_push_to_the_system_queue_and_notifications_never_push() {
     let app = push_app().await;
+    app.bind_token(5).await;
     app.post(
         "/messages/systems",
         json!({"receiver": 5, "content": "sys"}),
@@ -201,43 +211,15 @@ async fn system_messages_push_to_the_system_queue_and_notifications_never_push()
 
 #[actix_web::test]
 async fn the_webhook_sink_posts_batches_and_retries() {
-    use actix_web::{App, HttpResponse, HttpServer, web};
     let received: Arc<Mutex<Vec<Value>>> = Arc::default();
     let attempts: Arc<Mutex<u32>> = Arc::default();
-    let (r, a) = (received.clone(), attempts.clone());
-    let hook = HttpServer::new(move || {
-        let (r, a) = (r.clone(), a.clone());
-        App::new().route(
-            "/hook",
-            web::post().to(move |body: web::Json<Value>| {
-                let (r, a) = (r.clone(), a.clone());
-                async move {
-                    let mut n = a.lock().unwrap_or_else(|p| p.into_inner());
-                    *n += 1;
-                    if *n == 1 {
-                        return HttpResponse::InternalServerError().finish();
-                    }
-                    r.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(body.into_inner());
-                    HttpResponse::Ok().finish()
-                }
-            }),
-        )
-    })
-    .workers(1)
-    .bind("127.0.0.1:0")
-    .unwrap_or_else(|e| panic!("{e}"));
-    let hook_addr = hook.addrs()[0];
-    let hook = hook.run();
-    let hook_handle = hook.handle();
-    actix_web::rt::spawn(hook);
-
+    let (url, hook_handle) = capture_hook(received.clone(), Some(attempts.clone())).await;
     let (mut s, _) = test_settings(Backend::Memory);
     s.push.sink = PushSinkKind::Webhook;
-    s.push.webhook_url = format!("http://{hook_addr}/hook");
+    s.push.webhook_url = url;
     s.push.flush_interval_ms = 5;
     let app = spawn_with(s, None).await;
+    app.bind_token(2).await;
     send(&app, 1, 2, "via hook").await;
     let deadline = Instant::now() + WAIT;
     while received
@@ -254,4 +236,124 @@ async fn the_webhook_sink_posts_batches_and_retries() {
     assert_eq!(got[0][0]["payload"]["content"], "via hook");
     assert_eq!(*attempts.lock().unwrap_or_else(|p| p.into_inner()), 2);
     hook_handle.stop(false).await;
+}
+
+/// A webhook that records every batch it is sent; its URL. With `attempts`, it counts the
+/// requests and refuses the first (500).
+async fn capture_hook(
+    received: Arc<Mutex<Vec<Value>>>,
+    attempts: Option<Arc<Mutex<u32>>>,
+) -> (String, actix_web::dev::ServerHandle) {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let hook = HttpServer::new(move || {
+        let (r, a) = (received.clone(), attempts.clone());
+        App::new().route(
+            "/hook",
+            web::post().to(move |body: web::Json<Value>| {
+                let (r, a) = (r.clone(), a.clone());
+                async move {
+                    if let Some(a) = a {
+                        let mut n = a.lock().unwrap_or_else(|p| p.into_inner());
+                        *n += 1;
+                        if *n == 1 {
+                            return HttpResponse::InternalServerError().finish();
+                        }
+                    }
+                    r.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(body.into_inner());
+                    HttpResponse::Ok().finish()
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("http://{}/hook", hook.addrs()[0]);
+    let hook = hook.run();
+    let handle = hook.handle();
+    actix_web::rt::spawn(hook);
+    (url, handle)
+}
+
+/// For sinks that cannot read the store (webhook, log) a group message's push stream names
+/// each receiver's tokens: from memory for users with a session, read from the store for the
+/// others; users without a token get no push, whether online on the web or offline.
+#[actix_web::test]
+async fn group_push_to_a_webhook_names_each_receivers_tokens_and_skips_users_without() {
+    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let (url, hook) = capture_hook(received.clone(), None).await;
+    let (mut s, _) = test_settings(Backend::Memory);
+    s.push.sink = PushSinkKind::Webhook;
+    s.push.webhook_url = url;
+    s.push.flush_interval_ms = 5;
+    let app = spawn_with(s, None).await;
+    let members: Vec<u64> = (2..=2500).collect();
+    let gid = app
+        .post(
+            "/groups",
+            json!({"master": 1, "name": "g", "super": true, "members": members}),
+        )
+        .await
+        .data()["group_id"]
+        .as_u64()
+        .unwrap();
+    for uid in [10, 1500, 2400, 20, 30] {
+        app.bind_token(uid).await;
+    }
+    let _web_with_token = app.online(20, 3, "web").await;
+    let _web_without = app.online(21, 3, "web").await;
+    let _phone = app.online(30, 1, "phone").await;
+    app.post(
+        "/messages/groups",
+        json!({"sender": 1, "receiver": gid, "content": "to the phones"}),
+    )
+    .await
+    .data();
+    let expected: Vec<u64> = vec![10, 20, 1500, 2400];
+    let deadline = Instant::now() + WAIT;
+    let receivers = loop {
+        let mut got: Vec<(u64, Value)> = received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .flat_map(|batch| batch.as_array().cloned().unwrap_or_default())
+            .filter(|job| job["queue"] == "group_push_queue")
+            .flat_map(|job| {
+                let p = &job["payload"];
+                assert!(p["receivers"].as_array().is_some_and(|r| r.len() <= 1000));
+                p["receivers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|r| r.as_u64())
+                    .map(|r| (r, p["device_tokens"][r.to_string()].clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        got.sort_by_key(|(u, _)| *u);
+        if got.len() >= expected.len() || Instant::now() > deadline {
+            break got;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    };
+    let uids: Vec<u64> = receivers.iter().map(|(u, _)| *u).collect();
+    assert_eq!(
+        uids, expected,
+        "not the sender, the phone, or anyone without a token"
+    );
+    for (uid, tokens) in &receivers {
+        assert_eq!(tokens[0]["token"], format!("apns-{uid}"), "{uid}: {tokens}");
+    }
+    hook.stop(false).await;
+}
+
+#[actix_web::test]
+async fn a_receiver_without_a_device_token_gets_no_push_job() {
+    let app = push_app().await;
+    send(&app, 1, 2, "nobody to push to").await;
+    let q = settle(&app, "m").await;
+    assert!(q.is_empty(), "user 2 bound no token: {q:?}");
 }

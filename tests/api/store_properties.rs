@@ -56,7 +56,8 @@ enum Op {
     UpgradeGroup(GroupId),
     DeleteGroup(GroupId),
     AddMembers(GroupId, Vec<MemberRecord>),
-    RemoveMembers(GroupId, Vec<Uid>),
+    RemoveMembers(GroupId, Vec<Uid>, Option<Uid>),
+    UserGroups(UserKey),
     UpdateMember(GroupId, MemberRecord),
     Member(GroupId, Uid),
     AppendTimeline(GroupId, Option<String>),
@@ -191,7 +192,11 @@ fn op() -> impl Strategy<Value = Op> {
         1 => gid().prop_map(Op::DeleteGroup),
         2 => (gid(), vec(member(), 0..3)).prop_map(|(g, m)| Op::AddMembers(g, m)),
         1 => (gid(), vec(1u64..=5, 0..3))
-            .prop_map(|(g, m)| Op::RemoveMembers(g, m.into_iter().map(Uid).collect())),
+            .prop_map(|(g, m)| Op::RemoveMembers(g, m.into_iter().map(Uid).collect(), None)),
+        1 => (gid(), vec(1u64..=5, 0..3), 1u64..=5).prop_map(|(g, m, master)| {
+            Op::RemoveMembers(g, m.into_iter().map(Uid).collect(), Some(Uid(master)))
+        }),
+        2 => user().prop_map(Op::UserGroups),
         2 => (gid(), member()).prop_map(|(g, m)| Op::UpdateMember(g, m)),
         1 => (gid(), 1u64..=5).prop_map(|(g, u)| Op::Member(g, Uid(u))),
         3 => (gid(), key()).prop_map(|(g, k)| Op::AppendTimeline(g, k)),
@@ -309,14 +314,11 @@ impl Side {
                 format!("{:?}", s.upgrade_group(*g, &events).await)
             }
             Op::DeleteGroup(g) => format!("{:?}", s.delete_group(*g, &[GroupEvent::Disband]).await),
-            Op::AddMembers(g, m) => {
-                let events: Vec<_> = m.iter().map(|m| GroupEvent::MemberAdd(m.uid)).collect();
-                format!("{:?}", s.add_members(*g, m, &events).await)
+            Op::AddMembers(g, m) => format!("{:?}", s.add_members(*g, m).await),
+            Op::RemoveMembers(g, m, master) => {
+                format!("{:?}", s.remove_members(*g, m, *master).await)
             }
-            Op::RemoveMembers(g, m) => {
-                let events: Vec<_> = m.iter().map(|u| GroupEvent::MemberRemove(*u)).collect();
-                format!("{:?}", s.remove_members(*g, m, &events).await)
-            }
+            Op::UserGroups(u) => format!("{:?}", s.user_groups(*u).await),
             Op::UpdateMember(g, m) => {
                 let events = [GroupEvent::MemberMute(m.uid, m.mute)];
                 format!("{:?}", s.update_member(AppId(1), *g, m, &events).await)

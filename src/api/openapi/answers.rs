@@ -81,7 +81,12 @@ pub struct GroupInfo {
     master: Uid,
     #[schema(rename = "super")]
     is_super: bool,
+    /// Members in all.
+    member_count: u64,
+    /// This page of them, ascending by uid.
     members: Vec<MemberInfo>,
+    /// `cursor` of the next page; null on the last.
+    next_cursor: Option<Uid>,
 }
 
 #[derive(ToSchema)]

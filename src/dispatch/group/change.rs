@@ -1,343 +1,248 @@
-//! Membership and settings changes of a `GroupActor`: each one is stored (with its
-//! `group_manager_stream` events, atomically), then announced with its SPEC §4.2 notification,
-//! then applied in memory. A failed store write changes nothing; a notification that cannot
-//! be stored after the change is logged (the change itself stands).
+//! Membership and settings changes of a `GroupActor`, one method each. Every one is stored
+//! (with its `group_manager_stream` events, atomically), then applied in memory, then
+//! announced with its SPEC §4.2 notification (`finish`, the shared step). A failed store write
+//! changes nothing in memory; a notification that cannot be stored after the change is logged
+//! (the change itself stands).
+//! Adding and removing members is in `membership.rs`.
 
-use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::{Change, GroupActor, GroupReply, MemberSpec, Reply, done, notify};
+use super::commands::Notify;
+use super::notice::{Announce, EachNotice, Notice, To};
+use super::{GroupActor, GroupState, Reply, done};
 use crate::dispatch::frame::Kind;
+use crate::dispatch::members::Members;
 use crate::dispatch::{DispatchError, Sent};
-use crate::domain::{AppId, Uid, now_secs};
-use crate::store::{GroupEvent, MemberRecord, StoreError};
-
-/// A member's name/avatar for a notification, when given.
-fn describe(mut fields: serde_json::Value, spec: &MemberSpec) -> serde_json::Value {
-    if let Some(n) = &spec.name {
-        fields["name"] = json!(n);
-    }
-    if let Some(a) = &spec.avatar {
-        fields["avatar"] = json!(a);
-    }
-    fields
-}
+use crate::domain::{Uid, UserKey};
+use crate::store::{GroupEvent, MemberPatch, MemberRecord, StoreError};
 
 impl GroupActor {
-    /// Runs `op` (the store write, then notifications) with the mailbox held; on success applies
-    /// the change in memory and answers `reply`.
-    fn finish<T: 'static>(
+    /// The shared step of every change: `op` (the store write) runs with the mailbox held;
+    /// on success `apply` updates memory and names the notifications; the caller is answered
+    /// (`Apply::applied`), then the notifications are sent, all before the group's next
+    /// command. On a store error the actor stops (once it has answered): the next command
+    /// loads the group as stored (a big change may have been committed and is then completed
+    /// by that load). A group that `apply` found gone stops the same way.
+    pub(super) fn finish<T: 'static>(
         &mut self,
         op: impl Future<Output = Result<T, StoreError>> + 'static,
-        apply: impl FnOnce(&mut GroupActor, &mut Context<GroupActor>, T) + 'static,
-        reply: GroupReply,
-    ) -> Reply {
-        AtomicResponse::new(Box::pin(op.into_actor(self).map(move |r, act, ctx| {
-            apply(act, ctx, r?);
-            Ok(reply)
+        apply: impl FnOnce(&mut GroupActor, T) -> Option<Announce> + 'static,
+        reply: Vec<Uid>,
+    ) -> Reply<Vec<Uid>> {
+        let early = self.applied.take();
+        let fut = op.into_actor(self).then(move |r, act, _| {
+            let announce = r.map(|v| apply(act, v));
+            if let (Ok(_), Some(tx)) = (&announce, early) {
+                let _ = tx.send(reply.clone());
+            }
+            let env = act.env.clone();
+            async move {
+                if let Some(a) = announce? {
+                    a.send(&env).await;
+                }
+                Ok(reply)
+            }
+            .into_actor(act)
+        });
+        AtomicResponse::new(Box::pin(fut.map(|r, act, ctx| {
+            if r.is_err() || act.state.is_none() {
+                ctx.stop();
+            }
+            r
         })))
     }
 
-    pub(super) fn change(&mut self, app: AppId, change: Change, _: &mut Context<Self>) -> Reply {
-        let st = match self.state(app) {
-            Ok(st) => st,
-            Err(e) => return done(Err(e)),
-        };
-        // The member list is copied (`recipients`) only by the commands that announce
-        // something, once their checks have passed.
-        let is_super = st.is_super;
-        let recipients = || -> Arc<[Uid]> { st.members.uids().collect() };
-        let (gid, env, group_name) = (self.gid, self.env.clone(), st.name.clone());
-        let store = env.store.clone();
-        let key = (app, gid, is_super);
-        match change {
-            Change::Notify {
-                content,
-                idempotency,
-            } => {
-                let body = self.body(Kind::GroupNotification, None, &content);
-                let (ttl, members) = (env.limits.idempotency_ttl_secs, recipients());
-                let fut = async move {
-                    let idem = idempotency.as_deref().map(|k| (k, ttl));
-                    notify(env, key, members, Vec::new(), body, idem).await
-                };
-                AtomicResponse::new(Box::pin(fut.into_actor(self).map(move |r, _, _| {
-                    let id = r?;
-                    Ok(GroupReply::Sent(Sent {
-                        id,
-                        seq: 0,
-                        replayed: false,
-                        timeline: is_super,
-                    }))
-                })))
-            }
-            Change::Rename { name } => {
-                let body = self.body(
-                    Kind::GroupNotification,
-                    None,
-                    &self.note("update_name", json!({ "name": name })),
-                );
-                let new_name = name.clone();
-                let members = recipients();
-                let op = async move {
-                    store.rename_group(gid, &name).await?;
-                    announce(notify(env, key, members, Vec::new(), body, None).await);
-                    Ok(())
-                };
-                self.finish(
-                    op,
-                    move |act, _, ()| act.set(|st| st.name = new_name),
-                    GroupReply::Changed(Vec::new()),
-                )
-            }
-            Change::Disband => {
-                let note = self.note("disband", json!({ "group_name": group_name }));
-                let body = self.body(Kind::GroupNotification, None, &note);
-                let everyone: Vec<Uid> = st.members.uids().collect();
-                let op = async move {
-                    store.delete_group(gid, &[GroupEvent::Disband]).await?;
-                    // Every member gets it in their inbox: the group and its timeline are gone.
-                    announce(
-                        notify(
-                            env,
-                            (app, gid, false),
-                            Arc::from(Vec::new()),
-                            everyone,
-                            body,
-                            None,
-                        )
-                        .await,
-                    );
-                    Ok(())
-                };
-                self.finish(
-                    op,
-                    |act, ctx, ()| {
-                        act.state = None;
-                        ctx.stop();
-                    },
-                    GroupReply::Changed(Vec::new()),
-                )
-            }
-            Change::Upgrade if is_super => done(Ok(GroupReply::Changed(Vec::new()))),
-            Change::Upgrade => {
-                let note = self.note("upgrade", json!({ "group_name": group_name, "super": 1 }));
-                let body = self.body(Kind::GroupNotification, None, &note);
-                let members = recipients();
-                let op = async move {
-                    store
-                        .upgrade_group(gid, &[GroupEvent::Upgrade { app }])
-                        .await?;
-                    // Announced where members already look: their inboxes.
-                    announce(notify(env, (app, gid, false), members, Vec::new(), body, None).await);
-                    Ok(())
-                };
-                self.finish(
-                    op,
-                    |act, _, ()| act.set(|st| st.is_super = true),
-                    GroupReply::Changed(Vec::new()),
-                )
-            }
-            Change::Add {
-                members: specs,
-                inviter,
-            } => {
-                // New uids, each once (its first spec), in the order given.
-                let mut seen = HashSet::with_capacity(specs.len());
-                let fresh: Vec<MemberSpec> = specs
-                    .into_iter()
-                    .filter(|s| !st.members.contains(s.uid) && seen.insert(s.uid))
-                    .collect();
-                let limits = &self.env.limits;
-                let limit = if is_super {
-                    limits.super_group_members
-                } else {
-                    limits.normal_group_members
-                };
-                if st.members.len() + fresh.len() > limit {
-                    let hint = if is_super {
-                        ""
-                    } else {
-                        "; upgrade it to a super group for more"
-                    };
-                    return done(Err(DispatchError::GroupTooLarge(format!(
-                        "a {} group holds at most {limit} members{hint}",
-                        if is_super { "super" } else { "normal" }
-                    ))));
-                }
-                if fresh.is_empty() {
-                    return done(Ok(GroupReply::Changed(Vec::new())));
-                }
-                let added: Vec<Uid> = fresh.iter().map(|s| s.uid).collect();
-                let bodies: Vec<String> = fresh
-                    .iter()
-                    .map(|s| {
-                        let mut fields =
-                            describe(json!({ "group_name": group_name, "member_id": s.uid }), s);
-                        if let Some(inv) = &inviter {
-                            fields["inviter"] = inv.clone();
-                        }
-                        self.body(
-                            Kind::GroupNotification,
-                            None,
-                            &self.note("add_member", fields),
-                        )
-                    })
-                    .collect();
-                let events: Vec<GroupEvent> =
-                    added.iter().map(|u| GroupEvent::MemberAdd(*u)).collect();
-                let after: Arc<[Uid]> = st.members.uids().chain(added.iter().copied()).collect();
-                let uids = added.clone();
-                let op = async move {
-                    let join_seq = if is_super {
-                        store.timeline_seq(gid).await?
-                    } else {
-                        0
-                    };
-                    let now = now_secs();
-                    let records: Vec<MemberRecord> = uids
-                        .iter()
-                        .map(|u| MemberRecord::new(*u, now, join_seq))
-                        .collect();
-                    store.add_members(gid, &records, &events).await?;
-                    for body in bodies {
-                        announce(
-                            notify(env.clone(), key, after.clone(), Vec::new(), body, None).await,
-                        );
-                    }
-                    Ok(records)
-                };
-                self.finish(
-                    op,
-                    |act, _, records| act.set(|st| st.members.insert(&records)),
-                    GroupReply::Changed(added),
-                )
-            }
-            Change::Remove { members: specs } => {
-                // Members to remove, each once (its first spec), in the order given.
-                let mut seen = HashSet::with_capacity(specs.len());
-                let gone: Vec<MemberSpec> = specs
-                    .into_iter()
-                    .filter(|s| st.members.contains(s.uid) && seen.insert(s.uid))
-                    .collect();
-                if gone.iter().any(|s| s.uid == st.master) {
-                    return done(Err(DispatchError::MasterCannotLeave));
-                }
-                if gone.is_empty() {
-                    return done(Ok(GroupReply::Changed(Vec::new())));
-                }
-                let removed: Vec<Uid> = gone.iter().map(|s| s.uid).collect();
-                let notes: Vec<(Uid, String)> = gone
-                    .iter()
-                    .map(|s| {
-                        let fields =
-                            describe(json!({ "group_name": group_name, "member_id": s.uid }), s);
-                        (
-                            s.uid,
-                            self.body(
-                                Kind::GroupNotification,
-                                None,
-                                &self.note("quit_group", fields),
-                            ),
-                        )
-                    })
-                    .collect();
-                let events: Vec<GroupEvent> = removed
-                    .iter()
-                    .map(|u| GroupEvent::MemberRemove(*u))
-                    .collect();
-                let remaining: Arc<[Uid]> =
-                    st.members.uids().filter(|u| !seen.contains(u)).collect();
-                let uids = removed.clone();
-                let op = async move {
-                    store.remove_members(gid, &uids, &events).await?;
-                    for (leaver, body) in notes {
-                        announce(
-                            notify(
-                                env.clone(),
-                                key,
-                                remaining.clone(),
-                                vec![leaver],
-                                body,
-                                None,
-                            )
-                            .await,
-                        );
-                    }
-                    Ok(uids)
-                };
-                self.finish(
-                    op,
-                    |act, _, uids| {
-                        act.set(|st| {
-                            st.members.remove(&uids);
-                        })
-                    },
-                    GroupReply::Changed(removed),
-                )
-            }
-            Change::Update { uid, patch } => {
-                let Some(current) = st.members.get(uid) else {
-                    return done(Err(DispatchError::NotGroupMember));
-                };
-                let nickname_note = patch.nickname.as_ref().map(|n| {
-                    let fields =
-                        json!({ "group_name": group_name, "member_id": uid, "nickname": n });
-                    let note = self.note("update_member_nickname", fields);
-                    (
-                        self.body(Kind::GroupNotification, None, &note),
-                        recipients(),
-                    )
-                });
-                let mut events = Vec::new();
-                if let Some(m) = patch.mute.filter(|m| *m != current.mute) {
-                    events.push(GroupEvent::MemberMute(uid, m));
-                }
-                let op = async move {
-                    let mut rec = store
-                        .member(gid, uid)
-                        .await?
-                        .unwrap_or_else(|| MemberRecord::new(uid, current.joined_at, 0));
-                    rec.mute = patch.mute.unwrap_or(rec.mute);
-                    rec.dnd = patch.dnd.unwrap_or(rec.dnd);
-                    if patch.nickname.is_some() {
-                        rec.nickname = patch.nickname.clone().filter(|n| !n.is_empty());
-                    }
-                    store.update_member(app, gid, &rec, &events).await?;
-                    if let Some((body, members)) = nickname_note {
-                        announce(notify(env, key, members, Vec::new(), body, None).await);
-                    }
-                    Ok(rec)
-                };
-                self.finish(
-                    op,
-                    move |act, _, rec| {
-                        act.set(|st| {
-                            st.members
-                                .set(uid, rec.mute, rec.dnd, rec.nickname.as_deref())
-                        })
-                    },
-                    GroupReply::Changed(vec![uid]),
-                )
-            }
-        }
+    /// The notifications, with the group as it is now.
+    pub(super) fn announce(
+        &self,
+        notices: Vec<Notice>,
+        each: Option<EachNotice>,
+    ) -> Option<Announce> {
+        let st = self.state.as_ref()?;
+        Some(Announce {
+            app: st.app,
+            gid: self.gid,
+            is_super: st.is_super,
+            members: st.members.clone(),
+            notices,
+            each,
+        })
     }
 
-    fn set(&mut self, f: impl FnOnce(&mut super::GroupState)) {
+    pub(super) fn notice(&self, op: &str, fields: Value, to: To) -> Notice {
+        Notice::new(
+            self.body(Kind::GroupNotification, None, &self.note(op, fields)),
+            to,
+        )
+    }
+
+    pub(super) fn set(&mut self, f: impl FnOnce(&mut GroupState)) {
         if let Some(st) = &mut self.state {
             f(st);
         }
     }
-}
 
-/// A notification that could not be stored after its change was: logged, counted.
-fn announce(r: Result<u64, StoreError>) {
-    if let Err(e) = r {
-        metrics::counter!("imd_group_notifications_failed_total").increment(1);
-        tracing::warn!(error = %e, "group notification not stored");
+    /// Members just added to a super group who are online start getting its messages.
+    pub(super) fn join_online(&self, uids: impl Iterator<Item = Uid>) {
+        let (Some(st), Some(r)) = (&self.state, self.env.registry.upgrade()) else {
+            return;
+        };
+        for uid in uids {
+            let user = UserKey::new(st.app, uid);
+            r.online.join(self.gid, user, || r.connected(user));
+        }
+    }
+
+    /// The group is gone: forget it (`finish` then stops the actor).
+    pub(super) fn gone(&mut self) {
+        self.state = None;
+        if let Some(r) = self.env.registry.upgrade() {
+            r.online.drop_group(self.gid);
+        }
+    }
+
+    /// An app-defined group notification (or `create`) to every member; never pushed.
+    pub(super) fn notify(&mut self, cmd: Notify) -> Reply<Sent> {
+        let is_super = match self.state(cmd.app) {
+            Ok(st) => st.is_super,
+            Err(e) => return done(Err(e)),
+        };
+        let mut notice = Notice::new(
+            self.body(Kind::GroupNotification, None, &cmd.content),
+            To::Members,
+        );
+        notice.idempotency = cmd
+            .idempotency
+            .map(|k| (k, self.env.limits.idempotency_ttl_secs));
+        let (env, announce) = (self.env.clone(), self.announce(Vec::new(), None));
+        let fut = async move {
+            let Some(a) = announce else {
+                return Err(DispatchError::GroupNotFound);
+            };
+            let id = a.deliver(&env, notice).await?;
+            Ok(Sent {
+                id,
+                seq: 0,
+                replayed: false,
+                timeline: is_super,
+            })
+        };
+        AtomicResponse::new(Box::pin(fut.into_actor(self)))
+    }
+
+    pub(super) fn rename(&mut self, name: String) -> Reply<Vec<Uid>> {
+        self.applied = None; // answered with its notification
+        let notice = self.notice("update_name", json!({ "name": name }), To::Members);
+        let (store, gid, stored) = (self.env.store.clone(), self.gid, name.clone());
+        let op = async move { store.rename_group(gid, &stored).await };
+        self.finish(
+            op,
+            move |act, ()| {
+                act.set(|st| st.name = name);
+                act.announce(vec![notice], None)
+            },
+            Vec::new(),
+        )
+    }
+
+    pub(super) fn disband(&mut self) -> Reply<Vec<Uid>> {
+        self.applied = None; // answered with its notification
+        let Some(st) = &self.state else {
+            return done(Err(DispatchError::GroupNotFound));
+        };
+        // Every member gets it in their inbox: the group and its timeline are gone.
+        let everyone: Vec<Uid> = st.members.uids().collect();
+        let fields = json!({ "group_name": st.name });
+        let notice = self.notice("disband", fields, To::Only(everyone));
+        let (store, gid) = (self.env.store.clone(), self.gid);
+        let op = async move { store.delete_group(gid, &[GroupEvent::Disband]).await };
+        self.finish(
+            op,
+            |act, ()| {
+                let announce = act.announce(vec![notice], None);
+                act.gone();
+                announce
+            },
+            Vec::new(),
+        )
+    }
+
+    pub(super) fn upgrade(&mut self) -> Reply<Vec<Uid>> {
+        self.applied = None; // answered with its notification
+        let Some(st) = &self.state else {
+            return done(Err(DispatchError::GroupNotFound));
+        };
+        if st.is_super {
+            return done(Ok(Vec::new()));
+        }
+        // Announced where members already look: their inboxes.
+        let fields = json!({ "group_name": st.name, "super": 1 });
+        let notice = self.notice("upgrade", fields, To::Inboxes);
+        let (store, gid, app) = (self.env.store.clone(), self.gid, st.app);
+        let op = async move {
+            let events = [GroupEvent::Upgrade { app }];
+            store.upgrade_group(gid, &events).await
+        };
+        self.finish(
+            op,
+            |act, ()| {
+                act.set(|st| st.is_super = true);
+                let members = act.state.as_ref().map(|st| st.members.clone());
+                act.join_online(members.iter().flat_map(|m| m.uids()));
+                act.announce(vec![notice], None)
+            },
+            Vec::new(),
+        )
+    }
+
+    pub(super) fn update(&mut self, uid: Uid, patch: MemberPatch) -> Reply<Vec<Uid>> {
+        self.applied = None; // answered with its notification
+        let Some(st) = &self.state else {
+            return done(Err(DispatchError::GroupNotFound));
+        };
+        let Some(current) = st.members.get(uid) else {
+            return done(Err(DispatchError::NotGroupMember));
+        };
+        let notices: Vec<Notice> = patch
+            .nickname
+            .iter()
+            .map(|n| {
+                let fields = json!({ "group_name": st.name, "member_id": uid, "nickname": n });
+                self.notice("update_member_nickname", fields, To::Members)
+            })
+            .collect();
+        let mut events = Vec::new();
+        if let Some(m) = patch.mute.filter(|m| *m != current.mute) {
+            events.push(GroupEvent::MemberMute(uid, m));
+        }
+        let (store, gid, app) = (self.env.store.clone(), self.gid, st.app);
+        let op = async move {
+            let mut rec = store
+                .member(gid, uid)
+                .await?
+                .unwrap_or_else(|| MemberRecord::new(uid, current.joined_at, 0));
+            rec.mute = patch.mute.unwrap_or(rec.mute);
+            rec.dnd = patch.dnd.unwrap_or(rec.dnd);
+            if patch.nickname.is_some() {
+                rec.nickname = patch.nickname.clone().filter(|n| !n.is_empty());
+            }
+            store.update_member(app, gid, &rec, &events).await?;
+            Ok(rec)
+        };
+        self.finish(
+            op,
+            move |act, rec| {
+                act.set(|st| {
+                    let members: &mut Members = Arc::make_mut(&mut st.members);
+                    members.set(uid, rec.mute, rec.dnd, rec.nickname.as_deref());
+                });
+                act.announce(notices, None)
+            },
+            vec![uid],
+        )
     }
 }

@@ -64,20 +64,5 @@ pub async fn run(run: &mut Run, a: &ActorsArgs) -> anyhow::Result<Outcome> {
 
 /// The server's `imd_group_actors` gauge.
 async fn loaded_actors(run: &Run) -> anyhow::Result<u64> {
-    let shared = run.shared.clone();
-    let body = run
-        .pool
-        .spawn(move |w| async move {
-            let client = w.clients.setup(w.index as u64);
-            get(client, &shared, "/metrics")
-                .await
-                .map_err(|f| anyhow::anyhow!(f.text))
-        })
-        .await??;
-    let text = String::from_utf8_lossy(&body);
-    Ok(text
-        .lines()
-        .find_map(|l| l.strip_prefix("imd_group_actors "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v.max(0.0) as u64))
+    Ok(super::metric(run, "imd_group_actors").await?.max(0.0) as u64)
 }

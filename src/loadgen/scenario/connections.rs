@@ -51,7 +51,7 @@ async fn churner(w: std::rc::Rc<Worker>, uid: u64, deadline: Instant) {
         }
     };
     while Instant::now() < deadline && !w.shared.stopping() {
-        match ws::open(&w, uid, &token).await {
+        match ws::open(&w, uid, &token, ws::IOS).await {
             Ok(mut conn) => {
                 Counters::bump(&c.connected);
                 // A clean close: send ours, wait (briefly) for the server's.

@@ -7,6 +7,7 @@ mod connections;
 mod fanout;
 mod groups;
 mod peer;
+mod supergroup;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -27,6 +28,7 @@ pub async fn execute(run: &mut Run, scenario: &Scenario) -> anyhow::Result<Outco
         Scenario::Connect(a) => connections::churn(run, a).await,
         Scenario::Idle(a) => connections::idle(run, a).await,
         Scenario::Actors(a) => actors::run(run, a).await,
+        Scenario::Supergroup(a) => supergroup::run(run, a).await,
     }
 }
 
@@ -40,6 +42,7 @@ pub fn sockets(scenario: &Scenario) -> u64 {
         Scenario::Connect(a) => a.clients,
         Scenario::Idle(a) => a.connections,
         Scenario::Actors(_) => 64,
+        Scenario::Supergroup(a) => a.online.min(a.members) + a.senders as u64 + 4,
     }
 }
 
@@ -73,10 +76,8 @@ pub fn check_resources(sockets: u64, sources: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Members per request when a group is built: as many as fit comfortably in the 1 MiB body
-/// limit (~11 bytes a uid). Few big requests matter: every added member is announced to every
-/// member (an `add_member` notification stored in each inbox), so filling a group of n in
-/// chunks of k stores about n²/2 notifications, while `create` announces all of them once.
+/// Members per request when a group is built: well inside `limits.members_body`, and more
+/// than `limits.member_notification_threshold`, so each request is announced by one summary.
 const CHUNK: usize = 50_000;
 
 #[derive(Deserialize)]
@@ -136,4 +137,27 @@ async fn create_on(
             .map_err(|f| anyhow::anyhow!("filling group {gid}: {}", f.text))?;
     }
     Ok(gid)
+}
+
+/// The sum of a server metric over its labels, from `GET /metrics` (0 if absent).
+pub async fn metric(run: &Run, name: &'static str) -> anyhow::Result<f64> {
+    let shared = run.shared.clone();
+    let body = run
+        .pool
+        .spawn(move |w| async move {
+            let client = w.clients.setup(w.index as u64);
+            super::client::get(client, &shared, "/metrics")
+                .await
+                .map_err(|f| anyhow::anyhow!(f.text))
+        })
+        .await??;
+    let text = String::from_utf8_lossy(&body);
+    Ok(text
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.trim().parse::<f64>().ok())
+        .sum())
 }

@@ -1,11 +1,13 @@
-//! Memory backend: groups, members and super-group timelines.
+//! Memory backend: groups, members, the per-user index of super groups and super-group
+//! timelines. Every operation runs under one table entry's lock, so each is atomic however
+//! many members it touches.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 
 use super::MemoryStore;
-use crate::domain::{AppId, GroupId, Uid};
-use crate::store::{Appended, GroupEvent, GroupRecord, MemberRecord, StoreResult};
+use crate::domain::{AppId, GroupId, Uid, UserKey};
+use crate::store::{Appended, GroupEvent, GroupRecord, MEMBERS_PAGE, MemberRecord, StoreResult};
 
 pub(super) struct GroupRow {
     app: AppId,
@@ -15,7 +17,35 @@ pub(super) struct GroupRow {
     members: BTreeMap<Uid, MemberRecord>,
 }
 
+impl GroupRow {
+    fn record(&self, gid: GroupId) -> GroupRecord {
+        GroupRecord {
+            id: gid,
+            app: self.app,
+            name: self.name.clone(),
+            master: self.master,
+            is_super: self.is_super,
+            members: Vec::new(),
+        }
+    }
+}
+
 impl MemoryStore {
+    /// Enters (`on`) or removes `gid` in the `user_groups` of `uids`.
+    fn index(&self, app: AppId, gid: GroupId, uids: impl Iterator<Item = Uid>, on: bool) {
+        for uid in uids {
+            let user = UserKey::new(app, uid);
+            if on {
+                self.user_groups.entry(user).or_default().insert(gid);
+            } else if let dashmap::Entry::Occupied(mut e) = self.user_groups.entry(user) {
+                e.get_mut().remove(&gid);
+                if e.get().is_empty() {
+                    e.remove();
+                }
+            }
+        }
+    }
+
     pub async fn create_group(&self, r: &GroupRecord) -> StoreResult<Option<GroupId>> {
         let mut id = r.id;
         if id.0 == 0 {
@@ -26,31 +56,59 @@ impl MemoryStore {
                 }
             }
         }
+        let mut members = BTreeMap::new();
+        for m in &r.members {
+            members.entry(m.uid).or_insert_with(|| m.clone()); // the first of a repeated uid
+        }
         let row = GroupRow {
             app: r.app,
             name: r.name.clone(),
             master: r.master,
             is_super: r.is_super,
-            members: r.members.iter().map(|m| (m.uid, m.clone())).collect(),
+            members,
         };
         match self.groups.entry(id) {
             dashmap::Entry::Occupied(_) => Ok(None),
             dashmap::Entry::Vacant(v) => {
+                if r.is_super {
+                    self.index(r.app, id, row.members.keys().copied(), true);
+                }
                 v.insert(row);
                 Ok(Some(id))
             }
         }
     }
 
-    pub async fn load_group(&self, gid: GroupId) -> StoreResult<Option<GroupRecord>> {
-        Ok(self.groups.get(&gid).map(|g| GroupRecord {
-            id: gid,
-            app: g.app,
-            name: g.name.clone(),
-            master: g.master,
-            is_super: g.is_super,
-            members: g.members.values().cloned().collect(),
-        }))
+    pub async fn group_meta(&self, gid: GroupId) -> StoreResult<Option<GroupRecord>> {
+        Ok(self.groups.get(&gid).map(|g| g.record(gid)))
+    }
+
+    /// Pages in uid order, each taken under the group's entry lock.
+    pub async fn load_members(
+        &self,
+        gid: GroupId,
+        _: bool,
+        mut each: impl FnMut(Vec<MemberRecord>),
+    ) -> StoreResult<()> {
+        let mut from = Uid(0);
+        loop {
+            let Some(g) = self.groups.get(&gid) else {
+                return Ok(());
+            };
+            let mut rest = g.members.range(from..);
+            let page: Vec<MemberRecord> = rest
+                .by_ref()
+                .take(MEMBERS_PAGE)
+                .map(|(_, m)| m.clone())
+                .collect();
+            let next = rest.next().map(|(uid, _)| *uid);
+            drop(g);
+            each(page);
+            match next {
+                Some(uid) => from = uid,
+                None => return Ok(()),
+            }
+        }
     }
 
     pub async fn rename_group(&self, gid: GroupId, name: &str) -> StoreResult<()> {
@@ -61,27 +119,36 @@ impl MemoryStore {
     }
 
     pub async fn upgrade_group(&self, gid: GroupId, _: &[GroupEvent]) -> StoreResult<()> {
-        if let Some(mut g) = self.groups.get_mut(&gid) {
+        if let Some(mut g) = self.groups.get_mut(&gid)
+            && !g.is_super
+        {
             g.is_super = true;
+            self.index(g.app, gid, g.members.keys().copied(), true);
         }
         Ok(())
     }
 
     pub async fn delete_group(&self, gid: GroupId, _: &[GroupEvent]) -> StoreResult<()> {
-        self.groups.remove(&gid);
+        if let Some((_, g)) = self.groups.remove(&gid)
+            && g.is_super
+        {
+            self.index(g.app, gid, g.members.keys().copied(), false);
+        }
         self.timelines.remove(&gid);
         Ok(())
     }
 
-    pub async fn add_members(
-        &self,
-        gid: GroupId,
-        members: &[MemberRecord],
-        _: &[GroupEvent],
-    ) -> StoreResult<()> {
+    pub async fn add_members(&self, gid: GroupId, members: &[MemberRecord]) -> StoreResult<()> {
         if let Some(mut g) = self.groups.get_mut(&gid) {
+            let mut added = Vec::new();
             for m in members {
-                g.members.entry(m.uid).or_insert_with(|| m.clone());
+                if let std::collections::btree_map::Entry::Vacant(v) = g.members.entry(m.uid) {
+                    v.insert(m.clone());
+                    added.push(m.uid);
+                }
+            }
+            if g.is_super {
+                self.index(g.app, gid, added.into_iter(), true);
             }
         }
         Ok(())
@@ -91,14 +158,30 @@ impl MemoryStore {
         &self,
         gid: GroupId,
         members: &[Uid],
-        _: &[GroupEvent],
+        master: Option<Uid>,
     ) -> StoreResult<()> {
         if let Some(mut g) = self.groups.get_mut(&gid) {
-            for m in members {
-                g.members.remove(m);
+            let removed: Vec<Uid> = members
+                .iter()
+                .filter(|u| g.members.remove(u).is_some())
+                .copied()
+                .collect();
+            if let Some(master) = master {
+                g.master = master;
+            }
+            if g.is_super {
+                self.index(g.app, gid, removed.into_iter(), false);
             }
         }
         Ok(())
+    }
+
+    pub async fn user_groups(&self, user: UserKey) -> StoreResult<Vec<GroupId>> {
+        Ok(self
+            .user_groups
+            .get(&user)
+            .map(|g| g.iter().copied().collect())
+            .unwrap_or_default())
     }
 
     pub async fn update_member(
@@ -156,3 +239,6 @@ impl MemoryStore {
         Ok(self.timelines.get(&gid).map_or(0, |t| t.seq))
     }
 }
+
+/// The groups one user is in (the memory store's `user_groups` table).
+pub(super) type UserGroups = BTreeSet<GroupId>;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::MemoryStore;
 use crate::domain::{DeviceToken, UserKey};
 use crate::ratelimit::SWEEP_ABOVE;
-use crate::store::{Append, Appended, StoreResult, sort_tokens};
+use crate::store::{Append, AppendEach, Appended, StoreResult, sort_tokens};
 
 impl MemoryStore {
     pub async fn device_tokens(&self, users: &[UserKey]) -> StoreResult<Vec<Vec<DeviceToken>>> {
@@ -85,6 +85,25 @@ impl MemoryStore {
                 })
                 .collect()
         })
+    }
+
+    pub async fn append_each(&self, each: &AppendEach<'_>) -> StoreResult<Vec<(u64, u64)>> {
+        let n = each.inboxes.len() as u64;
+        let first = self.next_id.fetch_add(n, Ordering::Relaxed);
+        Ok(each
+            .inboxes
+            .iter()
+            .zip(first..)
+            .map(|(u, id)| {
+                let body = format!("{}{}{}", each.head, u.uid, each.tail);
+                let seq =
+                    self.inboxes
+                        .entry(*u)
+                        .or_default()
+                        .push(id, "seq", &body, self.inbox_len);
+                (id, seq)
+            })
+            .collect())
     }
 
     pub async fn latest_seq(&self, user: UserKey) -> StoreResult<u64> {

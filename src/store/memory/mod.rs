@@ -95,6 +95,8 @@ pub struct MemoryStore {
     groups: DashMap<GroupId, groups::GroupRow>,
     /// Super-group timelines (acks unused).
     timelines: DashMap<GroupId, Inbox>,
+    /// The super groups each user is in (`Store::user_groups`).
+    user_groups: DashMap<UserKey, groups::UserGroups>,
     /// Message ids, shared by every kind of message.
     next_id: AtomicU64,
     /// Per-user inboxes.
@@ -120,6 +122,7 @@ impl MemoryStore {
             next_group: AtomicU64::new(1),
             groups: DashMap::new(),
             timelines: DashMap::new(),
+            user_groups: DashMap::new(),
             next_id: AtomicU64::new(1),
             inboxes: DashMap::new(),
             idempotency: DashMap::new(),

@@ -3,9 +3,9 @@
 use redis::AsyncCommands;
 
 use super::RedisStore;
-use super::scripts::{APPEND, INBOX_AFTER, INBOX_LATEST, SET_ACK, UNREAD};
+use super::scripts::{APPEND, APPEND_EACH, INBOX_AFTER, INBOX_LATEST, SET_ACK, UNREAD};
 use crate::domain::{DeviceToken, PushProvider, UserKey};
-use crate::store::{Append, Appended, StoreError, StoreResult, keys, sort_tokens};
+use crate::store::{Append, AppendEach, Appended, StoreError, StoreResult, keys, sort_tokens};
 
 impl RedisStore {
     pub async fn device_tokens(&self, users: &[UserKey]) -> StoreResult<Vec<Vec<DeviceToken>>> {
@@ -86,6 +86,23 @@ impl RedisStore {
             .arg(seq_field)
             .arg(id.unwrap_or(0));
         inv
+    }
+
+    pub async fn append_each(&self, each: &AppendEach<'_>) -> StoreResult<Vec<(u64, u64)>> {
+        if each.inboxes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = APPEND_EACH.prepare_invoke();
+        inv.key(keys::MESSAGE_ID);
+        for u in each.inboxes {
+            inv.key(keys::inbox_seq(*u)).key(keys::inbox(*u));
+        }
+        inv.arg(each.head).arg(each.tail).arg(self.inbox_len);
+        for u in each.inboxes {
+            inv.arg(u.uid.0);
+        }
+        let flat: Vec<u64> = self.eval(&inv, each.inboxes.len() > 64).await?;
+        Ok(flat.chunks_exact(2).map(|p| (p[0], p[1])).collect())
     }
 
     pub async fn latest_seq(&self, user: UserKey) -> StoreResult<u64> {

@@ -16,7 +16,9 @@ use redis::{AsyncCommands, RedisError};
 use self::scripts::{GRANT, REVOKE, UNBIND, UPDATE_USER};
 
 mod customers;
+mod group_scripts;
 mod groups;
+mod members;
 mod messages;
 mod scripts;
 
@@ -138,22 +140,29 @@ impl RedisStore {
         bulk: bool,
     ) -> StoreResult<T> {
         if bulk {
-            // No connection, nothing sent: a failed checkout is a plain refusal.
-            let mut c = match tokio::time::timeout(self.timeout, self.pool.get()).await {
-                Ok(Ok(c)) => c,
-                Ok(Err(bb8::RunError::User(e))) => {
-                    return Err(StoreError::Unavailable(e.to_string()));
-                }
-                Ok(Err(bb8::RunError::TimedOut)) | Err(_) => {
-                    return Err(StoreError::Unavailable(
-                        "no pooled redis connection in time".into(),
-                    ));
-                }
-            };
+            let mut c = self.checkout().await?;
             self.run(inv.invoke_async(&mut *c)).await
         } else {
             let mut c = self.conn()?;
             self.run(inv.invoke_async(&mut c)).await
+        }
+    }
+
+    /// Runs a pipeline on a dedicated pooled connection (bulk work).
+    async fn bulk<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> StoreResult<T> {
+        let mut c = self.checkout().await?;
+        self.run(pipe.query_async(&mut *c)).await
+    }
+
+    /// A dedicated connection from the pool. No connection means nothing was sent: a failed
+    /// checkout is a plain refusal (`Unavailable`), never an unknown outcome.
+    async fn checkout(&self) -> StoreResult<bb8::PooledConnection<'_, redis::Client>> {
+        match tokio::time::timeout(self.timeout, self.pool.get()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(bb8::RunError::User(e))) => Err(StoreError::Unavailable(e.to_string())),
+            Ok(Err(bb8::RunError::TimedOut)) | Err(_) => Err(StoreError::Unavailable(
+                "no pooled redis connection in time".into(),
+            )),
         }
     }
 

@@ -126,6 +126,30 @@ return {1, id, seqs}
     )
 });
 
+/// KEYS: message-id counter, then (seq key, inbox key) per inbox. ARGV: body head, body tail,
+/// inbox length, then one uid per inbox, spliced between head and tail. Each copy gets its own
+/// message id (one INCRBY for all). Returns {id, seq, id, seq, …}.
+pub(super) static APPEND_EACH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local n = (#KEYS - 1) / 2
+local last = redis.call('INCRBY', KEYS[1], n)
+local keep = tonumber(ARGV[3])
+local out = {}
+for i = 1, n do
+  local id = last - n + i
+  local seq = redis.call('INCR', KEYS[2 * i])
+  local head = string.format('{"id":%d,"seq":%d,', id, seq)
+  local len = redis.call('RPUSH', KEYS[2 * i + 1], head .. ARGV[1] .. ARGV[3 + i] .. ARGV[2])
+  if len > keep then redis.call('LTRIM', KEYS[2 * i + 1], len - keep, -1) end
+  out[#out + 1] = id
+  out[#out + 1] = seq
+end
+return out
+"#,
+    )
+});
+
 /// KEYS: seq key, inbox key. ARGV: after, upto, limit. Messages with after < seq <= upto.
 pub(super) static INBOX_AFTER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -179,142 +203,6 @@ local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 local acked = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
 local len = redis.call('LLEN', KEYS[3])
 return math.max(0, math.min(last - acked, len))
-"#,
-    )
-});
-
-/// Appends `group_manager_stream` entries in the original format: each event takes the next
-/// `groups_actions_id`, and `groups_actions` keeps "<previous>:<current>".
-const EMIT_EVENTS: &str = r#"
-local function emit(events)
-  for _, ev in ipairs(events) do
-    local action = redis.call('INCR', 'groups_actions_id')
-    local prev = '0'
-    local cur = redis.call('GET', 'groups_actions')
-    if cur then prev = string.match(cur, '(%d+)$') or '0' end
-    local a = string.format('%d', action)
-    redis.call('SET', 'groups_actions', prev .. ':' .. a)
-    local args = {'XADD', 'group_manager_stream', 'MAXLEN', '~', '100000', '*'}
-    for _, x in ipairs(ev) do args[#args + 1] = x end
-    args[#args + 1] = 'previous_action_id'
-    args[#args + 1] = prev
-    args[#args + 1] = 'action_id'
-    args[#args + 1] = a
-    redis.call(unpack(args))
-  end
-end
-"#;
-
-fn with_events(body: &str) -> Script {
-    Script::new(&format!("{EMIT_EVENTS}\n{body}"))
-}
-
-/// KEYS: group-id counter. ARGV: requested id (0 = allocate), app, name, master, super,
-/// then uid, encoded member… Returns the id, or 0 when the requested id is taken. The requested
-/// id stays a string: Lua numbers are doubles, exact only up to 2^53.
-pub(super) static CREATE_GROUP: LazyLock<Script> = LazyLock::new(|| {
-    with_events(
-        r#"
-local g = ARGV[1]
-if g == '0' then
-  repeat
-    g = string.format('%d', redis.call('INCR', KEYS[1]))
-  until redis.call('EXISTS', 'imd:group:' .. g) == 0
-elseif redis.call('EXISTS', 'imd:group:' .. g) == 1 then
-  return 0
-end
-redis.call('HSET', 'imd:group:' .. g, 'app', ARGV[2], 'name', ARGV[3], 'master', ARGV[4], 'super', ARGV[5])
-local events = {{'name', 'group_create', 'group_id', g, 'app_id', ARGV[2], 'super', ARGV[5]}}
-for i = 6, #ARGV, 2 do
-  redis.call('HSET', 'imd:group:' .. g .. ':members', ARGV[i], ARGV[i + 1])
-  events[#events + 1] = {'name', 'group_member_add', 'group_id', g, 'member_id', ARGV[i]}
-end
-emit(events)
-return g
-"#,
-    )
-});
-
-/// KEYS: group hash, members hash. ARGV: events JSON, then uid, encoded member…; never
-/// overwrites an existing member.
-pub(super) static ADD_MEMBERS: LazyLock<Script> = LazyLock::new(|| {
-    with_events(
-        r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-for i = 2, #ARGV, 2 do redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[i + 1]) end
-emit(cjson.decode(ARGV[1]))
-return 1
-"#,
-    )
-});
-
-/// KEYS: group hash, members hash. ARGV: events JSON, then uids.
-pub(super) static REMOVE_MEMBERS: LazyLock<Script> = LazyLock::new(|| {
-    with_events(
-        r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-for i = 2, #ARGV do redis.call('HDEL', KEYS[2], ARGV[i]) end
-emit(cjson.decode(ARGV[1]))
-return 1
-"#,
-    )
-});
-
-/// KEYS: group hash, members hash, users_<app>_<uid>, its group DND set, the push daemon's
-/// DND set. ARGV: events JSON, uid, encoded member, gid, dnd (0/1).
-pub(super) static UPDATE_MEMBER: LazyLock<Script> = LazyLock::new(|| {
-    with_events(
-        r#"
-if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-redis.call('HSET', KEYS[3], 'group_' .. ARGV[4], ARGV[5])
-if ARGV[5] == '1' then
-  redis.call('SADD', KEYS[4], ARGV[4])
-  redis.call('SADD', KEYS[5], 'g:' .. ARGV[4])
-else
-  redis.call('SREM', KEYS[4], ARGV[4])
-  redis.call('SREM', KEYS[5], 'g:' .. ARGV[4])
-end
-emit(cjson.decode(ARGV[1]))
-return 1
-"#,
-    )
-});
-
-/// KEYS: group hash. ARGV: name. Renames only a group that exists (an HSET alone would leave
-/// a hash without `app` behind, which no group load can read).
-pub(super) static RENAME_GROUP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'name', ARGV[1])
-return 1
-"#,
-    )
-});
-
-/// KEYS: group hash. ARGV: events JSON.
-pub(super) static UPGRADE_GROUP: LazyLock<Script> = LazyLock::new(|| {
-    with_events(
-        r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'super', '1')
-emit(cjson.decode(ARGV[1]))
-return 1
-"#,
-    )
-});
-
-/// KEYS: group hash, members hash, timeline, timeline seq. ARGV: events JSON. The timeline
-/// goes even when the group is already gone; the events only with the group.
-pub(super) static DELETE_GROUP: LazyLock<Script> = LazyLock::new(|| {
-    with_events(
-        r#"
-local existed = redis.call('EXISTS', KEYS[1])
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-if existed == 0 then return 0 end
-emit(cjson.decode(ARGV[1]))
-return 1
 "#,
     )
 });
