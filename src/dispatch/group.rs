@@ -21,7 +21,7 @@ use super::members::{Members, MembersBuilder};
 use super::push_stream::PushStreams;
 use super::registry::Registry;
 use crate::config::Limits;
-use crate::domain::{AppId, GroupId, Uid, now_millis, now_secs};
+use crate::domain::{AppId, GroupId, GroupKey, Uid, now_millis, now_secs};
 use crate::store::{GroupRecord, Store, StoreError};
 
 mod change;
@@ -54,6 +54,8 @@ struct GroupState {
 
 pub struct GroupActor {
     gid: GroupId,
+    /// `gid` with its app: the key of the stored group and of the registry's entry.
+    key: GroupKey,
     generation: u64,
     /// `None` until loaded, and for a group that does not exist.
     state: Option<GroupState>,
@@ -96,9 +98,10 @@ pub fn check_size(
 }
 
 impl GroupActor {
-    pub fn new(gid: GroupId, generation: u64, env: Arc<Env>) -> Self {
+    pub fn new(key: GroupKey, generation: u64, env: Arc<Env>) -> Self {
         GroupActor {
-            gid,
+            gid: key.id,
+            key,
             generation,
             state: None,
             env,
@@ -109,7 +112,7 @@ impl GroupActor {
 
     /// An actor for a group just created from `record`: it starts with the members it was
     /// given instead of reading them back.
-    pub fn created(gid: GroupId, generation: u64, env: Arc<Env>, record: GroupRecord) -> Self {
+    pub fn created(key: GroupKey, generation: u64, env: Arc<Env>, record: GroupRecord) -> Self {
         let mut members = MembersBuilder::default();
         members.extend(record.members);
         GroupActor {
@@ -120,7 +123,7 @@ impl GroupActor {
                 is_super: record.is_super,
                 members: Arc::new(members.finish()),
             }),
-            ..GroupActor::new(gid, generation, env)
+            ..GroupActor::new(key, generation, env)
         }
     }
 
@@ -151,7 +154,7 @@ impl GroupActor {
 }
 
 /// Reads the group's record, then its members a page at a time.
-async fn load(store: Store, gid: GroupId) -> Result<Option<GroupState>, StoreError> {
+async fn load(store: Store, gid: GroupKey) -> Result<Option<GroupState>, StoreError> {
     let Some(meta) = store.group_meta(gid).await? else {
         return Ok(None);
     };
@@ -178,7 +181,7 @@ impl Actor for GroupActor {
             return; // `created`
         }
         // The mailbox is held until the group is in: commands sent meanwhile wait, not fail.
-        ctx.wait(load(self.env.store.clone(), self.gid).into_actor(self).map(
+        ctx.wait(load(self.env.store.clone(), self.key).into_actor(self).map(
             |r, act, ctx| match r {
                 Ok(state) => act.state = state,
                 Err(e) => {
@@ -193,7 +196,7 @@ impl Actor for GroupActor {
     fn stopped(&mut self, _: &mut Self::Context) {
         metrics::gauge!("imd_group_actors").decrement(1.0);
         if let Some(r) = self.env.registry.upgrade() {
-            r.remove_group(self.gid, self.generation);
+            r.remove_group(self.key, self.generation);
         }
     }
 }

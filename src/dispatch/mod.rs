@@ -459,7 +459,7 @@ impl Dispatcher {
         receiver: Uid,
         content: &str,
     ) -> Result<(u64, usize), DispatchError> {
-        let id = self.inner.store.next_message_id().await?;
+        let id = self.inner.store.next_message_id(app).await?;
         let body = frame::body(&Body {
             kind: Kind::Notification,
             sender: None,

@@ -13,7 +13,7 @@ use super::group::GroupActor;
 use super::hub::Hubs;
 use super::online::OnlineIndex;
 use super::session::{SessionShared, UserSession};
-use crate::domain::{GroupId, UserKey};
+use crate::domain::{GroupKey, UserKey};
 
 /// A loaded session: its mailbox and the view fan-out reads.
 #[derive(Clone)]
@@ -46,7 +46,7 @@ pub struct Registry {
     /// group actors, read by super-group fan-out.
     pub online: OnlineIndex,
     sessions: DashMap<UserKey, SessionEntry, FastHash>,
-    groups: DashMap<GroupId, GroupEntry, FastHash>,
+    groups: DashMap<GroupKey, GroupEntry, FastHash>,
     arbiters: Vec<actix::Arbiter>,
     hasher: std::collections::hash_map::RandomState,
     next_generation: AtomicU64,
@@ -135,7 +135,7 @@ impl Registry {
     /// The group's actor, started with `make` (it loads the group itself) if not loaded.
     pub fn group_or_start(
         &self,
-        gid: GroupId,
+        gid: GroupKey,
         make: impl FnOnce(u64) -> GroupActor + Send + 'static,
     ) -> GroupEntry {
         self.groups
@@ -150,7 +150,7 @@ impl Registry {
             .clone()
     }
 
-    pub fn remove_group(&self, gid: GroupId, generation: u64) {
+    pub fn remove_group(&self, gid: GroupKey, generation: u64) {
         self.groups
             .remove_if(&gid, |_, e| e.generation == generation);
     }
@@ -158,7 +158,7 @@ impl Registry {
     /// Forgets the loaded actor of `gid`, whatever its generation, so that the next command
     /// starts a fresh one that loads the group. For a group just created: a command about its
     /// id before it existed loaded an actor that knows the id as "no such group".
-    pub fn forget_group(&self, gid: GroupId) {
+    pub fn forget_group(&self, gid: GroupKey) {
         self.groups.remove(&gid);
     }
 }

@@ -26,7 +26,7 @@ mod redis;
 use std::sync::Arc;
 
 use crate::config::{StoreKind, StoreSettings};
-use crate::domain::{DeviceToken, PushProvider, Uid, UserKey};
+use crate::domain::{AppId, DeviceToken, PushProvider, Uid, UserKey};
 
 pub use self::customers::Supporter;
 pub use self::groups::{GroupEvent, GroupRecord, MEMBERS_PAGE, MemberPatch, MemberRecord};
@@ -214,8 +214,8 @@ impl Store {
     }
 
     /// A fresh message id (for messages that are not stored, e.g. notifications).
-    pub async fn next_message_id(&self) -> StoreResult<u64> {
-        backend!(self, s => s.next_message_id().await)
+    pub async fn next_message_id(&self, app: AppId) -> StoreResult<u64> {
+        backend!(self, s => s.next_message_id(app).await)
     }
 
     /// Stores one message in every listed inbox with a new id and the next seq of each inbox,

@@ -34,7 +34,7 @@ impl GroupActor {
         let idem = cmd
             .idempotency
             .map(|k| (k, self.env.limits.idempotency_ttl_secs));
-        let (gid, is_super) = (self.gid, st.is_super);
+        let (gid, is_super) = (self.key, st.is_super);
         // A normal group: one inbox entry per member, the sender's first (its seq is the ack's).
         let inboxes: Vec<UserKey> = match is_super {
             true => Vec::new(),
@@ -92,7 +92,7 @@ impl GroupActor {
         let fanout = if st.is_super {
             let frame =
                 Frame::Text(Spliced::with_field(a.id, "group_seq", body).render(a.first_seq));
-            let online = registry.online.snapshot(self.gid);
+            let online = registry.online.snapshot(self.key);
             let recipients = st.members.present(&online).map(|u| UserKey::new(st.app, u));
             deliver_shared(&registry, recipients, &frame, origin)
         } else {

@@ -4,7 +4,7 @@ use redis::AsyncCommands;
 
 use super::RedisStore;
 use super::scripts::{APPEND, APPEND_EACH, INBOX_AFTER, INBOX_LATEST, SET_ACK, UNREAD};
-use crate::domain::{DeviceToken, PushProvider, UserKey};
+use crate::domain::{AppId, DeviceToken, PushProvider, UserKey};
 use crate::store::{Append, AppendEach, Appended, StoreError, StoreResult, keys, sort_tokens};
 
 impl RedisStore {
@@ -45,9 +45,9 @@ impl RedisStore {
             .collect())
     }
 
-    pub async fn next_message_id(&self) -> StoreResult<u64> {
+    pub async fn next_message_id(&self, app: AppId) -> StoreResult<u64> {
         let mut c = self.conn()?;
-        self.run(c.incr(keys::MESSAGE_ID, 1)).await
+        self.run(c.incr(keys::message_id(app), 1)).await
     }
 
     pub async fn append(&self, a: &Append<'_>, id: Option<u64>) -> StoreResult<Appended> {
@@ -55,7 +55,8 @@ impl RedisStore {
             .inboxes
             .iter()
             .map(|u| (keys::inbox_seq(*u), keys::inbox(*u)));
-        let inv = self.append_invocation(lists, a.body, a.idempotency, "seq", id);
+        let app = a.inboxes.first().map_or(AppId(0), |u| u.app);
+        let inv = self.append_invocation(app, lists, a.body, a.idempotency, "seq", id);
         // Big fan-outs take a dedicated connection so they do not hold up small commands.
         let reply = self.eval(&inv, a.inboxes.len() > 64).await?;
         parse_appended(reply)
@@ -65,6 +66,7 @@ impl RedisStore {
     /// seq in the stored JSON; `id` stores under a given message id instead of a new one.
     pub(super) fn append_invocation(
         &self,
+        app: AppId,
         lists: impl Iterator<Item = (String, String)>,
         body: &str,
         idempotency: Option<(&str, u64)>,
@@ -72,7 +74,7 @@ impl RedisStore {
         id: Option<u64>,
     ) -> redis::ScriptInvocation<'static> {
         let mut inv = APPEND.prepare_invoke();
-        inv.key(keys::MESSAGE_ID);
+        inv.key(keys::message_id(app));
         match idempotency {
             Some((key, _)) => inv.key(keys::idempotency(key)),
             None => inv.key("imd:idem:-"),
@@ -93,7 +95,9 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let mut inv = APPEND_EACH.prepare_invoke();
-        inv.key(keys::MESSAGE_ID);
+        inv.key(keys::message_id(
+            each.inboxes.first().map_or(AppId(0), |u| u.app),
+        ));
         for u in each.inboxes {
             inv.key(keys::inbox_seq(*u)).key(keys::inbox(*u));
         }
