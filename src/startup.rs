@@ -64,6 +64,10 @@ impl Application {
         let push = PushQueue::start(&settings.push, store.clone(), &settings.store.redis_url);
         tracing::info!(sink = ?settings.push.sink, "push sink");
         let dispatcher = Dispatcher::new(store.clone(), push, settings.limits.clone(), workers);
+        if store.kind() == "redis" {
+            let node = node_name(&settings.node.id);
+            dispatcher.join_cluster(&node, &settings.node.pubsub_url)?;
+        }
         let media = crate::media::Media::new(&settings.media, workers);
         media.log_startup();
         let state = web::Data::new(AppState {
@@ -202,6 +206,19 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The node's name: the configured one (or `node`) with a random incarnation, so a restarted
+/// process never inherits what Redis still says about its previous life.
+fn node_name(id: &str) -> String {
+    let mut b = [0u8; 3];
+    if getrandom::fill(&mut b).is_err() {
+        b = (crate::domain::now_millis() as u32).to_le_bytes()[..3]
+            .try_into()
+            .unwrap_or([0; 3]);
+    }
+    let base = if id.is_empty() { "node" } else { id };
+    format!("{base}-{:02x}{:02x}{:02x}", b[0], b[1], b[2])
 }
 
 /// SIGINT/SIGTERM, listened for from the moment this is created (before anything is logged

@@ -28,10 +28,12 @@ mod change;
 mod commands;
 mod membership;
 mod notice;
+mod relay;
 mod send;
 mod view;
 
 pub use self::commands::{Apply, Change, Info, IsMember, MemberSpec, Notify, Send};
+pub use self::relay::Relay;
 pub use self::view::{GroupView, MemberView};
 
 /// What a group actor needs from outside.

@@ -54,7 +54,7 @@ impl Dispatcher {
     /// Runs `attempt` against the group's actor (started, and the group loaded, on demand). An
     /// actor that was just stopping (its mailbox closed: idle, disbanded, or its load failed)
     /// is forgotten and the attempt runs once more on a fresh one.
-    async fn on_group<T, Fut>(
+    pub(super) async fn on_group<T, Fut>(
         &self,
         gid: GroupKey,
         mut attempt: impl FnMut(Addr<GroupActor>) -> Fut,

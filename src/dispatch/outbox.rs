@@ -216,6 +216,11 @@ impl Outbox {
         })
     }
 
+    /// `live_seq`, or `None` before the `hello` seq is known (the connection is registering).
+    pub fn live(&self) -> Option<u64> {
+        self.lock().next_seq.map(|n| n.saturating_sub(1))
+    }
+
     /// The highest seq released to the live stream so far (the `hello` seq at first).
     pub fn live_seq(&self) -> u64 {
         self.lock().next_seq.map_or(0, |n| n.saturating_sub(1))

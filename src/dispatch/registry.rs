@@ -120,6 +120,14 @@ impl Registry {
         self.sessions.iter().map(|e| e.value().clone()).collect()
     }
 
+    /// Every loaded session with its user (a resync walks them).
+    pub fn sessions_by_user(&self) -> Vec<(UserKey, SessionEntry)> {
+        self.sessions
+            .iter()
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect()
+    }
+
     pub fn session_count(&self) -> usize {
         self.sessions.len()
     }
@@ -160,6 +168,12 @@ impl Registry {
     /// id before it existed loaded an actor that knows the id as "no such group".
     pub fn forget_group(&self, gid: GroupKey) {
         self.groups.remove(&gid);
+    }
+
+    /// Forgets every loaded group actor (their copies may be stale after a lost invalidation;
+    /// the next command loads afresh).
+    pub fn forget_groups(&self) {
+        self.groups.clear();
     }
 }
 

@@ -149,3 +149,40 @@ pub fn supporters(store_id: u64) -> String {
 pub fn supporter_load(store_id: u64) -> String {
     format!("imd:store:{store_id}:load")
 }
+
+/// Hash `<node>` → the user's connections on that node, `<node>:m` → the mobile ones among
+/// them (SPEC §6: what counts as online for push). Read by the append scripts, which route
+/// each message to the nodes holding the user's connections (README "Running several nodes").
+/// The scripts build this name from an inbox key's hash tag: keep them in step.
+pub fn location(u: UserKey) -> String {
+    format!("imd:loc:{{{}:{}}}", u.app, u.uid)
+}
+
+/// Set of `<app>:<uid>` with connections on a node: what the reaper clears when it dies.
+pub fn node_users(node: &str) -> String {
+    format!("imd:nusers:{node}")
+}
+
+/// Present (expiring) while a node is alive; the scripts skip nodes without it.
+pub fn node_alive(node: &str) -> String {
+    format!("imd:alive:{node}")
+}
+
+/// Taken by the one node that reaps a dead node's locations.
+pub fn node_reap(node: &str) -> String {
+    format!("imd:reap:{node}")
+}
+
+/// Set of every node that has announced itself (the reaper's list).
+pub const NODES: &str = "imd:nodes";
+
+/// Pub/sub channel of one node: inbox messages for its connections (`m` frames).
+pub fn node_channel(node: &str) -> String {
+    format!("imd:n:{node}")
+}
+
+/// Pub/sub channel every node subscribes to: super-group messages (`g` frames).
+pub const SUPER_CHANNEL: &str = "imd:sg";
+
+/// Pub/sub channel every node subscribes to: heartbeats and cache invalidations.
+pub const CONTROL_CHANNEL: &str = "imd:ctl";

@@ -17,6 +17,7 @@ macro_rules! backend {
     };
 }
 
+pub mod cluster;
 mod customers;
 mod groups;
 pub mod keys;
@@ -120,6 +121,9 @@ pub struct Appended {
     pub first_seq: u64,
     /// True when the idempotency key had been seen: nothing was stored this time.
     pub replayed: bool,
+    /// Per inbox, in `inboxes` order: the user counts as online for push (SPEC §6) on another
+    /// live node. Empty for a replay, the memory store and a store that is not a node.
+    pub elsewhere: Vec<bool>,
 }
 
 /// The store handle; cheap to clone.

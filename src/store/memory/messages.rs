@@ -53,6 +53,7 @@ impl MemoryStore {
                         seqs: Vec::new(),
                         first_seq,
                         replayed: true,
+                        elsewhere: Vec::new(),
                     });
                 }
                 Some(entry)
@@ -70,6 +71,7 @@ impl MemoryStore {
             seqs,
             first_seq,
             replayed: false,
+            elsewhere: Vec::new(),
         })
     }
 

@@ -81,6 +81,14 @@ local function mkey(app, gid, super, uid)
   return gkey(app, gid) .. ':members'
 end
 
+local function announce(app, gid, added)
+  local g = gkey(app, gid)
+  if redis.call('EXISTS', g) == 1 then redis.call('HINCRBY', g, 'ver', 1) end
+  local msg = 'c group ' .. app .. ' ' .. gid
+  if added and #added > 0 then msg = msg .. ' ' .. table.concat(added, ',') end
+  redis.call('PUBLISH', 'imd:ctl', msg)
+end
+
 local function apply(gid, op, items, app, super)
   local changed = {}
   local members = gkey(app, gid) .. ':members'
@@ -110,6 +118,7 @@ local function apply(gid, op, items, app, super)
   local name = 'group_member_remove'
   if op == 'add' then name = 'group_member_add' end
   emit_members(name, gid, changed)
+  if op == 'add' and super then announce(app, gid, changed) else announce(app, gid) end
 end
 "#;
 
@@ -150,6 +159,7 @@ else
   for i = 7, #ARGV do items[#items + 1] = ARGV[i] end
   apply(g, 'add', items, ARGV[2], ARGV[5] == '1')
 end
+announce(ARGV[2], g)
 return g
 "#,
     )
@@ -230,18 +240,20 @@ else
   redis.call('SREM', KEYS[4], 'g:' .. ARGV[4])
 end
 emit(cjson.decode(ARGV[1]))
+announce(ARGV[6], ARGV[4])
 return 1
 "#,
     )
 });
 
-/// KEYS: group hash. ARGV: name. Renames only a group that exists (an HSET alone would leave
-/// a hash without `app` behind, which no group load can read).
+/// KEYS: group hash. ARGV: name, app, gid. Renames only a group that exists (an HSET alone
+/// would leave a hash without `app` behind, which no group load can read).
 pub(super) static RENAME_GROUP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    script(
         r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'name', ARGV[1])
+announce(ARGV[2], ARGV[3])
 return 1
 "#,
     )
@@ -254,8 +266,8 @@ pub(super) static UPGRADE_GROUP: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local app = redis.call('HGET', KEYS[1], 'app')
 if redis.call('HGET', KEYS[1], 'super') ~= '1' then
-  local app = redis.call('HGET', KEYS[1], 'app')
   local flat = redis.call('HGETALL', KEYS[2])
   for i = 1, #flat, 2 do
     redis.call('HSET', mkey(app, ARGV[2], true, flat[i]), flat[i], flat[i] .. ',' .. flat[i + 1])
@@ -265,13 +277,14 @@ if redis.call('HGET', KEYS[1], 'super') ~= '1' then
 end
 redis.call('HSET', KEYS[1], 'super', '1')
 emit(cjson.decode(ARGV[1]))
+announce(app, ARGV[2])
 return 1
 "#,
     )
 });
 
 /// KEYS: group hash, members hash, timeline, timeline seq, journal. ARGV: events JSON, gone
-/// (a key prefix), bucket count. The timeline goes even when the group is already gone; the
+/// (a key prefix), bucket count, gid. The timeline goes even when the group is already gone; the
 /// events only with the group. A super group's member buckets are renamed to `gone:<b>`
 /// (expiring), for the caller to take their members out of the `imd:ugroups:` index in
 /// chunks; returns {existed, app, super}.
@@ -290,6 +303,7 @@ end
 redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 if existed == 0 then return {0, '', '0'} end
 emit(cjson.decode(ARGV[1]))
+announce(meta[1], ARGV[4])
 return {1, meta[1] or '', meta[2] or '0'}
 "#,
     )

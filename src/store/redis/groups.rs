@@ -19,7 +19,10 @@ fn events_json(gid: GroupKey, events: &[GroupEvent]) -> String {
 impl RedisStore {
     pub async fn rename_group(&self, gid: GroupKey, name: &str) -> StoreResult<()> {
         let mut inv = RENAME_GROUP.prepare_invoke();
-        inv.key(keys::group(gid)).arg(name);
+        inv.key(keys::group(gid))
+            .arg(name)
+            .arg(gid.app.0)
+            .arg(gid.id.0);
         let _: i64 = self.eval(&inv, false).await?;
         Ok(())
     }
@@ -44,7 +47,8 @@ impl RedisStore {
             .key(keys::group_journal(gid))
             .arg(events_json(gid, events))
             .arg(&gone)
-            .arg(keys::MEMBER_BUCKETS);
+            .arg(keys::MEMBER_BUCKETS)
+            .arg(gid.id.0);
         let (existed, _app, is_super): (i64, String, String) = self.eval(&inv, false).await?;
         if existed == 1 && is_super == "1" {
             self.unindex(gid, &gone).await;

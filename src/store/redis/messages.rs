@@ -86,7 +86,8 @@ impl RedisStore {
             .arg(self.inbox_len)
             .arg(idempotency.map_or(0, |(_, ttl)| ttl.max(1)))
             .arg(seq_field)
-            .arg(id.unwrap_or(0));
+            .arg(id.unwrap_or(0))
+            .arg(self.node());
         inv
     }
 
@@ -101,7 +102,10 @@ impl RedisStore {
         for u in each.inboxes {
             inv.key(keys::inbox_seq(*u)).key(keys::inbox(*u));
         }
-        inv.arg(each.head).arg(each.tail).arg(self.inbox_len);
+        inv.arg(each.head)
+            .arg(each.tail)
+            .arg(self.inbox_len)
+            .arg(self.node());
         for u in each.inboxes {
             inv.arg(u.uid.0);
         }
@@ -194,23 +198,26 @@ pub(super) fn parse_appended(reply: redis::Value) -> StoreResult<Appended> {
                 seqs: Vec::new(),
                 first_seq: seq.parse().map_err(|_| corrupt())?,
                 replayed: true,
+                elsewhere: Vec::new(),
             })
         }
-        [Value::Int(1), id, seqs] => {
+        [Value::Int(1), id, seqs, rest @ ..] => {
             let id = int(id).ok_or_else(corrupt)?;
-            let seqs: Vec<u64> = match seqs {
-                Value::Array(v) => v
-                    .iter()
-                    .map(int)
-                    .collect::<Option<_>>()
-                    .ok_or_else(corrupt)?,
-                _ => return Err(corrupt()),
+            let ints = |v: &Value| match v {
+                Value::Array(v) => v.iter().map(int).collect::<Option<Vec<u64>>>(),
+                _ => None,
+            };
+            let seqs = ints(seqs).ok_or_else(corrupt)?;
+            let elsewhere = match rest.first() {
+                Some(v) => ints(v).ok_or_else(corrupt)?,
+                None => Vec::new(),
             };
             Ok(Appended {
                 id,
                 first_seq: seqs.first().copied().unwrap_or(0),
                 seqs,
                 replayed: false,
+                elsewhere: elsewhere.into_iter().map(|e| e == 1).collect(),
             })
         }
         _ => Err(corrupt()),

@@ -1,0 +1,226 @@
+//! This node among several on one Redis (README "Running several nodes"): what other nodes
+//! announce (`BusEvent`s from the store's subscriber) is delivered to this node's connections
+//! here. Local sends still deliver to local connections directly; the store routes to other
+//! nodes only what their connections need, in the script that stores it.
+//!
+//! Nothing announced is trusted to arrive: every stored message carries its inbox seq, and a
+//! connection whose next seq is missing for `GAP_WAIT` is repaired from the store (the
+//! outbox keeps seq order and drops what it already has). A new subscription — after a Redis
+//! restart, a killed or overflowed pub/sub connection, a failed probe — repairs every local
+//! connection the same way, drops every cached group (reloaded on next use) and reloads every
+//! session's settings, so a lost announcement or invalidation costs a store read, not a
+//! message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::Dispatcher;
+use super::frame::{self, Spliced};
+use super::group::Relay;
+use super::outbox::{CloseReason, Frame};
+use super::session::{Deliver, Reload};
+use crate::domain::{GroupKey, UserKey};
+use crate::store::cluster::{BusEvent, BusStatus};
+use crate::store::stored_seq;
+
+/// Events waiting for the consumer; past this the subscriber waits (and Redis buffers).
+const EVENTS: usize = 8192;
+
+/// How long a connection may lack its next seq (another delivery of it may be on its way)
+/// before it is read from the store.
+const GAP_WAIT: Duration = Duration::from_millis(50);
+
+/// Messages one repair reads at most; a bigger gap closes the connection (1013): the client
+/// reconnects and syncs, as after an outbox overflow.
+const REPAIR_MAX: usize = 200;
+
+impl Dispatcher {
+    /// Joins the nodes sharing the store as `name` and starts delivering what they announce.
+    /// `None` (nothing to join) with the memory store.
+    pub fn join_cluster(
+        &self,
+        name: &str,
+        pubsub_url: &str,
+    ) -> anyhow::Result<Option<Arc<BusStatus>>> {
+        let (tx, mut rx) = mpsc::channel(EVENTS);
+        let Some(status) = self.inner.store.join(name, pubsub_url, tx)? else {
+            return Ok(None);
+        };
+        let _ = self.inner.bus.set(status.clone());
+        let me = self.clone();
+        self.inner.registry.arbiter_for(0u8).spawn(async move {
+            while let Some(event) = rx.recv().await {
+                me.on_event(event).await;
+            }
+        });
+        tracing::info!(node = name, "joined the nodes sharing the store");
+        Ok(Some(status))
+    }
+
+    /// The pub/sub link is up; `None` when this node shares nothing (memory store).
+    pub fn pubsub_up(&self) -> Option<bool> {
+        self.inner.bus.get().map(|s| s.is_up())
+    }
+
+    async fn on_event(&self, event: BusEvent) {
+        match event {
+            BusEvent::Inbox { id, body, to } => {
+                let shared = Spliced::new(id, &body);
+                for (user, seq) in to {
+                    let msg = Deliver {
+                        frame: Frame::Spliced(shared.clone(), seq),
+                        seq: Some(seq),
+                        exclude: None,
+                        push: None,
+                        elsewhere: false,
+                    };
+                    self.deliver(user, msg, false).await;
+                    self.watch_gap(user, seq);
+                }
+            }
+            BusEvent::Timeline {
+                origin,
+                group,
+                id,
+                group_seq,
+                body,
+            } => {
+                if Some(origin.as_str()) != self.inner.store.node() {
+                    self.relay(group, id, group_seq, body).await;
+                }
+            }
+            BusEvent::GroupChanged(group, added) => {
+                let registry = &self.inner.registry;
+                registry.forget_group(group);
+                // Added to a super group elsewhere: found here by the online index like a
+                // member added here (the group's fresh load checks them against its members).
+                for uid in added {
+                    let user = UserKey::new(group.app, uid);
+                    registry
+                        .online
+                        .join(group, user, || registry.connected(user));
+                }
+            }
+            BusEvent::UserChanged(user) => self.reload_user(user).await,
+            BusEvent::Revoked(user) => self.close_user(user).await,
+            BusEvent::Resubscribed => self.resync().await,
+        }
+    }
+
+    /// A super-group message from another node, for this node's members online: through the
+    /// group's actor (loaded if need be), unless nobody here is online in the group.
+    async fn relay(&self, group: GroupKey, id: u64, group_seq: u64, body: String) {
+        if self.inner.registry.online.snapshot(group).is_empty() {
+            return;
+        }
+        let body: Arc<str> = body.into();
+        let r = self
+            .on_group(group, |addr| {
+                addr.send(Relay {
+                    app: group.app,
+                    id,
+                    group_seq,
+                    body: body.to_string(),
+                })
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(group = %group, error = %e, "super-group message not relayed");
+        }
+    }
+
+    /// After delivering `seq`, a connection still short of it is missing an earlier message:
+    /// unless it comes within `GAP_WAIT`, it is read from the store.
+    fn watch_gap(&self, user: UserKey, seq: u64) {
+        if !self.short_of(user, seq) {
+            return;
+        }
+        let me = self.clone();
+        actix_web::rt::spawn(async move {
+            actix_web::rt::time::sleep(GAP_WAIT).await;
+            if me.short_of(user, seq) {
+                metrics::counter!("imd_seq_gaps_filled_total").increment(1);
+                me.repair(user, seq).await;
+            }
+        });
+    }
+
+    /// Some live connection of `user` has not released `seq` yet.
+    fn short_of(&self, user: UserKey, seq: u64) -> bool {
+        self.inner
+            .registry
+            .with_session(user, |s| {
+                s.conns()
+                    .iter()
+                    .any(|c| c.outbox.live().is_some_and(|l| l < seq))
+            })
+            .unwrap_or(false)
+    }
+
+    /// Reads what `user`'s connections lack up to `upto` from the store and queues it (each
+    /// outbox keeps seq order and drops what it has).
+    async fn repair(&self, user: UserKey, upto: u64) {
+        let Some(conns) = self.inner.registry.with_session(user, |s| s.conns()) else {
+            return;
+        };
+        let Some(from) = conns.iter().filter_map(|c| c.outbox.live()).min() else {
+            return;
+        };
+        if from >= upto {
+            return;
+        }
+        if upto - from > REPAIR_MAX as u64 {
+            for c in conns.iter() {
+                c.outbox.close(CloseReason::Overflow, "resync");
+            }
+            return;
+        }
+        match self
+            .inner
+            .store
+            .inbox_after(user, from, upto, REPAIR_MAX)
+            .await
+        {
+            Ok(records) => {
+                for c in conns.iter() {
+                    for r in &records {
+                        if let Some(seq) = stored_seq(r) {
+                            c.outbox
+                                .push_seq(seq, Frame::Text(frame::stored_message(r)));
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "gap not repaired (the client's sync will)"),
+        }
+    }
+
+    /// A new subscription: whatever was announced while there was none may be lost.
+    async fn resync(&self) {
+        let registry = &self.inner.registry;
+        registry.forget_groups();
+        let sessions = registry.sessions_by_user();
+        let mut here = Vec::new();
+        for (user, entry) in &sessions {
+            let conns = entry.shared.conns();
+            if conns.is_empty() {
+                continue;
+            }
+            let mobile = conns.iter().filter(|c| c.platform.is_mobile()).count();
+            here.push((*user, conns.len(), mobile));
+            let _ = entry.addr.try_send(Reload);
+        }
+        if let Err(e) = self.inner.store.reassert_here(&here).await {
+            tracing::warn!(error = %e, "this node's connections not written again");
+        }
+        metrics::counter!("imd_presence_reloads_total").increment(1);
+        for (user, _, _) in here {
+            match self.inner.store.latest_seq(user).await {
+                Ok(latest) => self.repair(user, latest).await,
+                Err(e) => tracing::warn!(error = %e, "resync: newest seq not read"),
+            }
+        }
+    }
+}
