@@ -20,6 +20,7 @@ mod limits;
 mod loadgen;
 mod media;
 mod messaging;
+mod multinode;
 mod openapi;
 mod process;
 mod push;

@@ -59,13 +59,9 @@ impl RedisStore {
         let store = self.clone();
         let closed = events.clone();
         actix_web::rt::spawn(async move {
-            let mut tick = 0u64;
             while !closed.is_closed() {
                 store.heartbeat().await;
-                if tick % 3 == 2 {
-                    store.reap().await;
-                }
-                tick += 1;
+                store.reap().await;
                 actix_web::rt::time::sleep(HEARTBEAT).await;
             }
         });
