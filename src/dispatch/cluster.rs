@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::Dispatcher;
 use super::frame::{self, Spliced};
 use super::group::Relay;
-use super::outbox::{CloseReason, Frame};
+use super::outbox::{CloseReason, Frame, Outbox};
 use super::session::{Deliver, Reload};
 use crate::domain::{GroupKey, UserKey};
 use crate::store::cluster::{BusEvent, BusStatus};
@@ -77,7 +77,6 @@ impl Dispatcher {
                         elsewhere: false,
                     };
                     self.deliver(user, msg, false).await;
-                    self.watch_gap(user, seq);
                 }
             }
             BusEvent::Timeline {
@@ -131,32 +130,33 @@ impl Dispatcher {
         }
     }
 
-    /// After delivering `seq`, a connection still short of it is missing an earlier message:
-    /// unless it comes within `GAP_WAIT`, it is read from the store.
-    fn watch_gap(&self, user: UserKey, seq: u64) {
-        if !self.short_of(user, seq) {
-            return;
-        }
-        let me = self.clone();
-        actix_web::rt::spawn(async move {
-            actix_web::rt::time::sleep(GAP_WAIT).await;
-            if me.short_of(user, seq) {
-                metrics::counter!("imd_seq_gaps_filled_total").increment(1);
-                me.repair(user, seq).await;
-            }
-        });
-    }
-
-    /// Some live connection of `user` has not released `seq` yet.
-    fn short_of(&self, user: UserKey, seq: u64) -> bool {
-        self.inner
-            .registry
-            .with_session(user, |s| {
-                s.conns()
-                    .iter()
-                    .any(|c| c.outbox.live().is_some_and(|l| l < seq))
-            })
-            .unwrap_or(false)
+    /// The hook a connection's outbox calls when a frame starts waiting for an earlier seq
+    /// (another delivery of it may be on its way): unless the gap closes within `GAP_WAIT`,
+    /// the missing messages are read from the store.
+    pub(super) fn gap_hook(
+        &self,
+        user: UserKey,
+        outbox: &Arc<Outbox>,
+    ) -> Box<dyn Fn() + Send + Sync> {
+        let store = self.inner.store.clone();
+        let outbox = Arc::downgrade(outbox);
+        Box::new(move || {
+            let (store, outbox) = (store.clone(), outbox.clone());
+            actix_web::rt::spawn(async move {
+                // Until no frame waits (a gap that opens while one is being filled is this
+                // task's too: the hook only fires when the first frame starts waiting).
+                loop {
+                    actix_web::rt::time::sleep(GAP_WAIT).await;
+                    let Some(o) = outbox.upgrade() else { return };
+                    let Some((live, last)) = o.gap() else { return };
+                    metrics::counter!("imd_seq_gaps_filled_total").increment(1);
+                    fill(&store, user, &o, live, last).await;
+                    if o.gap().is_some_and(|(l, _)| l == live) {
+                        return; // not in the store (trimmed): the client's sync covers it
+                    }
+                }
+            });
+        })
     }
 
     /// Reads what `user`'s connections lack up to `upto` from the store and queues it (each
@@ -165,35 +165,12 @@ impl Dispatcher {
         let Some(conns) = self.inner.registry.with_session(user, |s| s.conns()) else {
             return;
         };
-        let Some(from) = conns.iter().filter_map(|c| c.outbox.live()).min() else {
-            return;
-        };
-        if from >= upto {
-            return;
-        }
-        if upto - from > REPAIR_MAX as u64 {
-            for c in conns.iter() {
-                c.outbox.close(CloseReason::Overflow, "resync");
+        for c in conns.iter() {
+            if let Some(live) = c.outbox.live()
+                && live < upto
+            {
+                fill(&self.inner.store, user, &c.outbox, live, upto).await;
             }
-            return;
-        }
-        match self
-            .inner
-            .store
-            .inbox_after(user, from, upto, REPAIR_MAX)
-            .await
-        {
-            Ok(records) => {
-                for c in conns.iter() {
-                    for r in &records {
-                        if let Some(seq) = stored_seq(r) {
-                            c.outbox
-                                .push_seq(seq, Frame::Text(frame::stored_message(r)));
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "gap not repaired (the client's sync will)"),
         }
     }
 
@@ -222,5 +199,25 @@ impl Dispatcher {
                 Err(e) => tracing::warn!(error = %e, "resync: newest seq not read"),
             }
         }
+    }
+}
+
+/// Queues `user`'s stored messages `from < seq <= upto` on `outbox`; a gap too big to fill
+/// closes the connection (1013): the client reconnects and syncs, as after an overflow.
+async fn fill(store: &crate::store::Store, user: UserKey, outbox: &Outbox, from: u64, upto: u64) {
+    if upto - from > REPAIR_MAX as u64 {
+        outbox.close(CloseReason::Overflow, "resync");
+        return;
+    }
+    match store.inbox_after(user, from, upto, REPAIR_MAX).await {
+        Ok(records) => {
+            metrics::counter!("imd_messages_repaired_total").increment(records.len() as u64);
+            for r in &records {
+                if let Some(seq) = stored_seq(r) {
+                    outbox.push_seq(seq, Frame::Text(frame::stored_message(r)));
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "gap not repaired (the client's sync will)"),
     }
 }

@@ -593,6 +593,9 @@ impl Dispatcher {
         outbox: Arc<Outbox>,
     ) -> Result<(Registration, u64), DispatchError> {
         let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        if self.inner.bus.get().is_some() {
+            outbox.set_on_gap(self.gap_hook(user, &outbox));
+        }
         let conn = ConnRef {
             id,
             platform,

@@ -21,6 +21,7 @@ mod loadgen;
 mod media;
 mod messaging;
 mod multinode;
+mod multinode_chaos;
 mod openapi;
 mod process;
 mod push;

@@ -27,14 +27,21 @@ impl Cluster {
     }
 
     pub fn node(redis: &Dedicated, i: usize) -> Server {
-        Server::start(&[
+        Self::node_with(redis, i, &[])
+    }
+
+    /// `node`, with more settings.
+    pub fn node_with(redis: &Dedicated, i: usize, more: &[(&str, String)]) -> Server {
+        let mut env = vec![
             ("IMD_STORE__KIND", "redis".to_string()),
             ("IMD_STORE__REDIS_URL", redis.url()),
             ("IMD_NODE__ID", format!("n{i}")),
             ("IMD_PUSH__SINK", "redis".into()),
             ("IMD_HTTP__WORKERS", "1".into()),
             ("IMD_LOG__LEVEL", "warn".into()),
-        ])
+        ];
+        env.extend(more.iter().cloned());
+        Server::start(&env)
     }
 
     /// Waits until every node's subscription is up (`/readyz`).
