@@ -52,6 +52,9 @@ struct GroupState {
     is_super: bool,
     /// Shared with the push streams of recent messages; a change copies it if one still runs.
     members: Arc<Members>,
+    /// The stored group's `ver` when this copy was loaded (`None`: not read, a group this
+    /// node just created). Sends store only while it is current (`send.rs`).
+    ver: Option<u64>,
 }
 
 pub struct GroupActor {
@@ -124,6 +127,7 @@ impl GroupActor {
                 master: record.master,
                 is_super: record.is_super,
                 members: Arc::new(members.finish()),
+                ver: None,
             }),
             ..GroupActor::new(key, generation, env)
         }
@@ -157,6 +161,9 @@ impl GroupActor {
 
 /// Reads the group's record, then its members a page at a time.
 async fn load(store: Store, gid: GroupKey) -> Result<Option<GroupState>, StoreError> {
+    // Read first: a change between this and the members makes the copy look older than it
+    // is, which costs a reload at the next send, never a message to the wrong members.
+    let ver = store.group_version(gid).await?;
     let Some(meta) = store.group_meta(gid).await? else {
         return Ok(None);
     };
@@ -170,6 +177,7 @@ async fn load(store: Store, gid: GroupKey) -> Result<Option<GroupState>, StoreEr
         master: meta.master,
         is_super: meta.is_super,
         members: Arc::new(members.finish()),
+        ver: Some(ver),
     }))
 }
 

@@ -160,6 +160,29 @@ impl Dispatcher {
         idempotency: Option<String>,
         origin: Option<u64>,
     ) -> Result<Sent, DispatchError> {
+        // A copy of the group older than the stored one stores nothing (`StaleGroup`): its
+        // actor stops, and the next attempt loads the group as it is now.
+        for _ in 0..3 {
+            match self
+                .send_group_once(app, sender, gid, content, idempotency.clone(), origin)
+                .await
+            {
+                Err(DispatchError::StaleGroup) => continue,
+                r => return r,
+            }
+        }
+        Err(DispatchError::StaleGroup)
+    }
+
+    async fn send_group_once(
+        &self,
+        app: AppId,
+        sender: Uid,
+        gid: GroupId,
+        content: &str,
+        idempotency: Option<String>,
+        origin: Option<u64>,
+    ) -> Result<Sent, DispatchError> {
         self.on_group(GroupKey::new(app, gid), |addr| {
             let (tx, stored) = oneshot::channel();
             let handled = addr.send(Send {

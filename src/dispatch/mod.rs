@@ -64,6 +64,8 @@ pub enum DispatchError {
     GroupIdTaken,
     #[error("customer messages go only between a customer and their assigned supporter")]
     NotAssigned,
+    #[error("the group kept changing while the message was being sent; retry")]
+    StaleGroup,
     #[error("this user has too many open connections")]
     TooManyUserConnections,
     #[error("the server holds its maximum number of connections; retry later")]
@@ -84,6 +86,7 @@ impl DispatchError {
             DispatchError::GroupTooLarge(_) => (400, "group_too_large"),
             DispatchError::GroupIdTaken => (409, "group_id_taken"),
             DispatchError::NotAssigned => (403, "not_assigned"),
+            DispatchError::StaleGroup => (503, "group_changed"),
             DispatchError::TooManyUserConnections => (429, "too_many_connections"),
             DispatchError::TooManyConnections => (503, "too_many_connections"),
         }

@@ -234,11 +234,33 @@ impl Store {
         body: &str,
         idempotency: Option<(&str, u64)>,
     ) -> StoreResult<Appended> {
+        self.append_timeline_in_group(gid, body, idempotency, None)
+            .await
+    }
+
+    /// `append_timeline` from a copy of the group at version `ver` (`Some`): nothing is
+    /// stored (`Appended::stale`) if the group changed since (see `append_in_group`).
+    pub async fn append_timeline_in_group(
+        &self,
+        gid: GroupKey,
+        body: &str,
+        idempotency: Option<(&str, u64)>,
+        ver: Option<u64>,
+    ) -> StoreResult<Appended> {
         let started = std::time::Instant::now();
-        let r = backend!(self, s => s.append_timeline(gid, body, idempotency).await);
+        let r = backend!(self, s => s.append_timeline(gid, body, idempotency, ver).await);
         metrics::histogram!("imd_store_op_duration_seconds", "op" => "append_timeline")
             .record(started.elapsed().as_secs_f64());
         r
+    }
+
+    /// The group's version (every change moves it; 0 for the memory store, which one node
+    /// alone uses).
+    pub async fn group_version(&self, gid: GroupKey) -> StoreResult<u64> {
+        match self {
+            Store::Memory(_) => Ok(0),
+            Store::Redis(s) => s.group_version(gid).await,
+        }
     }
 
     /// Timeline entries with `group_seq > after`, oldest first, at most `limit`.

@@ -420,3 +420,49 @@ fn a_node_id_with_the_memory_store_is_refused_with_one_line() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("store.kind"), "{err}");
 }
+
+#[actix_web::test]
+async fn a_lost_invalidation_never_delivers_to_a_removed_member() {
+    let cluster = Cluster::start(2);
+    cluster.ready().await;
+    let n = &cluster.nodes;
+    let mut d2 = device(&n[1], 2, 1, "2").await;
+    let (_, g) = post(
+        &n[0],
+        "/groups",
+        json!({"master": 1, "name": "g", "members": [2]}),
+    )
+    .await;
+    let gid = g["data"]["group_id"].as_u64().unwrap();
+    let send = |text: &'static str| {
+        post(
+            &n[0],
+            "/messages/groups",
+            json!({"sender": 1, "receiver": gid, "content": text}),
+        )
+    };
+    assert_eq!(send("before").await.0, 200);
+    assert!(
+        drain(&mut d2, Duration::from_millis(500))
+            .await
+            .iter()
+            .any(|m| m["content"] == "before")
+    );
+    // Member 2 removed by a writer whose announcement never arrives: only the stored group
+    // and its `ver` change (what the membership script does, without the PUBLISH).
+    let mut r = cluster.redis.connection();
+    let _: i64 = r.hdel(format!("imd:group:{{7:{gid}}}:members"), 2).unwrap();
+    let _: i64 = r.hincr(format!("imd:group:{{7:{gid}}}"), "ver", 1).unwrap();
+    let (s, body) = send("after").await;
+    assert_eq!(s, 200, "{body}");
+    let got = drain(&mut d2, Duration::from_millis(800)).await;
+    assert!(
+        !got.iter().any(|m| m["content"] == "after"),
+        "node 0's stale copy of the group delivered to a removed member"
+    );
+    let inbox: Vec<String> = r.lrange("imd:inbox:{7:2}", 0, -1).unwrap();
+    assert!(
+        !inbox.iter().any(|m| m.contains("\"after\"")),
+        "stored for a removed member"
+    );
+}

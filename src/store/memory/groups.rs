@@ -210,6 +210,7 @@ impl MemoryStore {
         gid: GroupKey,
         body: &str,
         idempotency: Option<(&str, u64)>,
+        _: Option<u64>,
     ) -> StoreResult<Appended> {
         self.append_with(gid.app, None, idempotency, |id| {
             vec![

@@ -54,6 +54,7 @@ impl MemoryStore {
                         first_seq,
                         replayed: true,
                         elsewhere: Vec::new(),
+                        stale: false,
                     });
                 }
                 Some(entry)
@@ -72,6 +73,7 @@ impl MemoryStore {
             first_seq,
             replayed: false,
             elsewhere: Vec::new(),
+            stale: false,
         })
     }
 

@@ -93,10 +93,20 @@ impl RedisStore {
         gid: GroupKey,
         body: &str,
         idempotency: Option<(&str, u64)>,
+        ver: Option<u64>,
     ) -> StoreResult<Appended> {
         let timeline = std::iter::once((keys::timeline_seq(gid), keys::timeline(gid)));
-        let inv = self.append_invocation(gid.app, timeline, body, idempotency, "group_seq", None);
+        let mut inv =
+            self.append_invocation(gid.app, timeline, body, idempotency, "group_seq", None);
+        super::messages::check_group(&mut inv, ver.map(|v| (gid, v)));
         parse_appended(self.eval(&inv, false).await?)
+    }
+
+    /// The group's `ver` (moved by every change; 0 before the first).
+    pub async fn group_version(&self, gid: GroupKey) -> StoreResult<u64> {
+        let mut c = self.conn()?;
+        let v: Option<u64> = self.run(c.hget(keys::group(gid), "ver")).await?;
+        Ok(v.unwrap_or(0))
     }
 
     pub async fn timeline_after(

@@ -4,7 +4,14 @@ use redis::AsyncCommands;
 
 use super::RedisStore;
 use super::scripts::{APPEND, APPEND_EACH, INBOX_AFTER, INBOX_LATEST, SET_ACK, UNREAD};
-use crate::domain::{AppId, DeviceToken, PushProvider, UserKey};
+use crate::domain::{AppId, DeviceToken, GroupKey, PushProvider, UserKey};
+
+/// Adds the group check of `APPEND` (ARGV 7 and 8).
+pub(super) fn check_group(inv: &mut redis::ScriptInvocation<'_>, check: Option<(GroupKey, u64)>) {
+    if let Some((group, ver)) = check {
+        inv.arg(keys::group(group)).arg(ver);
+    }
+}
 use crate::store::{Append, AppendEach, Appended, StoreError, StoreResult, keys, sort_tokens};
 
 impl RedisStore {
@@ -51,12 +58,23 @@ impl RedisStore {
     }
 
     pub async fn append(&self, a: &Append<'_>, id: Option<u64>) -> StoreResult<Appended> {
+        self.append_checked(a, id, None).await
+    }
+
+    /// `append`, refused (`Appended::stale`) unless the group's stored `ver` is `check.1`.
+    pub async fn append_checked(
+        &self,
+        a: &Append<'_>,
+        id: Option<u64>,
+        check: Option<(GroupKey, u64)>,
+    ) -> StoreResult<Appended> {
         let lists = a
             .inboxes
             .iter()
             .map(|u| (keys::inbox_seq(*u), keys::inbox(*u)));
         let app = a.inboxes.first().map_or(AppId(0), |u| u.app);
-        let inv = self.append_invocation(app, lists, a.body, a.idempotency, "seq", id);
+        let mut inv = self.append_invocation(app, lists, a.body, a.idempotency, "seq", id);
+        check_group(&mut inv, check);
         // Big fan-outs take a dedicated connection so they do not hold up small commands.
         let reply = self.eval(&inv, a.inboxes.len() > 64).await?;
         parse_appended(reply)
@@ -190,6 +208,14 @@ pub(super) fn parse_appended(reply: redis::Value) -> StoreResult<Appended> {
         return Err(corrupt());
     };
     match items.as_slice() {
+        [Value::Int(2)] => Ok(Appended {
+            id: 0,
+            seqs: Vec::new(),
+            first_seq: 0,
+            replayed: false,
+            elsewhere: Vec::new(),
+            stale: true,
+        }),
         [Value::Int(0), prev] => {
             let text: String = redis::from_redis_value_ref(prev).map_err(|_| corrupt())?;
             let (id, seq) = text.split_once(':').ok_or_else(corrupt)?;
@@ -199,6 +225,7 @@ pub(super) fn parse_appended(reply: redis::Value) -> StoreResult<Appended> {
                 first_seq: seq.parse().map_err(|_| corrupt())?,
                 replayed: true,
                 elsewhere: Vec::new(),
+                stale: false,
             })
         }
         [Value::Int(1), id, seqs, rest @ ..] => {
@@ -218,6 +245,7 @@ pub(super) fn parse_appended(reply: redis::Value) -> StoreResult<Appended> {
                 seqs,
                 replayed: false,
                 elsewhere: elsewhere.into_iter().map(|e| e == 1).collect(),
+                stale: false,
             })
         }
         _ => Err(corrupt()),

@@ -98,7 +98,9 @@ return removed
 /// ARGV: body (stored JSON after `{"id":N,"seq":M,`), inbox length, idempotency TTL (0 = none),
 /// the seq field's name (`seq`, or `group_seq` on a super-group timeline), the message id to
 /// store under (0 = allocate one: one message appended in several batches keeps one id), this
-/// node's name ('' = no routing). Stored and announced in one step (`ROUTING`): an inbox
+/// node's name ('' = no routing), then a group hash and the `ver` the sender's copy of the
+/// group has ('' = no check: a copy older than the stored group stores nothing and answers
+/// {2}, for the caller to load the group again). Stored and announced in one step (`ROUTING`): an inbox
 /// message goes to every other live node holding a recipient's connections, a timeline entry
 /// to every node at once. Returns {1, id, {seq…}, {online elsewhere for push: 0/1 per inbox}}
 /// or, for a key seen before, {0, "<id>:<first seq>"}.
@@ -111,6 +113,9 @@ local ttl = tonumber(ARGV[3])
 if ttl > 0 then
   local prev = redis.call('GET', KEYS[2])
   if prev then return {0, prev} end
+end
+if ARGV[7] and ARGV[7] ~= '' and (redis.call('HGET', ARGV[7], 'ver') or '0') ~= ARGV[8] then
+  return {2}
 end
 local id = tonumber(ARGV[5])
 if id == 0 then id = redis.call('INCR', KEYS[1]) end
