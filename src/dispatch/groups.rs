@@ -160,42 +160,29 @@ impl Dispatcher {
         idempotency: Option<String>,
         origin: Option<u64>,
     ) -> Result<Sent, DispatchError> {
+        let attempt = || {
+            self.on_group(GroupKey::new(app, gid), |addr| {
+                let (tx, stored) = oneshot::channel();
+                let handled = addr.send(Send {
+                    app,
+                    sender,
+                    content: content.to_string(),
+                    idempotency: idempotency.clone(),
+                    origin,
+                    stored: Some(tx),
+                });
+                early_or_handled(stored, handled)
+            })
+        };
         // A copy of the group older than the stored one stores nothing (`StaleGroup`): its
         // actor stops, and the next attempt loads the group as it is now.
         for _ in 0..3 {
-            match self
-                .send_group_once(app, sender, gid, content, idempotency.clone(), origin)
-                .await
-            {
+            match attempt().await {
                 Err(DispatchError::StaleGroup) => continue,
                 r => return r,
             }
         }
         Err(DispatchError::StaleGroup)
-    }
-
-    async fn send_group_once(
-        &self,
-        app: AppId,
-        sender: Uid,
-        gid: GroupId,
-        content: &str,
-        idempotency: Option<String>,
-        origin: Option<u64>,
-    ) -> Result<Sent, DispatchError> {
-        self.on_group(GroupKey::new(app, gid), |addr| {
-            let (tx, stored) = oneshot::channel();
-            let handled = addr.send(Send {
-                app,
-                sender,
-                content: content.to_string(),
-                idempotency: idempotency.clone(),
-                origin,
-                stored: Some(tx),
-            });
-            early_or_handled(stored, handled)
-        })
-        .await
     }
 
     /// An app-defined group notification to every member (stored, never pushed).

@@ -21,11 +21,7 @@ use crate::multinode::Cluster;
 use crate::process::Server;
 
 fn scale(n: usize) -> usize {
-    n * std::env::var("IMD_CHAOS_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1usize)
-        .max(1)
+    crate::faults::scale(n as u32) as usize
 }
 
 async fn connect(addr: &str, token: &str, platform: u8, device: &str) -> Option<Ws> {

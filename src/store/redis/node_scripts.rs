@@ -8,6 +8,8 @@ use redis::Script;
 
 /// Prepended to the append scripts.
 ///
+/// `located(key, skip, each)` walks a location hash over the live nodes but `skip`;
+/// `for_push(t, total, mobile)` applies SPEC §6 to what it found for user `t` (`app:uid`).
 /// `tag(key)` is the `{app:uid}` hash tag of an inbox key (without braces). `route(node, t,
 /// seq)` adds (user `t`, `seq`) to the frame of every other live node holding the user's
 /// connections and says whether the user counts as online for push there (SPEC §6: a mobile
@@ -26,34 +28,43 @@ local function is_alive(n)
   end
   return a
 end
-local function route(node, t, seq)
-  local loc = redis.call('HGETALL', 'imd:loc:{' .. t .. '}')
+-- Calls each(name, connections, mobile) for the live nodes but `skip` in a location hash;
+-- returns the connections and mobile connections over them.
+local function located(key, skip, each)
+  local loc = redis.call('HGETALL', key)
   local total, mobile = 0, 0
   for j = 1, #loc, 2 do
     local f, c = loc[j], tonumber(loc[j + 1])
     local m = string.sub(f, -2) == ':m'
     local name = f
     if m then name = string.sub(f, 1, -3) end
-    if name ~= node and c > 0 and is_alive(name) then
-      if m then
-        mobile = mobile + c
-      else
-        total = total + c
-        local r = routes[name]
-        if not r then
-          r = {}
-          routes[name] = r
-          order[#order + 1] = name
-        end
-        r[#r + 1] = t .. ':' .. seq
-      end
+    if name ~= skip and c > 0 and is_alive(name) then
+      if m then mobile = mobile + c else total = total + c end
+      if each then each(name, c, m) end
     end
   end
+  return total, mobile
+end
+-- Online for push (SPEC §6): a mobile connection, or any while the user's `mute` is set.
+local function for_push(t, total, mobile)
   if mobile > 0 then return 1 end
   if total > 0 and redis.call('HGET', 'users_' .. (string.gsub(t, ':', '_')), 'mute') == '1' then
     return 1
   end
   return 0
+end
+local function route(node, t, seq)
+  local total, mobile = located('imd:loc:{' .. t .. '}', node, function(name, _, m)
+    if m then return end
+    local r = routes[name]
+    if not r then
+      r = {}
+      routes[name] = r
+      order[#order + 1] = name
+    end
+    r[#r + 1] = t .. ':' .. seq
+  end)
+  return for_push(t, total, mobile)
 end
 local function flush(id, body)
   for _, n in ipairs(order) do
@@ -110,33 +121,20 @@ return 1
 
 /// KEYS: location hashes. ARGV: a node to leave out ('' = none), `push` (online for push, SPEC
 /// §6, with the user's `mute` from `users_<app>_<uid>`) or `any` (any connection), then
-/// `<app>_<uid>` per key. 0/1 per key, over the live nodes.
+/// `<app>:<uid>` per key. 0/1 per key, over the live nodes.
 pub(super) static PRESENCE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{ROUTING}{}",
         r#"
-local skip, push = ARGV[1], ARGV[2] == 'push'
-local alive, out = {}, {}
+local out = {}
 for i, key in ipairs(KEYS) do
-  local loc = redis.call('HGETALL', key)
-  local total, mobile = 0, 0
-  for j = 1, #loc, 2 do
-    local f, c = loc[j], tonumber(loc[j + 1])
-    local m = string.sub(f, -2) == ':m'
-    local name = f
-    if m then name = string.sub(f, 1, -3) end
-    if alive[name] == nil then alive[name] = redis.call('EXISTS', 'imd:alive:' .. name) == 1 end
-    if name ~= skip and c > 0 and alive[name] then
-      if m then mobile = mobile + c else total = total + c end
-    end
-  end
+  local total, mobile = located(key, ARGV[1])
   local on = 0
-  if not push and total > 0 then on = 1 end
-  if push and (mobile > 0 or (total > 0 and redis.call('HGET', 'users_' .. ARGV[2 + i], 'mute') == '1')) then
-    on = 1
-  end
+  if ARGV[2] == 'push' then on = for_push(ARGV[2 + i], total, mobile)
+  elseif total > 0 then on = 1 end
   out[#out + 1] = on
 end
 return out
-"#,
-    )
+"#
+    ))
 });

@@ -195,7 +195,7 @@ impl RedisStore {
             .arg(if for_push { "push" } else { "any" });
         for u in users {
             inv.key(keys::location(*u));
-            inv.arg(format!("{}_{}", u.app, u.uid));
+            inv.arg(member(*u));
         }
         let on: Vec<u8> = self.eval(&inv, users.len() > 64).await?;
         Ok(on.into_iter().map(|o| o == 1).collect())
