@@ -472,3 +472,119 @@ async fn a_lost_invalidation_never_delivers_to_a_removed_member() {
         "stored for a removed member"
     );
 }
+
+/// Redis `INFO commandstats` calls per command, and the bytes in and out.
+fn redis_counts(redis: &Dedicated) -> (BTreeMap<String, u64>, u64, u64) {
+    let info: String = redis::cmd("INFO")
+        .arg("all")
+        .query(&mut redis.connection())
+        .unwrap();
+    let mut calls = BTreeMap::new();
+    let (mut input, mut output) = (0, 0);
+    for line in info.lines() {
+        if let Some(rest) = line.strip_prefix("cmdstat_") {
+            let (name, stats) = rest.split_once(':').unwrap_or_default();
+            let n = stats
+                .split(',')
+                .find_map(|kv| kv.strip_prefix("calls="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            calls.insert(name.to_string(), n);
+        }
+        let num = |v: &str| v.trim().parse::<u64>().unwrap_or(0);
+        if let Some(v) = line.strip_prefix("total_net_input_bytes:") {
+            input = num(v);
+        }
+        if let Some(v) = line.strip_prefix("total_net_output_bytes:") {
+            output = num(v);
+        }
+    }
+    (calls, input, output)
+}
+
+#[actix_web::test]
+async fn redis_cost_per_message_is_one_script_and_one_publish_per_node() {
+    let cluster = Cluster::start(3);
+    cluster.ready().await;
+    let n = &cluster.nodes;
+    // Receivers on nodes 1 and 2; everything is sent through node 0.
+    let mut devices = Vec::new();
+    for uid in 1..=12u64 {
+        devices.push(device(&n[1 + (uid as usize % 2)], uid, 1, "d").await);
+    }
+    let members: Vec<u64> = (2..=50).collect();
+    let (_, g) = post(
+        &n[0],
+        "/groups",
+        json!({"master": 1, "name": "g", "members": members}),
+    )
+    .await;
+    let gid = g["data"]["group_id"].as_u64().unwrap();
+    let body = json!({"master": 1, "name": "s", "members": members, "super": true});
+    let (_, sg) = post(&n[0], "/groups", body).await;
+    let sgid = sg["data"]["group_id"].as_u64().unwrap();
+    // One message each first: the groups load on node 0.
+    post(
+        &n[0],
+        "/messages/groups",
+        json!({"sender": 1, "receiver": gid, "content": "w"}),
+    )
+    .await;
+    post(
+        &n[0],
+        "/messages/groups",
+        json!({"sender": 1, "receiver": sgid, "content": "w"}),
+    )
+    .await;
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    let count = 100u64;
+    let mut report = Vec::new();
+    for (case, path, to) in [
+        ("peer (receiver on another node)", "/messages/peers", 2),
+        (
+            "50-member group (12 online on 2 other nodes)",
+            "/messages/groups",
+            gid,
+        ),
+        (
+            "super group, 50 members (12 online on 2 other nodes)",
+            "/messages/groups",
+            sgid,
+        ),
+    ] {
+        let (before, inb, outb) = redis_counts(&cluster.redis);
+        for i in 0..count {
+            let (s, r) = post(
+                &n[0],
+                path,
+                json!({"sender": 1, "receiver": to, "content": format!("c{i}")}),
+            )
+            .await;
+            assert_eq!(s, 200, "{r}");
+        }
+        let (after, ina, outa) = redis_counts(&cluster.redis);
+        let delta = |name: &str| {
+            after.get(name).copied().unwrap_or(0) - before.get(name).copied().unwrap_or(0)
+        };
+        let total: u64 = after.keys().map(|k| delta(k)).sum();
+        let (evals, publishes) = (delta("evalsha") + delta("eval"), delta("publish"));
+        report.push(format!(
+            "{case}: {:.1} commands/message ({:.2} scripts, {:.2} PUBLISH), {:.0} bytes in, {:.0} bytes out per message",
+            total as f64 / count as f64,
+            evals as f64 / count as f64,
+            publishes as f64 / count as f64,
+            (ina - inb) as f64 / count as f64,
+            (outa - outb) as f64 / count as f64
+        ));
+        // One script per send (and one more for a group's push job: presence on the other
+        // nodes); at most one publish per other node (plus heartbeats: 3 nodes, one every 2 s).
+        assert!(
+            evals <= 2 * count + 5,
+            "{case}: {evals} scripts for {count} sends"
+        );
+        assert!(publishes <= 2 * count + 10, "{case}: {publishes} publishes");
+    }
+    for line in &report {
+        eprintln!("{line}");
+    }
+}
