@@ -198,6 +198,7 @@ impl Application {
             tracing::warn!("shutdown grace period over; exiting");
         }
         self.state.dispatcher.flush_push(grace).await;
+        self.state.store.leave().await;
         let _ = server.await;
         if let Some((handle, task)) = metrics {
             handle.stop(false).await;

@@ -161,6 +161,13 @@ impl Store {
         }
     }
 
+    /// Leaves the nodes sharing the store (graceful shutdown, after closing the connections).
+    pub async fn leave(&self) {
+        if let Store::Redis(s) = self {
+            s.leave().await;
+        }
+    }
+
     /// This node's name, once joined.
     pub fn node(&self) -> Option<&str> {
         match self {

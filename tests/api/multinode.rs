@@ -588,3 +588,31 @@ async fn redis_cost_per_message_is_one_script_and_one_publish_per_node() {
         eprintln!("{line}");
     }
 }
+
+#[actix_web::test]
+async fn a_node_shut_down_gracefully_is_forgotten_at_once() {
+    let mut cluster = Cluster::start(2);
+    cluster.ready().await;
+    let mut d7 = device(&cluster.nodes[1], 7, 1, "7").await;
+    cluster.nodes[1].signal("TERM");
+    let stopping = Instant::now();
+    // Its clients are told to reconnect elsewhere (1001) …
+    let code = loop {
+        match d7.next(Duration::from_secs(5)).await {
+            Some(Ok(_)) => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(code, Some(Err(1001)));
+    let status = cluster.nodes[1].wait(Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    // … and it leaves nothing behind for the others to wait out.
+    let mut r = cluster.redis.connection();
+    let alive: Vec<String> = r.keys("imd:alive:n1-*").unwrap();
+    let loc: Vec<String> = r.hkeys("imd:loc:{7:7}").unwrap();
+    assert!(alive.is_empty() && loc.is_empty(), "{alive:?} {loc:?}");
+    eprintln!(
+        "a node shut down in {:?} and left no location behind",
+        stopping.elapsed()
+    );
+}

@@ -45,6 +45,8 @@ pub struct RedisStore {
     node: std::sync::OnceLock<String>,
     /// Where the subscriber connects, when not `client` (`node.pubsub_url`).
     pubsub: std::sync::OnceLock<redis::Client>,
+    /// Set by a graceful shutdown: the heartbeat stops (`nodes.rs`).
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 fn flag(b: bool) -> &'static str {
@@ -103,6 +105,7 @@ impl RedisStore {
             inbox_len,
             node: std::sync::OnceLock::new(),
             pubsub: std::sync::OnceLock::new(),
+            leaving: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
