@@ -87,7 +87,7 @@ impl Dispatcher {
                 body,
             } => {
                 if Some(origin.as_str()) != self.inner.store.node() {
-                    self.relay(group, id, group_seq, body).await;
+                    self.relay(group, id, group_seq, Some(body)).await;
                 }
             }
             BusEvent::GroupChanged(group, added) => {
@@ -110,18 +110,19 @@ impl Dispatcher {
 
     /// A super-group message from another node, for this node's members online: through the
     /// group's actor (loaded if need be), unless nobody here is online in the group.
-    async fn relay(&self, group: GroupKey, id: u64, group_seq: u64, body: String) {
+    async fn relay(&self, group: GroupKey, id: u64, group_seq: u64, body: Option<String>) {
         if self.inner.registry.online.snapshot(group).is_empty() {
+            // Nobody to deliver to here: nothing up to it is owed.
+            self.inner.registry.skip_relayed(group, group_seq);
             return;
         }
-        let body: Arc<str> = body.into();
         let r = self
             .on_group(group, |addr| {
                 addr.send(Relay {
                     app: group.app,
                     id,
                     group_seq,
-                    body: body.to_string(),
+                    body: body.clone(),
                 })
             })
             .await;
@@ -197,6 +198,14 @@ impl Dispatcher {
             match self.inner.store.latest_seq(user).await {
                 Ok(latest) => self.repair(user, latest).await,
                 Err(e) => tracing::warn!(error = %e, "resync: newest seq not read"),
+            }
+        }
+        // Super groups: catch up to each timeline's newest entry.
+        for (group, last) in registry.relayed_groups() {
+            match self.inner.store.timeline_seq(group).await {
+                Ok(newest) if newest > last => self.relay(group, 0, newest, None).await,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "resync: timeline position not read"),
             }
         }
     }

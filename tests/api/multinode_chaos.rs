@@ -389,3 +389,84 @@ async fn a_frozen_subscriber_is_probed_and_made_again() {
     .await;
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+#[actix_web::test]
+async fn super_group_messages_survive_pubsub_connections_killed_in_a_loop() {
+    let cluster = Cluster::start(3);
+    cluster.ready().await;
+    let n = &cluster.nodes;
+    let body = json!({"master": 20, "name": "sg", "members": [21, 22], "super": true});
+    let (_, g) = crate::multinode::post(&n[0], "/groups", body).await;
+    let gid = g["data"]["group_id"].as_u64().unwrap();
+    let mut devices = [
+        crate::multinode::device(&n[1], 21, 1, "a").await,
+        crate::multinode::device(&n[2], 22, 1, "b").await,
+    ];
+    let sending = Rc::new(Cell::new(true));
+    let flag = sending.clone();
+    let addrs: Vec<String> = n.iter().map(|s| s.addr.clone()).collect();
+    let count = scale(150);
+    let sender = actix_web::rt::spawn(async move {
+        let client = awc::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .finish();
+        let mut acked = Vec::new();
+        for i in 0..count {
+            for attempt in 0..20 {
+                let r = client
+                    .post(format!(
+                        "http://{}/messages/groups",
+                        addrs[(i + attempt) % 3]
+                    ))
+                    .insert_header(("Authorization", crate::process::demo_auth()))
+                    .insert_header(("Idempotency-Key", format!("s{i}")))
+                    .send_json(&json!({"sender": 20, "receiver": gid, "content": format!("s:{i}")}))
+                    .await;
+                if r.is_ok_and(|r| r.status().as_u16() == 200) {
+                    acked.push(format!("s:{i}"));
+                    break;
+                }
+                actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+        }
+        flag.set(false);
+        acked
+    });
+    let mut r = cluster.redis.connection();
+    let mut got: [BTreeMap<String, usize>; 2] = Default::default();
+    while sending.get() {
+        let _: redis::RedisResult<i64> = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query(&mut r);
+        for (ws, seen) in devices.iter_mut().zip(got.iter_mut()) {
+            while let Some(Ok(m)) = ws.next(Duration::from_millis(60)).await {
+                if let Some(c) = m["content"].as_str().filter(|_| m["group_seq"].is_u64()) {
+                    *seen.entry(c.to_string()).or_default() += 1;
+                }
+            }
+        }
+    }
+    let acked = sender.await.unwrap();
+    cluster.ready().await;
+    for (ws, seen) in devices.iter_mut().zip(got.iter_mut()) {
+        while let Some(Ok(m)) = ws.next(Duration::from_secs(3)).await {
+            if let Some(c) = m["content"].as_str().filter(|_| m["group_seq"].is_u64()) {
+                *seen.entry(c.to_string()).or_default() += 1;
+            }
+        }
+    }
+    let resyncs = metric(&cluster.nodes, "imd_resyncs_total").await;
+    for (i, seen) in got.iter().enumerate() {
+        let missing = acked.iter().filter(|c| !seen.contains_key(*c)).count();
+        let duplicated = seen.values().filter(|n| **n > 1).count();
+        eprintln!(
+            "super group, CLIENT KILL TYPE pubsub loop: {count} sent, {} acknowledged; device {i}: {} received, {duplicated} duplicated, {missing} missing; resyncs {resyncs}",
+            acked.len(),
+            seen.iter().filter(|(c, _)| c.starts_with("s:")).count()
+        );
+        assert_eq!((missing, duplicated), (0, 0), "device {i}");
+    }
+}

@@ -114,6 +114,7 @@ impl Announce {
                     Frame::Text(Spliced::with_field(a.id, "group_seq", body).render(a.first_seq));
                 let online = r.online.snapshot(gid);
                 let recipients = self.members.present(&online).map(|u| UserKey::new(app, u));
+                r.note_relayed(gid, a.first_seq);
                 deliver_shared(r, recipients, &frame, None).send(r).await;
             }
         }

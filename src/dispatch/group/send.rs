@@ -107,6 +107,7 @@ impl GroupActor {
                 Frame::Text(Spliced::with_field(a.id, "group_seq", body).render(a.first_seq));
             let online = registry.online.snapshot(self.key);
             let recipients = st.members.present(&online).map(|u| UserKey::new(st.app, u));
+            registry.note_relayed(self.key, a.first_seq);
             deliver_shared(&registry, recipients, &frame, origin)
         } else {
             let parts = Spliced::new(a.id, body);
