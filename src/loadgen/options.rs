@@ -29,6 +29,10 @@ pub struct Common {
     /// Base URL of the server (HTTP; the WebSocket URL is derived from it).
     #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// Where the WebSocket clients connect, when not `--url` (another node of the same
+    /// Redis: sends go through one node, deliveries are measured on another).
+    #[arg(long, global = true, value_name = "URL")]
+    pub ws_url: Option<String>,
     /// App id for server authentication.
     #[arg(long, global = true, default_value_t = 7)]
     pub app: u64,
@@ -68,6 +72,7 @@ impl Common {
     pub fn new(url: impl Into<String>) -> Common {
         Common {
             url: url.into(),
+            ws_url: None,
             app: 7,
             secret: "demo-secret".into(),
             json: false,

@@ -40,19 +40,29 @@ pub struct Shared {
 /// Most distinct error texts kept.
 const MAX_ERRORS: usize = 8;
 
+/// An `http://host:port` option, parsed: the URI and its `host:port`.
+fn http_base(option: &str, url: &str) -> anyhow::Result<(awc::http::Uri, String)> {
+    let uri: awc::http::Uri = url
+        .parse()
+        .with_context(|| format!("{option} {url:?} is not a URL"))?;
+    if uri.scheme_str() != Some("http") {
+        bail!("{option} must be http://host:port (got {url:?})");
+    }
+    let authority = uri
+        .authority()
+        .with_context(|| format!("{option} {url:?} has no host"))?
+        .as_str()
+        .to_string();
+    Ok((uri, authority))
+}
+
 impl Shared {
     pub fn new(c: &Common, run_id: u64, stop: watch::Receiver<bool>) -> anyhow::Result<Shared> {
-        let uri: awc::http::Uri = c
-            .url
-            .parse()
-            .with_context(|| format!("--url {:?} is not a URL", c.url))?;
-        if uri.scheme_str() != Some("http") {
-            bail!("--url must be http://host:port (got {:?})", c.url);
-        }
-        let authority = uri
-            .authority()
-            .with_context(|| format!("--url {:?} has no host", c.url))?
-            .as_str();
+        let (uri, authority) = http_base("--url", &c.url)?;
+        let ws_authority = match &c.ws_url {
+            Some(url) => http_base("--ws-url", url)?.1,
+            None => authority.clone(),
+        };
         let loopback = uri
             .host()
             .and_then(|h| h.parse::<IpAddr>().ok())
@@ -71,7 +81,7 @@ impl Shared {
         );
         Ok(Shared {
             base: format!("http://{authority}"),
-            ws_base: format!("ws://{authority}"),
+            ws_base: format!("ws://{ws_authority}"),
             auth,
             run_id,
             sources,
