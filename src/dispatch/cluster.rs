@@ -193,6 +193,15 @@ impl Dispatcher {
         if let Err(e) = self.inner.store.reassert_here(&here).await {
             tracing::warn!(error = %e, "this node's connections not written again");
         }
+        let users: Vec<UserKey> = here.iter().map(|(u, _, _)| *u).collect();
+        match self.inner.store.have_tokens(&users).await {
+            Ok(have) => {
+                for (user, _) in users.iter().zip(have).filter(|(_, has)| !has) {
+                    self.close_user(*user).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "resync: revocations not checked"),
+        }
         metrics::counter!("imd_presence_reloads_total").increment(1);
         for (user, _, _) in here {
             match self.inner.store.latest_seq(user).await {

@@ -219,6 +219,15 @@ impl Store {
         }
     }
 
+    /// Per user: holds a token (a revocation took it away). A resync closes the connections
+    /// of users without one, in case the revocation's announcement was lost.
+    pub async fn have_tokens(&self, users: &[UserKey]) -> StoreResult<Vec<bool>> {
+        match self {
+            Store::Memory(_) => Ok(vec![true; users.len()]),
+            Store::Redis(s) => s.have_tokens(users).await,
+        }
+    }
+
     /// Writes this node's connection counts again (after a reconnect: Redis may have lost
     /// them): (user, connections, mobile connections).
     pub async fn reassert_here(&self, users: &[(UserKey, usize, usize)]) -> StoreResult<()> {

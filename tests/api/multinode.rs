@@ -616,3 +616,29 @@ async fn a_node_shut_down_gracefully_is_forgotten_at_once() {
         stopping.elapsed()
     );
 }
+
+#[actix_web::test]
+async fn a_revocation_whose_announcement_was_lost_closes_sockets_at_the_resync() {
+    let cluster = Cluster::start(2);
+    cluster.ready().await;
+    let mut d8 = device(&cluster.nodes[1], 8, 1, "8").await;
+    // Revoked behind the nodes' backs (the store changes, nothing is announced) …
+    let mut r = cluster.redis.connection();
+    let token: String = r.hget("users_7_8", "access_token").unwrap();
+    let _: i64 = r.hdel("users_7_8", "access_token").unwrap();
+    let _: i64 = r.del(format!("access_token_{token}")).unwrap();
+    // … then the subscriptions drop, as when the announcement was lost with them.
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut r)
+        .unwrap();
+    let closed = loop {
+        match d8.next(Duration::from_secs(5)).await {
+            Some(Ok(_)) => continue,
+            other => break other,
+        }
+    };
+    assert_eq!(closed, Some(Err(1008)), "closed by the resync");
+}

@@ -232,6 +232,19 @@ impl RedisStore {
         }
     }
 
+    pub async fn have_tokens(&self, users: &[UserKey]) -> StoreResult<Vec<bool>> {
+        let mut out = Vec::with_capacity(users.len());
+        for chunk in users.chunks(1000) {
+            let mut pipe = redis::pipe();
+            for u in chunk {
+                pipe.hexists(keys::user(*u), "access_token");
+            }
+            let found: Vec<bool> = self.bulk(&pipe).await?;
+            out.extend(found);
+        }
+        Ok(out)
+    }
+
     pub async fn reassert_here(&self, users: &[(UserKey, usize, usize)]) -> StoreResult<()> {
         let node = self.node();
         for chunk in users.chunks(1000) {
