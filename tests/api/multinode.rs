@@ -89,6 +89,18 @@ pub async fn device(node: &Server, uid: u64, platform: u8, device: &str) -> Ws {
     crate::helpers::ws_at(&node.addr, &token, platform, device).await
 }
 
+/// The close code the connection ends with (frames before it skipped); `None` if it stays
+/// open for 5 s.
+pub async fn close_code(ws: &mut Ws) -> Option<u16> {
+    loop {
+        match ws.next(Duration::from_secs(5)).await {
+            Some(Ok(_)) => continue,
+            Some(Err(code)) => return Some(code),
+            None => return None,
+        }
+    }
+}
+
 /// Binds a push token for `uid` (a user without one is never pushed).
 pub async fn bind(node: &Server, uid: u64) {
     let body = json!({ "apns_device_token": format!("apns-{uid}") });
@@ -337,14 +349,7 @@ async fn revoking_a_token_closes_its_sockets_on_every_node() {
     let (s, _) = call(&n[1], "DELETE", "/auth/tokens/5", None).await;
     assert_eq!(s, 200);
     for (i, ws) in devices.iter_mut().enumerate() {
-        let closed = loop {
-            match ws.next(Duration::from_secs(5)).await {
-                Some(Ok(_)) => continue,
-                Some(Err(code)) => break Some(code),
-                None => break None,
-            }
-        };
-        assert_eq!(closed, Some(1008), "the socket on node {i}");
+        assert_eq!(close_code(ws).await, Some(1008), "the socket on node {i}");
     }
 }
 
@@ -597,13 +602,7 @@ async fn a_node_shut_down_gracefully_is_forgotten_at_once() {
     cluster.nodes[1].signal("TERM");
     let stopping = Instant::now();
     // Its clients are told to reconnect elsewhere (1001) …
-    let code = loop {
-        match d7.next(Duration::from_secs(5)).await {
-            Some(Ok(_)) => continue,
-            other => break other,
-        }
-    };
-    assert_eq!(code, Some(Err(1001)));
+    assert_eq!(close_code(&mut d7).await, Some(1001));
     let status = cluster.nodes[1].wait(Duration::from_secs(15));
     assert!(status.success(), "{status:?}");
     // … and it leaves nothing behind for the others to wait out.
@@ -634,11 +633,9 @@ async fn a_revocation_whose_announcement_was_lost_closes_sockets_at_the_resync()
         .arg("pubsub")
         .query(&mut r)
         .unwrap();
-    let closed = loop {
-        match d8.next(Duration::from_secs(5)).await {
-            Some(Ok(_)) => continue,
-            other => break other,
-        }
-    };
-    assert_eq!(closed, Some(Err(1008)), "closed by the resync");
+    assert_eq!(
+        close_code(&mut d8).await,
+        Some(1008),
+        "closed by the resync"
+    );
 }
