@@ -639,3 +639,32 @@ async fn a_revocation_whose_announcement_was_lost_closes_sockets_at_the_resync()
         "closed by the resync"
     );
 }
+
+#[actix_web::test]
+async fn connections_per_user_are_counted_over_every_node() {
+    let redis = Dedicated::start("always");
+    let limit = [("IMD_LIMITS__WS_CONNECTIONS_PER_USER", "2".to_string())];
+    let nodes: Vec<Server> = (0..3)
+        .map(|i| Cluster::node_with(&redis, i, &limit))
+        .collect();
+    let cluster = Cluster { redis, nodes };
+    cluster.ready().await;
+    let n = &cluster.nodes;
+    let _a = device(&n[0], 9, 1, "a").await;
+    let _b = device(&n[1], 9, 1, "b").await;
+    let token = n[2].grant(9).await;
+    let url = format!(
+        "ws://{}/ws?token={token}&platform_id=1&device_id=c",
+        n[2].addr
+    );
+    let refused = awc::Client::new().ws(url).connect().await;
+    let status = match refused {
+        Err(awc::error::WsClientError::InvalidResponseStatus(s)) => s.as_u16(),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a third connection over three nodes was accepted"),
+    };
+    assert_eq!(
+        status, 429,
+        "the limit counts the user's connections on every node"
+    );
+}
