@@ -67,6 +67,7 @@ impl Application {
         if store.kind() == "redis" {
             let node = node_name(&settings.node.id);
             dispatcher.join_cluster(&node, &settings.node.pubsub_url)?;
+            store.announce_node().await;
         }
         let media = crate::media::Media::new(&settings.media, workers);
         media.log_startup();

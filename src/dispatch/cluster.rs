@@ -177,6 +177,8 @@ impl Dispatcher {
 
     /// A new subscription: whatever was announced while there was none may be lost.
     async fn resync(&self) {
+        // First of all: Redis may have restarted without this node's entry in `imd:nodes`.
+        self.inner.store.announce_node().await;
         let registry = &self.inner.registry;
         registry.forget_groups();
         let sessions = registry.sessions_by_user();

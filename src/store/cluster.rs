@@ -168,6 +168,14 @@ impl Store {
         }
     }
 
+    /// Announces this node once now (`imd:nodes`, its alive key), before it takes its first
+    /// connection: from here the other nodes route to it.
+    pub async fn announce_node(&self) {
+        if let Store::Redis(s) = self {
+            s.heartbeat().await;
+        }
+    }
+
     /// This node's name, once joined.
     pub fn node(&self) -> Option<&str> {
         match self {

@@ -16,9 +16,16 @@ use redis::Script;
 /// connection, or any while `mute` is set); `flush(id, body)` publishes those frames, one per
 /// node however many of its users the message is for: `m <id> <app:uid:seq>,…\n<body>`. A
 /// node is live while its `imd:alive:<node>` key exists (refreshed every 2 s, expiring after
-/// 6 s): a dead node's entries are skipped at once and reaped later.
+/// 6 s): a dead node's entries are skipped at once and reaped later. `alone(node)` turns the
+/// routing off while `imd:nodes` names this node only (one node costs what it did before).
 pub(super) const ROUTING: &str = r#"
 local function tag(key) return string.match(key, '{(.-)}') end
+-- '' (route nothing) while this is the only node: a node is in `imd:nodes` before it takes
+-- its first connection, and until it is reaped.
+local function alone(node)
+  if node ~= '' and redis.call('SCARD', 'imd:nodes') <= 1 then return '' end
+  return node
+end
 local alive, routes, order = {}, {}, {}
 local function is_alive(n)
   local a = alive[n]
@@ -127,8 +134,10 @@ pub(super) static PRESENCE: LazyLock<Script> = LazyLock::new(|| {
         "{ROUTING}{}",
         r#"
 local out = {}
+local only = ARGV[1] ~= '' and alone(ARGV[1]) == ''
 for i, key in ipairs(KEYS) do
-  local total, mobile = located(key, ARGV[1])
+  local total, mobile = 0, 0
+  if not only then total, mobile = located(key, ARGV[1]) end
   local on = 0
   if ARGV[2] == 'push' then on = for_push(ARGV[2 + i], total, mobile)
   elseif total > 0 then on = 1 end

@@ -87,7 +87,7 @@ impl RedisStore {
         }
     }
 
-    async fn heartbeat(&self) {
+    pub(crate) async fn heartbeat(&self) {
         let node = self.node();
         let mut pipe = redis::pipe();
         pipe.cmd("SET")

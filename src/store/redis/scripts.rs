@@ -121,7 +121,7 @@ local id = tonumber(ARGV[5])
 if id == 0 then id = redis.call('INCR', KEYS[1]) end
 local keep = tonumber(ARGV[2])
 local head = string.format('{"id":%d,"%s":', id, ARGV[4])
-local node, timeline = ARGV[6], ARGV[4] == 'group_seq'
+local node, timeline = alone(ARGV[6]), ARGV[4] == 'group_seq'
 local seqs, elsewhere = {}, {}
 for i = 3, #KEYS, 2 do
   local seq = redis.call('INCR', KEYS[i])
@@ -157,7 +157,7 @@ pub(super) static APPEND_EACH: LazyLock<Script> = LazyLock::new(|| {
 local n = (#KEYS - 1) / 2
 local last = redis.call('INCRBY', KEYS[1], n)
 local keep = tonumber(ARGV[3])
-local node = ARGV[4]
+local node = alone(ARGV[4])
 local out = {}
 for i = 1, n do
   local id = last - n + i
