@@ -19,6 +19,8 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 pub struct Settings {
     pub http: HttpSettings,
     pub store: StoreSettings,
+    #[serde(default)]
+    pub node: NodeSettings,
     pub push: PushSettings,
     pub log: LogSettings,
     pub limits: Limits,
@@ -92,6 +94,17 @@ pub struct StoreSettings {
     pub redis_url: String,
     pub pool_size: u32,
     pub timeout_ms: u64,
+}
+
+/// This node among the nodes sharing one Redis (README "Running several nodes").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSettings {
+    /// The node's name (`serve --node-id`); empty = random.
+    pub id: String,
+    /// Where the node's pub/sub subscriber connects; empty = `store.redis_url`.
+    #[serde(default)]
+    pub pubsub_url: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -275,6 +288,19 @@ impl Settings {
         Ok(settings)
     }
 
+    /// `load`, with `serve --node-id` over `node.id`.
+    pub fn load_with_node(
+        path: Option<&Path>,
+        node_id: Option<String>,
+    ) -> Result<Settings, ConfigError> {
+        let mut settings = Self::load(path)?;
+        if let Some(id) = node_id {
+            settings.node.id = id;
+            settings.validate()?;
+        }
+        Ok(settings)
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let fail = |m: String| Err(ConfigError(m));
         if self.store.pool_size == 0 {
@@ -350,6 +376,7 @@ impl Settings {
             ));
         }
         self.validate_media()?;
+        self.validate_node()?;
         // Redis computes base + counter in Lua numbers (doubles): stay where they are exact.
         if self.customers.uid_base > (1 << 53) - (1 << 32) {
             return fail(
@@ -390,6 +417,25 @@ impl Settings {
 }
 
 impl Settings {
+    fn validate_node(&self) -> Result<(), ConfigError> {
+        let id = &self.node.id;
+        if id.is_empty() {
+            return Ok(());
+        }
+        if self.store.kind == StoreKind::Memory {
+            return Err(ConfigError(format!(
+                "node.id {id:?} is set but store.kind is \"memory\": several nodes share one Redis, set store.kind = \"redis\""
+            )));
+        }
+        let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if id.len() > 40 || !id.chars().all(ok) {
+            return Err(ConfigError(format!(
+                "node.id must be at most 40 letters, digits, '-', '_' or '.', got {id:?}"
+            )));
+        }
+        Ok(())
+    }
+
     fn validate_media(&self) -> Result<(), ConfigError> {
         let m = &self.media;
         if m.max_upload == 0 {

@@ -48,7 +48,8 @@ id_type!(
     Uid
 );
 id_type!(
-    /// A group id (global; a group belongs to exactly one app).
+    /// A group id, chosen by its app or allocated per app: two apps can each have a group 5
+    /// (`GroupKey` names one).
     GroupId
 );
 
@@ -164,6 +165,27 @@ pub struct UserKey {
 impl UserKey {
     pub fn new(app: AppId, uid: Uid) -> Self {
         UserKey { app, uid }
+    }
+}
+
+/// One group of one app: the key of group actors and of every stored group record. Group ids
+/// are per app, so app 8 can create a group with the id of one of app 7's groups and neither
+/// learns of the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupKey {
+    pub app: AppId,
+    pub id: GroupId,
+}
+
+impl GroupKey {
+    pub fn new(app: AppId, id: GroupId) -> Self {
+        GroupKey { app, id }
+    }
+}
+
+impl fmt::Display for GroupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.app, self.id)
     }
 }
 

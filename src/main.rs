@@ -26,6 +26,9 @@ enum Command {
         /// Settings file layered over the built-in defaults (config/default.toml).
         #[arg(long, short, value_name = "PATH")]
         config: Option<PathBuf>,
+        /// This node's name among the nodes sharing one Redis (overrides `node.id`).
+        #[arg(long, value_name = "NAME")]
+        node_id: Option<String>,
     },
     /// Generate load against a running server and report what it measured.
     Loadgen(LoadOptions),
@@ -34,7 +37,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => serve(config),
+        Command::Serve { config, node_id } => serve(config, node_id),
         Command::Loadgen(opts) => loadgen(opts),
     }
 }
@@ -66,8 +69,8 @@ fn loadgen(opts: LoadOptions) -> ExitCode {
     }
 }
 
-fn serve(config: Option<PathBuf>) -> ExitCode {
-    let settings = match Settings::load(config.as_deref()) {
+fn serve(config: Option<PathBuf>, node_id: Option<String>) -> ExitCode {
+    let settings = match Settings::load_with_node(config.as_deref(), node_id) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("im-dispatcher: config error: {e}");

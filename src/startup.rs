@@ -64,6 +64,11 @@ impl Application {
         let push = PushQueue::start(&settings.push, store.clone(), &settings.store.redis_url);
         tracing::info!(sink = ?settings.push.sink, "push sink");
         let dispatcher = Dispatcher::new(store.clone(), push, settings.limits.clone(), workers);
+        if store.kind() == "redis" {
+            let node = node_name(&settings.node.id);
+            dispatcher.join_cluster(&node, &settings.node.pubsub_url)?;
+            store.announce_node().await;
+        }
         let media = crate::media::Media::new(&settings.media, workers);
         media.log_startup();
         let state = web::Data::new(AppState {
@@ -194,6 +199,7 @@ impl Application {
             tracing::warn!("shutdown grace period over; exiting");
         }
         self.state.dispatcher.flush_push(grace).await;
+        self.state.store.leave().await;
         let _ = server.await;
         if let Some((handle, task)) = metrics {
             handle.stop(false).await;
@@ -202,6 +208,19 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// The node's name: the configured one (or `node`) with a random incarnation, so a restarted
+/// process never inherits what Redis still says about its previous life.
+fn node_name(id: &str) -> String {
+    let mut b = [0u8; 3];
+    if getrandom::fill(&mut b).is_err() {
+        b = (crate::domain::now_millis() as u32).to_le_bytes()[..3]
+            .try_into()
+            .unwrap_or([0; 3]);
+    }
+    let base = if id.is_empty() { "node" } else { id };
+    format!("{base}-{:02x}{:02x}{:02x}", b[0], b[1], b[2])
 }
 
 /// SIGINT/SIGTERM, listened for from the moment this is created (before anything is logged

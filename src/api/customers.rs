@@ -100,12 +100,10 @@ pub async fn remove_supporter(
     Ok(ok(json!({ "removed": removed })))
 }
 
-fn status(state: &AppState, app: AppId, uid: Uid) -> &'static str {
-    if state.dispatcher.is_online(UserKey::new(app, uid)) {
-        "online"
-    } else {
-        "offline"
-    }
+/// Per supporter: connected on any node.
+async fn online(state: &AppState, app: AppId, all: &[Supporter]) -> Vec<bool> {
+    let users: Vec<UserKey> = all.iter().map(|s| UserKey::new(app, s.uid)).collect();
+    state.dispatcher.online_anywhere(&users).await
 }
 
 /// GET /stores/{store_id}/supporters (S): every supporter with live status.
@@ -120,15 +118,15 @@ pub async fn list_supporters(
     state: web::Data<AppState>,
 ) -> ApiResult<HttpResponse> {
     let store_id = own_store(&req, &auth.0)?;
-    let list: Vec<Value> = state
-        .store
-        .supporters(store_id)
-        .await?
+    let all = state.store.supporters(store_id).await?;
+    let online = online(&state, auth.0.id, &all).await;
+    let list: Vec<Value> = all
         .into_iter()
-        .map(|s| {
+        .zip(online)
+        .map(|(s, on)| {
             json!({
                 "uid": s.uid, "name": s.name, "avatar": s.avatar, "assigned": s.assigned,
-                "status": status(&state, auth.0.id, s.uid),
+                "status": if on { "online" } else { "offline" },
             })
         })
         .collect();
@@ -142,16 +140,13 @@ pub struct SupporterQuery {
 }
 
 /// The supporter to assign: an online one with the fewest customers, else any with the fewest.
-fn choose(state: &AppState, app: AppId, all: &[Supporter]) -> Option<Uid> {
+async fn choose(state: &AppState, app: AppId, all: &[Supporter]) -> Option<Uid> {
     let least = |it: &mut dyn Iterator<Item = &Supporter>| {
         it.min_by_key(|s| (s.assigned, s.uid)).map(|s| s.uid)
     };
-    least(
-        &mut all
-            .iter()
-            .filter(|s| state.dispatcher.is_online(UserKey::new(app, s.uid))),
-    )
-    .or_else(|| least(&mut all.iter()))
+    let online = online(state, app, all).await;
+    least(&mut all.iter().zip(online).filter(|(_, on)| *on).map(|(s, _)| s))
+        .or_else(|| least(&mut all.iter()))
 }
 
 /// GET /supporters?store_id= (C, a customer's token) → the customer's supporter.
@@ -187,7 +182,7 @@ pub async fn my_supporter(
         let all = state.store.supporters(store_id).await?;
         // `assign` keeps a customer's current supporter while it is registered; `chosen` is
         // for a customer without one.
-        let Some(chosen) = choose(&state, auth.app.id, &all) else {
+        let Some(chosen) = choose(&state, auth.app.id, &all).await else {
             return Err(ApiError::not_found(
                 "no_supporter",
                 "this store has no supporters",
@@ -196,9 +191,14 @@ pub async fn my_supporter(
         if let Some(uid) = state.store.assign(auth.user, store_id, chosen).await?
             && let Some(s) = all.iter().find(|s| s.uid == uid)
         {
+            let on = online(&state, auth.app.id, std::slice::from_ref(s)).await;
+            let status = if on.first() == Some(&true) {
+                "online"
+            } else {
+                "offline"
+            };
             return Ok(ok(json!({
-                "seller_id": s.uid, "name": s.name, "avatar": s.avatar,
-                "status": status(&state, auth.app.id, s.uid),
+                "seller_id": s.uid, "name": s.name, "avatar": s.avatar, "status": status,
             })));
         }
         // The chosen supporter was unregistered meanwhile: choose again.

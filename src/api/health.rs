@@ -16,7 +16,7 @@ pub async fn healthz() -> HttpResponse {
     ok(serde_json::json!({ "status": "ok" }))
 }
 
-/// GET /readyz: the store answers; 503 otherwise.
+/// GET /readyz: the store answers and (several nodes) the pub/sub link is up; 503 otherwise.
 #[utoipa::path(
     get, path = "/readyz", tag = "operations", security(()),
     responses((status = 200, description = "success", body = Envelope<Ready>)),
@@ -33,9 +33,18 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
         ));
     }
     state.store.ping().await?;
-    Ok(ok(
-        serde_json::json!({ "status": "ready", "store": state.store.kind() }),
-    ))
+    if state.dispatcher.pubsub_up() == Some(false) {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "pubsub_down",
+            "the pub/sub link to the other nodes is down (being made again)",
+        ));
+    }
+    Ok(ok(serde_json::json!({
+        "status": "ready",
+        "store": state.store.kind(),
+        "node": state.store.node(),
+    })))
 }
 
 /// GET /metrics: Prometheus text exposition.

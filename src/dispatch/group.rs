@@ -21,17 +21,19 @@ use super::members::{Members, MembersBuilder};
 use super::push_stream::PushStreams;
 use super::registry::Registry;
 use crate::config::Limits;
-use crate::domain::{AppId, GroupId, Uid, now_millis, now_secs};
+use crate::domain::{AppId, GroupId, GroupKey, Uid, now_millis, now_secs};
 use crate::store::{GroupRecord, Store, StoreError};
 
 mod change;
 mod commands;
 mod membership;
 mod notice;
+mod relay;
 mod send;
 mod view;
 
 pub use self::commands::{Apply, Change, Info, IsMember, MemberSpec, Notify, Send};
+pub use self::relay::Relay;
 pub use self::view::{GroupView, MemberView};
 
 /// What a group actor needs from outside.
@@ -50,10 +52,15 @@ struct GroupState {
     is_super: bool,
     /// Shared with the push streams of recent messages; a change copies it if one still runs.
     members: Arc<Members>,
+    /// The stored group's `ver` when this copy was loaded (`None`: not read, a group this
+    /// node just created). Sends store only while it is current (`send.rs`).
+    ver: Option<u64>,
 }
 
 pub struct GroupActor {
     gid: GroupId,
+    /// `gid` with its app: the key of the stored group and of the registry's entry.
+    key: GroupKey,
     generation: u64,
     /// `None` until loaded, and for a group that does not exist.
     state: Option<GroupState>,
@@ -96,9 +103,10 @@ pub fn check_size(
 }
 
 impl GroupActor {
-    pub fn new(gid: GroupId, generation: u64, env: Arc<Env>) -> Self {
+    pub fn new(key: GroupKey, generation: u64, env: Arc<Env>) -> Self {
         GroupActor {
-            gid,
+            gid: key.id,
+            key,
             generation,
             state: None,
             env,
@@ -109,7 +117,7 @@ impl GroupActor {
 
     /// An actor for a group just created from `record`: it starts with the members it was
     /// given instead of reading them back.
-    pub fn created(gid: GroupId, generation: u64, env: Arc<Env>, record: GroupRecord) -> Self {
+    pub fn created(key: GroupKey, generation: u64, env: Arc<Env>, record: GroupRecord) -> Self {
         let mut members = MembersBuilder::default();
         members.extend(record.members);
         GroupActor {
@@ -119,8 +127,9 @@ impl GroupActor {
                 master: record.master,
                 is_super: record.is_super,
                 members: Arc::new(members.finish()),
+                ver: None,
             }),
-            ..GroupActor::new(gid, generation, env)
+            ..GroupActor::new(key, generation, env)
         }
     }
 
@@ -151,7 +160,10 @@ impl GroupActor {
 }
 
 /// Reads the group's record, then its members a page at a time.
-async fn load(store: Store, gid: GroupId) -> Result<Option<GroupState>, StoreError> {
+async fn load(store: Store, gid: GroupKey) -> Result<Option<GroupState>, StoreError> {
+    // Read first: a change between this and the members makes the copy look older than it
+    // is, which costs a reload at the next send, never a message to the wrong members.
+    let ver = store.group_version(gid).await?;
     let Some(meta) = store.group_meta(gid).await? else {
         return Ok(None);
     };
@@ -165,6 +177,7 @@ async fn load(store: Store, gid: GroupId) -> Result<Option<GroupState>, StoreErr
         master: meta.master,
         is_super: meta.is_super,
         members: Arc::new(members.finish()),
+        ver: Some(ver),
     }))
 }
 
@@ -178,7 +191,7 @@ impl Actor for GroupActor {
             return; // `created`
         }
         // The mailbox is held until the group is in: commands sent meanwhile wait, not fail.
-        ctx.wait(load(self.env.store.clone(), self.gid).into_actor(self).map(
+        ctx.wait(load(self.env.store.clone(), self.key).into_actor(self).map(
             |r, act, ctx| match r {
                 Ok(state) => act.state = state,
                 Err(e) => {
@@ -193,7 +206,7 @@ impl Actor for GroupActor {
     fn stopped(&mut self, _: &mut Self::Context) {
         metrics::gauge!("imd_group_actors").decrement(1.0);
         if let Some(r) = self.env.registry.upgrade() {
-            r.remove_group(self.gid, self.generation);
+            r.remove_group(self.key, self.generation);
         }
     }
 }

@@ -13,7 +13,7 @@ use super::group::{
     Apply, Change, Env, GroupActor, GroupView, Info, IsMember, MemberSpec, Notify, Send, check_size,
 };
 use super::{DispatchError, Dispatcher, Sent};
-use crate::domain::{AppId, GroupId, Uid, UserKey, now_secs};
+use crate::domain::{AppId, GroupId, GroupKey, Uid, UserKey, now_secs};
 use crate::store::{GroupRecord, MemberPatch, MemberRecord};
 
 /// The early answer of a command (`Send::stored`, `Apply::applied`), which normally comes
@@ -54,9 +54,9 @@ impl Dispatcher {
     /// Runs `attempt` against the group's actor (started, and the group loaded, on demand). An
     /// actor that was just stopping (its mailbox closed: idle, disbanded, or its load failed)
     /// is forgotten and the attempt runs once more on a fresh one.
-    async fn on_group<T, Fut>(
+    pub(super) async fn on_group<T, Fut>(
         &self,
-        gid: GroupId,
+        gid: GroupKey,
         mut attempt: impl FnMut(Addr<GroupActor>) -> Fut,
     ) -> Result<T, DispatchError>
     where
@@ -82,7 +82,7 @@ impl Dispatcher {
     }
 
     /// Sends a command to the group's actor and waits for its reply.
-    async fn group<M, T>(&self, gid: GroupId, make: impl Fn() -> M) -> Result<T, DispatchError>
+    async fn group<M, T>(&self, gid: GroupKey, make: impl Fn() -> M) -> Result<T, DispatchError>
     where
         M: actix::Message<Result = Result<T, DispatchError>> + std::marker::Send + 'static,
         T: std::marker::Send + 'static,
@@ -118,18 +118,19 @@ impl Dispatcher {
             .await?
             .ok_or(DispatchError::GroupIdTaken)?;
         let registry = &self.inner.registry;
+        let key = GroupKey::new(app, gid);
         // A command about this id before it existed may have loaded an actor that knows it as
         // "no such group": replaced by one that starts with the group as created.
-        registry.forget_group(gid);
+        registry.forget_group(key);
         let env = self.group_env();
-        registry.group_or_start(gid, move |generation| {
-            GroupActor::created(gid, generation, env, record)
+        registry.group_or_start(key, move |generation| {
+            GroupActor::created(key, generation, env, record)
         });
         if g.is_super {
             // Stored first (with each member's `user_groups`), then the members online join.
             for uid in uids {
                 let user = UserKey::new(app, uid);
-                registry.online.join(gid, user, || registry.connected(user));
+                registry.online.join(key, user, || registry.connected(user));
             }
         }
         let note = json!({ "create": {
@@ -142,7 +143,7 @@ impl Dispatcher {
             content: content.clone(),
             idempotency: None,
         };
-        if let Err(e) = self.group(gid, notify).await {
+        if let Err(e) = self.group(key, notify).await {
             tracing::warn!(group = %gid, error = %e, "create notification not sent");
         }
         Ok(gid)
@@ -159,19 +160,29 @@ impl Dispatcher {
         idempotency: Option<String>,
         origin: Option<u64>,
     ) -> Result<Sent, DispatchError> {
-        self.on_group(gid, |addr| {
-            let (tx, stored) = oneshot::channel();
-            let handled = addr.send(Send {
-                app,
-                sender,
-                content: content.to_string(),
-                idempotency: idempotency.clone(),
-                origin,
-                stored: Some(tx),
-            });
-            early_or_handled(stored, handled)
-        })
-        .await
+        let attempt = || {
+            self.on_group(GroupKey::new(app, gid), |addr| {
+                let (tx, stored) = oneshot::channel();
+                let handled = addr.send(Send {
+                    app,
+                    sender,
+                    content: content.to_string(),
+                    idempotency: idempotency.clone(),
+                    origin,
+                    stored: Some(tx),
+                });
+                early_or_handled(stored, handled)
+            })
+        };
+        // A copy of the group older than the stored one stores nothing (`StaleGroup`): its
+        // actor stops, and the next attempt loads the group as it is now.
+        for _ in 0..3 {
+            match attempt().await {
+                Err(DispatchError::StaleGroup) => continue,
+                r => return r,
+            }
+        }
+        Err(DispatchError::StaleGroup)
     }
 
     /// An app-defined group notification to every member (stored, never pushed).
@@ -182,7 +193,7 @@ impl Dispatcher {
         content: &str,
         idempotency: Option<String>,
     ) -> Result<Sent, DispatchError> {
-        self.group(gid, || Notify {
+        self.group(GroupKey::new(app, gid), || Notify {
             app,
             content: content.to_string(),
             idempotency: idempotency.clone(),
@@ -197,7 +208,7 @@ impl Dispatcher {
         gid: GroupId,
         change: impl Fn() -> Change,
     ) -> Result<Vec<Uid>, DispatchError> {
-        self.on_group(gid, |addr| {
+        self.on_group(GroupKey::new(app, gid), |addr| {
             let (tx, early) = oneshot::channel();
             let handled = addr.send(Apply {
                 app,
@@ -282,7 +293,8 @@ impl Dispatcher {
         after: u64,
         limit: usize,
     ) -> Result<GroupView, DispatchError> {
-        self.group(gid, || Info { app, after, limit }).await
+        self.group(GroupKey::new(app, gid), || Info { app, after, limit })
+            .await
     }
 
     /// A super group's timeline after `after` for a member (from their join on):
@@ -294,7 +306,8 @@ impl Dispatcher {
         after: u64,
         limit: usize,
     ) -> Result<(Vec<String>, u64, bool), DispatchError> {
-        self.group(gid, || IsMember {
+        let key = GroupKey::new(user.app, gid);
+        self.group(key, || IsMember {
             app: user.app,
             uid: user.uid,
         })
@@ -304,12 +317,12 @@ impl Dispatcher {
         let join_seq = self
             .inner
             .store
-            .member(gid, user.uid)
+            .member(key, user.uid)
             .await?
             .ok_or(DispatchError::NotGroupMember)?
             .join_seq;
         let from = after.max(join_seq);
-        let records = self.inner.store.timeline_after(gid, from, limit).await?;
+        let records = self.inner.store.timeline_after(key, from, limit).await?;
         let last = records
             .last()
             .and_then(|r| crate::store::stored_seq(r))

@@ -6,6 +6,7 @@
 //! before anyone is told), then each recipient's `UserSession` queues the shared frame on its
 //! connections' outboxes and decides on push.
 
+mod cluster;
 mod connection;
 mod fanout;
 pub mod frame;
@@ -63,6 +64,8 @@ pub enum DispatchError {
     GroupIdTaken,
     #[error("customer messages go only between a customer and their assigned supporter")]
     NotAssigned,
+    #[error("the group kept changing while the message was being sent; retry")]
+    StaleGroup,
     #[error("this user has too many open connections")]
     TooManyUserConnections,
     #[error("the server holds its maximum number of connections; retry later")]
@@ -83,6 +86,7 @@ impl DispatchError {
             DispatchError::GroupTooLarge(_) => (400, "group_too_large"),
             DispatchError::GroupIdTaken => (409, "group_id_taken"),
             DispatchError::NotAssigned => (403, "not_assigned"),
+            DispatchError::StaleGroup => (503, "group_changed"),
             DispatchError::TooManyUserConnections => (429, "too_many_connections"),
             DispatchError::TooManyConnections => (503, "too_many_connections"),
         }
@@ -143,6 +147,8 @@ struct Inner {
     connections: Arc<AtomicUsize>,
     /// What every group actor needs, shared.
     group_env: Arc<group::Env>,
+    /// The pub/sub link, once this node has joined others (`cluster.rs`).
+    bus: std::sync::OnceLock<Arc<crate::store::cluster::BusStatus>>,
 }
 
 /// A connection's entry in its worker's hub table and in its user's session. Dropped while
@@ -229,6 +235,7 @@ impl Dispatcher {
                 group_env,
                 next_conn: AtomicU64::new(1),
                 connections: Arc::new(AtomicUsize::new(0)),
+                bus: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -321,6 +328,25 @@ impl Dispatcher {
             .unwrap_or(false)
     }
 
+    /// Per user: a live connection on this node or any other (a failed read of the others
+    /// answers for this node alone).
+    pub async fn online_anywhere(&self, users: &[UserKey]) -> Vec<bool> {
+        let here: Vec<bool> = users.iter().map(|u| self.is_online(*u)).collect();
+        if here.iter().all(|h| *h) {
+            return here;
+        }
+        match self.inner.store.online_elsewhere(users, false).await {
+            Ok(there) if there.len() == here.len() => {
+                here.iter().zip(there).map(|(h, t)| *h || t).collect()
+            }
+            Ok(_) => here,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence on other nodes not read");
+                here
+            }
+        }
+    }
+
     /// Peer message: stored in the sender's and the receiver's inbox, live to the receiver's
     /// devices and the sender's other devices, pushed to the receiver if not online.
     pub async fn send_peer(&self, req: PeerSend<'_>) -> Result<Sent, DispatchError> {
@@ -385,6 +411,7 @@ impl Dispatcher {
                     from: req.sender,
                     job,
                 }),
+                elsewhere: appended.elsewhere.get(1).copied().unwrap_or(false),
             };
             self.deliver(receiver, to_receiver, true).await;
             let to_sender = Deliver {
@@ -392,6 +419,7 @@ impl Dispatcher {
                 seq: Some(sender_seq),
                 exclude: req.origin,
                 push: None,
+                elsewhere: false,
             };
             self.deliver(sender, to_sender, false).await;
         } else if let [seq] = appended.seqs[..] {
@@ -401,6 +429,7 @@ impl Dispatcher {
                 seq: Some(seq),
                 exclude: req.origin,
                 push: None,
+                elsewhere: false,
             };
             self.deliver(sender, to_self, false).await;
         }
@@ -446,6 +475,7 @@ impl Dispatcher {
                 seq: Some(appended.first_seq),
                 exclude: None,
                 push: Some(PushIntent::Always(job)),
+                elsewhere: appended.elsewhere.first().copied().unwrap_or(false),
             };
             self.deliver(user, msg, true).await;
         }
@@ -459,7 +489,7 @@ impl Dispatcher {
         receiver: Uid,
         content: &str,
     ) -> Result<(u64, usize), DispatchError> {
-        let id = self.inner.store.next_message_id().await?;
+        let id = self.inner.store.next_message_id(app).await?;
         let body = frame::body(&Body {
             kind: Kind::Notification,
             sender: None,
@@ -473,6 +503,7 @@ impl Dispatcher {
             seq: None,
             exclude: None,
             push: None,
+            elsewhere: false,
         };
         // Straight to the session's published connections: without a push decision no
         // settings are needed, so `handle` always delivers. A user without a loaded session
@@ -489,14 +520,31 @@ impl Dispatcher {
 
     /// The users API changed a user's settings: a loaded session reloads them before it
     /// handles any later message, so sends after the API call see the new settings.
+    /// Every other node is told too.
     pub async fn user_changed(&self, user: UserKey) {
+        self.reload_user(user).await;
+        self.inner
+            .store
+            .announce("user", user.app, user.uid.0)
+            .await;
+    }
+
+    async fn reload_user(&self, user: UserKey) {
         if let Some(entry) = self.inner.registry.session(user) {
             let _ = entry.addr.send(Reload).await;
         }
     }
 
-    /// Closes every connection of a user (token revoked).
+    /// Closes every connection of a user (token revoked), on every node.
     pub async fn disconnect_user(&self, user: UserKey) {
+        self.close_user(user).await;
+        self.inner
+            .store
+            .announce("revoked", user.app, user.uid.0)
+            .await;
+    }
+
+    async fn close_user(&self, user: UserKey) {
         if let Some(entry) = self.inner.registry.session(user) {
             let _ = entry
                 .addr
@@ -548,11 +596,15 @@ impl Dispatcher {
         outbox: Arc<Outbox>,
     ) -> Result<(Registration, u64), DispatchError> {
         let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        if self.inner.bus.get().is_some() {
+            outbox.set_on_gap(self.gap_hook(user, &outbox));
+        }
         let conn = ConnRef {
             id,
             platform,
             outbox: outbox.clone(),
             hub: self.inner.registry.hubs.attach(id, outbox.clone()),
+            announced: Default::default(),
         };
         // From here every early return (or a drop of this future) detaches it again.
         let mut registration = Registration {
@@ -585,9 +637,22 @@ impl Dispatcher {
             return Err(DispatchError::Invalid("session unavailable".into()));
         }
         // The connection is published (above): now the user's super groups, so that a member
-        // added meanwhile is found by one side or the other (`online.rs`).
+        // added meanwhile is found by one side or the other (`online.rs`), and the connection
+        // is counted where other nodes look (`cluster.rs`), in the step that reads the seq.
         let store = &self.inner.store;
-        let (groups, seq) = tokio::join!(store.user_groups(user), store.latest_seq(user));
+        let here = store.connect_here(user, platform, max);
+        let (groups, seq) = tokio::join!(store.user_groups(user), here);
+        if !matches!(seq, Ok(None) | Err(StoreError::Unavailable(_))) {
+            conn.announced.store(true, Ordering::Relaxed);
+        }
+        let seq = match seq {
+            Ok(Some(seq)) => Ok(seq),
+            Ok(None) => {
+                registration.release().await;
+                return Err(DispatchError::TooManyUserConnections);
+            }
+            Err(e) => Err(e),
+        };
         match groups.and_then(|groups| seq.map(|seq| (groups, seq))) {
             Ok((groups, seq)) => {
                 let registry = &self.inner.registry;

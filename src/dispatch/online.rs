@@ -26,7 +26,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::domain::{GroupId, Uid, UserKey};
+use crate::domain::{GroupId, GroupKey, Uid, UserKey};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -43,9 +43,9 @@ struct Online {
 struct Tables {
     /// Super group → uids of its members with a live connection (and possibly a few former
     /// members, see the module docs). Groups with nobody online have no entry.
-    groups: FastMap<GroupId, Online>,
+    groups: FastMap<GroupKey, Online>,
     /// User → the groups it was entered in, so that going offline takes it out of all of them.
-    users: FastMap<UserKey, Vec<GroupId>>,
+    users: FastMap<UserKey, Vec<GroupKey>>,
 }
 
 #[derive(Default)]
@@ -69,12 +69,12 @@ impl OnlineIndex {
             return;
         }
         for gid in gids {
-            t.add(*gid, user);
+            t.add(GroupKey::new(user.app, *gid), user);
         }
     }
 
     /// `user` was just made a member of `gid`: entered if it has a connection.
-    pub fn join(&self, gid: GroupId, user: UserKey, connected: impl Fn() -> bool) {
+    pub fn join(&self, gid: GroupKey, user: UserKey, connected: impl Fn() -> bool) {
         let mut t = self.lock();
         if connected() {
             t.add(gid, user);
@@ -82,7 +82,7 @@ impl OnlineIndex {
     }
 
     /// `user` is no longer a member of `gid`.
-    pub fn leave(&self, gid: GroupId, user: UserKey) {
+    pub fn leave(&self, gid: GroupKey, user: UserKey) {
         let mut t = self.lock();
         if let Some(groups) = t.users.get_mut(&user) {
             groups.retain(|g| *g != gid);
@@ -102,12 +102,12 @@ impl OnlineIndex {
     }
 
     /// The group is gone (its members' entries of it are dropped as they go offline).
-    pub fn drop_group(&self, gid: GroupId) {
+    pub fn drop_group(&self, gid: GroupKey) {
         self.lock().groups.remove(&gid);
     }
 
     /// The online candidates of `gid`, ascending.
-    pub fn snapshot(&self, gid: GroupId) -> Arc<[u64]> {
+    pub fn snapshot(&self, gid: GroupKey) -> Arc<[u64]> {
         let mut t = self.lock();
         let Some(online) = t.groups.get_mut(&gid) else {
             return Arc::from(Vec::new());
@@ -120,7 +120,7 @@ impl OnlineIndex {
 }
 
 impl Tables {
-    fn add(&mut self, gid: GroupId, user: UserKey) {
+    fn add(&mut self, gid: GroupKey, user: UserKey) {
         let online = self.groups.entry(gid).or_default();
         if online.uids.insert(user.uid.0) {
             online.snapshot = None;
@@ -128,7 +128,7 @@ impl Tables {
         }
     }
 
-    fn remove(&mut self, gid: GroupId, uid: Uid) {
+    fn remove(&mut self, gid: GroupKey, uid: Uid) {
         if let Some(online) = self.groups.get_mut(&gid)
             && online.uids.remove(&uid.0)
         {
@@ -149,25 +149,29 @@ mod tests {
         UserKey::new(AppId(7), Uid(uid))
     }
 
+    fn g(gid: u64) -> GroupKey {
+        GroupKey::new(AppId(7), GroupId(gid))
+    }
+
     #[test]
     fn going_offline_leaves_every_group_however_it_was_entered() {
         let index = OnlineIndex::default();
         index.enter(user(1), &[GroupId(10), GroupId(11)], || true);
-        index.join(GroupId(12), user(1), || true);
-        index.join(GroupId(12), user(2), || false);
+        index.join(g(12), user(1), || true);
+        index.join(g(12), user(2), || false);
         index.enter(user(3), &[GroupId(10)], || true);
-        assert_eq!(&*index.snapshot(GroupId(10)), [1, 3]);
-        assert_eq!(&*index.snapshot(GroupId(12)), [1], "2 has no connection");
-        let before = index.snapshot(GroupId(10));
+        assert_eq!(&*index.snapshot(g(10)), [1, 3]);
+        assert_eq!(&*index.snapshot(g(12)), [1], "2 has no connection");
+        let before = index.snapshot(g(10));
         assert!(
-            Arc::ptr_eq(&before, &index.snapshot(GroupId(10))),
+            Arc::ptr_eq(&before, &index.snapshot(g(10))),
             "shared while unchanged"
         );
-        index.leave(GroupId(10), user(3));
-        assert_eq!(&*index.snapshot(GroupId(10)), [1]);
+        index.leave(g(10), user(3));
+        assert_eq!(&*index.snapshot(g(10)), [1]);
         index.leave_all(user(1));
-        for g in [10, 11, 12] {
-            assert!(index.snapshot(GroupId(g)).is_empty());
+        for gid in [10, 11, 12] {
+            assert!(index.snapshot(g(gid)).is_empty());
         }
         assert!(index.lock().users.is_empty());
     }

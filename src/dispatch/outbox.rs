@@ -91,6 +91,10 @@ pub struct Outbox {
     waker: AtomicWaker,
     /// Frames queued or held before the connection is closed as too slow.
     capacity: usize,
+    /// Called (on the delivering thread, without the lock) when a frame starts waiting for
+    /// an earlier seq: several nodes set it to read the missing ones from the store
+    /// (`cluster.rs`) instead of waiting for them.
+    on_gap: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 impl Outbox {
@@ -100,7 +104,22 @@ impl Outbox {
             pending: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             capacity,
+            on_gap: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Sets the hook called when a gap opens (once; later calls are ignored).
+    pub fn set_on_gap(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_gap.set(hook);
+    }
+
+    /// (released up to, last held) while frames wait for an earlier seq: everything between
+    /// is stored (a frame is held only once stored), so one read fills every gap.
+    pub fn gap(&self) -> Option<(u64, u64)> {
+        let st = self.lock();
+        let next = st.next_seq?;
+        let (&last, _) = st.held.last_key_value()?;
+        Some((next.saturating_sub(1), last))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -120,6 +139,7 @@ impl Outbox {
 
     /// Queues a stored message with inbox seq `seq`, keeping seq order (see module docs).
     pub fn push_seq(&self, seq: u64, frame: Frame) -> bool {
+        let mut gap_opened = None;
         let mut st = self.lock();
         if st.close.is_some() {
             return false;
@@ -134,6 +154,12 @@ impl Outbox {
             }
             _ => {
                 let now = Instant::now();
+                if st.held.is_empty()
+                    && st.next_seq.is_some()
+                    && let Some(hook) = self.on_gap.get()
+                {
+                    gap_opened = Some(hook);
+                }
                 st.held.insert(seq, (frame, now));
                 st.held_since.get_or_insert(now);
                 if st.queue.len() + st.held.len() > self.capacity {
@@ -146,6 +172,9 @@ impl Outbox {
         };
         drop(st);
         self.wake();
+        if let Some(hook) = gap_opened {
+            hook();
+        }
         ok
     }
 
@@ -160,8 +189,12 @@ impl Outbox {
         st.held = st.held.split_off(&(hello_seq + 1));
         st.held_since = oldest(&st.held);
         self.release_ready(&mut st);
+        let gap = !st.held.is_empty();
         drop(st);
         self.wake();
+        if gap && let Some(hook) = self.on_gap.get() {
+            hook();
+        }
     }
 
     /// Releases held frames that waited longer than `max_wait` for an earlier seq that never
@@ -214,6 +247,11 @@ impl Outbox {
                 Poll::Pending
             }
         })
+    }
+
+    /// `live_seq`, or `None` before the `hello` seq is known (the connection is registering).
+    pub fn live(&self) -> Option<u64> {
+        self.lock().next_seq.map(|n| n.saturating_sub(1))
     }
 
     /// The highest seq released to the live stream so far (the `hello` seq at first).

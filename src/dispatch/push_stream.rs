@@ -163,7 +163,12 @@ impl Stream {
     /// Submits the batch as one job (after looking up unknown tokens if the sink wants them);
     /// false once the push worker is gone.
     async fn send(&self, job: &GroupPush, batch: &mut Batch) -> bool {
-        let Batch { mut uids, tokens } = std::mem::take(batch);
+        let Batch {
+            mut uids,
+            mut tokens,
+        } = std::mem::take(batch);
+        self.offline_everywhere(job.app, &mut uids, &mut tokens)
+            .await;
         let tokens = if self.push.needs_tokens() {
             let (kept, tokens) = self.resolve(job.app, uids, tokens).await;
             uids = kept;
@@ -184,6 +189,31 @@ impl Stream {
                 tokens,
             })
             .await
+    }
+
+    /// Keeps the receivers that are not online for push on another node either (one store
+    /// read per job, only when this node shares the store with others). A failed read keeps
+    /// them all: a push too many rather than one lost.
+    async fn offline_everywhere(
+        &self,
+        app: AppId,
+        uids: &mut Vec<Uid>,
+        tokens: &mut Vec<Option<Vec<DeviceToken>>>,
+    ) {
+        if self.store.node().is_none() || uids.is_empty() {
+            return;
+        }
+        let users: Vec<UserKey> = uids.iter().map(|u| UserKey::new(app, *u)).collect();
+        match self.store.online_elsewhere(&users, true).await {
+            Ok(online) if online.len() == uids.len() => {
+                let mut keep = online.iter().map(|on| !on);
+                let mut keep2 = online.iter().map(|on| !on);
+                uids.retain(|_| keep.next().unwrap_or(true));
+                tokens.retain(|_| keep2.next().unwrap_or(true));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "push: presence on other nodes not read"),
+        }
     }
 
     /// Fills in the tokens not known from memory (one store read) and keeps the receivers

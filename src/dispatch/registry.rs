@@ -13,7 +13,7 @@ use super::group::GroupActor;
 use super::hub::Hubs;
 use super::online::OnlineIndex;
 use super::session::{SessionShared, UserSession};
-use crate::domain::{GroupId, UserKey};
+use crate::domain::{GroupKey, UserKey};
 
 /// A loaded session: its mailbox and the view fan-out reads.
 #[derive(Clone)]
@@ -36,6 +36,57 @@ pub struct GroupEntry {
     pub generation: u64,
 }
 
+/// Which `group_seq`s of a super group this node has delivered: all up to `upto`, and the
+/// ones in `above` (its own sends and other nodes' can finish in either order).
+pub struct Relayed {
+    upto: u64,
+    above: std::collections::BTreeSet<u64>,
+}
+
+impl Relayed {
+    /// Starts the record at the first message seen (nothing before it is owed).
+    fn from(group_seq: u64) -> Relayed {
+        Relayed {
+            upto: group_seq.saturating_sub(1),
+            above: Default::default(),
+        }
+    }
+
+    fn gap(&self, group_seq: u64, max: u64) -> (bool, Vec<u64>) {
+        if group_seq <= self.upto || self.above.contains(&group_seq) {
+            return (true, Vec::new());
+        }
+        let from = (self.upto + 1).max(group_seq.saturating_sub(max));
+        let missing = (from..group_seq)
+            .filter(|s| !self.above.contains(s))
+            .collect();
+        (false, missing)
+    }
+
+    fn skip(&mut self, group_seq: u64) {
+        self.upto = self.upto.max(group_seq);
+        let upto = self.upto;
+        self.above.retain(|s| *s > upto);
+    }
+
+    fn note(&mut self, group_seq: u64) {
+        if group_seq > self.upto {
+            self.above.insert(group_seq);
+        }
+        while self.above.first() == Some(&(self.upto + 1)) {
+            self.above.pop_first();
+            self.upto += 1;
+        }
+        // A gap never filled (too big, or trimmed from the timeline) is given up on.
+        if self.above.len() > 1024
+            && let Some(last) = self.above.last().copied()
+        {
+            self.upto = last;
+            self.above.clear();
+        }
+    }
+}
+
 /// Keys are our own ids, looked up per member in every fan-out: a fast hash, seeded per process.
 type FastHash = foldhash::fast::RandomState;
 
@@ -46,7 +97,12 @@ pub struct Registry {
     /// group actors, read by super-group fan-out.
     pub online: OnlineIndex,
     sessions: DashMap<UserKey, SessionEntry, FastHash>,
-    groups: DashMap<GroupId, GroupEntry, FastHash>,
+    groups: DashMap<GroupKey, GroupEntry, FastHash>,
+    /// Super group → the newest `group_seq` this node has delivered (its own sends' fan-out
+    /// and other nodes' relayed messages): a relayed message further on means some were lost
+    /// on the way, read back from the timeline (`group/relay.rs`). Kept across the group
+    /// actor's reloads.
+    relayed: DashMap<GroupKey, Relayed, FastHash>,
     arbiters: Vec<actix::Arbiter>,
     hasher: std::collections::hash_map::RandomState,
     next_generation: AtomicU64,
@@ -64,6 +120,7 @@ impl Registry {
             online: OnlineIndex::default(),
             sessions: DashMap::with_hasher(FastHash::default()),
             groups: DashMap::with_hasher(FastHash::default()),
+            relayed: DashMap::with_hasher(FastHash::default()),
             arbiters: (0..n).map(|_| actix::Arbiter::new()).collect(),
             hasher: Default::default(),
             next_generation: AtomicU64::new(1),
@@ -120,6 +177,14 @@ impl Registry {
         self.sessions.iter().map(|e| e.value().clone()).collect()
     }
 
+    /// Every loaded session with its user (a resync walks them).
+    pub fn sessions_by_user(&self) -> Vec<(UserKey, SessionEntry)> {
+        self.sessions
+            .iter()
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect()
+    }
+
     pub fn session_count(&self) -> usize {
         self.sessions.len()
     }
@@ -135,7 +200,7 @@ impl Registry {
     /// The group's actor, started with `make` (it loads the group itself) if not loaded.
     pub fn group_or_start(
         &self,
-        gid: GroupId,
+        gid: GroupKey,
         make: impl FnOnce(u64) -> GroupActor + Send + 'static,
     ) -> GroupEntry {
         self.groups
@@ -150,7 +215,7 @@ impl Registry {
             .clone()
     }
 
-    pub fn remove_group(&self, gid: GroupId, generation: u64) {
+    pub fn remove_group(&self, gid: GroupKey, generation: u64) {
         self.groups
             .remove_if(&gid, |_, e| e.generation == generation);
     }
@@ -158,8 +223,49 @@ impl Registry {
     /// Forgets the loaded actor of `gid`, whatever its generation, so that the next command
     /// starts a fresh one that loads the group. For a group just created: a command about its
     /// id before it existed loaded an actor that knows the id as "no such group".
-    pub fn forget_group(&self, gid: GroupId) {
+    pub fn forget_group(&self, gid: GroupKey) {
         self.groups.remove(&gid);
+    }
+
+    /// This node has delivered the super group's message `group_seq`.
+    pub fn note_relayed(&self, gid: GroupKey, group_seq: u64) {
+        let mut e = self
+            .relayed
+            .entry(gid)
+            .or_insert_with(|| Relayed::from(group_seq));
+        e.note(group_seq);
+    }
+
+    /// Nothing up to `group_seq` is owed to this node's members (none of them was online).
+    pub fn skip_relayed(&self, gid: GroupKey, group_seq: u64) {
+        let mut e = self
+            .relayed
+            .entry(gid)
+            .or_insert_with(|| Relayed::from(group_seq));
+        e.skip(group_seq);
+    }
+
+    /// For a message `group_seq` of another node: whether it was delivered here already, and
+    /// which earlier ones this node has not delivered (at most `max` of them; none for a group
+    /// it has delivered nothing of yet).
+    pub fn relay_gap(&self, gid: GroupKey, group_seq: u64, max: u64) -> (bool, Vec<u64>) {
+        self.relayed
+            .get(&gid)
+            .map_or((false, Vec::new()), |e| e.gap(group_seq, max))
+    }
+
+    /// Every super group this node has delivered messages of, with the newest.
+    pub fn relayed_groups(&self) -> Vec<(GroupKey, u64)> {
+        self.relayed
+            .iter()
+            .map(|e| (*e.key(), e.above.last().copied().unwrap_or(e.upto)))
+            .collect()
+    }
+
+    /// Forgets every loaded group actor (their copies may be stale after a lost invalidation;
+    /// the next command loads afresh).
+    pub fn forget_groups(&self) {
+        self.groups.clear();
     }
 }
 
@@ -189,5 +295,32 @@ impl Drop for Registry {
         for a in &self.arbiters {
             a.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relayed_super_group_messages_tell_duplicates_from_gaps() {
+        let mut r = Relayed::from(9);
+        r.note(9); // a send of this node
+        r.note(11); // …and another, before 10 from another node
+        assert_eq!(r.gap(10, 200), (false, vec![]), "10 is owed, not lost");
+        r.note(10);
+        assert_eq!(r.gap(11, 200), (true, vec![]), "11 was delivered");
+        assert_eq!(r.gap(14, 200), (false, vec![12, 13]), "12 and 13 were lost");
+        assert_eq!(
+            r.gap(400, 200).1.len(),
+            200,
+            "a catch-up reads at most `max`"
+        );
+        r.skip(20);
+        assert_eq!(
+            r.gap(21, 200),
+            (false, vec![]),
+            "nobody was online up to 20"
+        );
     }
 }

@@ -28,6 +28,9 @@ pub struct ConnRef {
     pub outbox: Arc<Outbox>,
     /// The hub (worker thread) this connection's socket task runs on.
     pub hub: usize,
+    /// Counted in the store's location of the user (`Store::connect_here`), so other nodes
+    /// route the user's messages here: taken off again when the connection goes.
+    pub announced: Arc<AtomicBool>,
 }
 
 /// What fan-out may read without messaging the actor.
@@ -190,6 +193,7 @@ impl SessionShared {
         metrics::counter!("imd_deliveries_total").increment(delivered as u64);
         if let Some(intent) = &msg.push
             && !online
+            && !msg.elsewhere
         {
             let (job, dnd_from) = match intent {
                 PushIntent::Peer { from, job } => (job, Some(*from)),
@@ -347,6 +351,16 @@ impl Handler<Disconnect> for UserSession {
     type Result = ();
     fn handle(&mut self, msg: Disconnect, _: &mut Context<Self>) {
         self.last_active = Instant::now();
+        if let Some(gone) = self.conns.iter().find(|c| c.id == msg.0)
+            && gone.announced.swap(false, Ordering::Relaxed)
+        {
+            let (store, user, platform) = (self.store.clone(), self.user, gone.platform);
+            actix::spawn(async move {
+                if let Err(e) = store.disconnect_here(user, platform).await {
+                    tracing::warn!(error = %e, "connection not taken off the user's location");
+                }
+            });
+        }
         self.conns.retain(|c| c.id != msg.0);
         self.publish_conns();
         self.leave_groups_if_offline();
@@ -372,6 +386,8 @@ pub struct Deliver {
     /// The sending connection, which gets an `ack` instead.
     pub exclude: Option<u64>,
     pub push: Option<PushIntent>,
+    /// The user counts as online for push on another node (`Appended::elsewhere`).
+    pub elsewhere: bool,
 }
 
 impl Handler<Deliver> for UserSession {

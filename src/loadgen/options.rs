@@ -29,6 +29,11 @@ pub struct Common {
     /// Base URL of the server (HTTP; the WebSocket URL is derived from it).
     #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
     pub url: String,
+    /// Where the WebSocket clients connect, when not `--url`: other nodes of the same Redis
+    /// (sends go through one node, deliveries are measured on others), comma-separated to
+    /// spread the clients over several by uid.
+    #[arg(long, global = true, value_name = "URL,…", value_delimiter = ',')]
+    pub ws_url: Vec<String>,
     /// App id for server authentication.
     #[arg(long, global = true, default_value_t = 7)]
     pub app: u64,
@@ -42,6 +47,11 @@ pub struct Common {
     /// Server process to sample RSS and CPU time of (from /proc) before and after the run.
     #[arg(long, global = true, value_name = "PID")]
     pub server_pid: Option<u32>,
+    /// More processes whose CPU time is added to the server's (the other nodes of the same
+    /// Redis, the redis-server itself): the report's CPU per message and per delivery is then
+    /// summed over all of them.
+    #[arg(long, global = true, value_name = "PID,…", value_delimiter = ',')]
+    pub also_pids: Vec<u32>,
     /// First uid this run uses; give runs disjoint ranges so they do not collide.
     #[arg(long, global = true, default_value_t = 1_000_000)]
     pub uid_base: u64,
@@ -68,6 +78,8 @@ impl Common {
     pub fn new(url: impl Into<String>) -> Common {
         Common {
             url: url.into(),
+            ws_url: Vec::new(),
+            also_pids: Vec::new(),
             app: 7,
             secret: "demo-secret".into(),
             json: false,

@@ -81,7 +81,7 @@ impl Run {
     pub fn mark_start(&mut self) -> anyhow::Result<()> {
         if let Some(pid) = self.opts.server_pid {
             self.peak_reset = procfs::reset_peak(pid);
-            self.server_before = Some(procfs::sample(pid)?);
+            self.server_before = Some(self.sample_servers(pid)?);
         }
         self.client_before = procfs::sample(std::process::id()).ok();
         Ok(())
@@ -90,10 +90,19 @@ impl Run {
     /// Samples both as the measured phase ends.
     pub fn mark_end(&mut self) -> anyhow::Result<()> {
         if let Some(pid) = self.opts.server_pid {
-            self.server_after = Some(procfs::sample(pid)?);
+            self.server_after = Some(self.sample_servers(pid)?);
         }
         self.client_after = procfs::sample(std::process::id()).ok();
         Ok(())
+    }
+
+    /// The server's sample, with the CPU time of `--also-pids` added.
+    fn sample_servers(&self, pid: u32) -> anyhow::Result<procfs::Sample> {
+        let mut s = procfs::sample(pid)?;
+        for other in &self.opts.also_pids {
+            s.cpu_secs += procfs::sample(*other)?.cpu_secs;
+        }
+        Ok(s)
     }
 
     /// Tells every task to close its connection and stop.

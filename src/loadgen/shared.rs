@@ -17,8 +17,8 @@ use super::stats::Counters;
 pub struct Shared {
     /// `http://host:port` without a trailing slash.
     pub base: String,
-    /// `ws://host:port`.
-    pub ws_base: String,
+    /// `ws://host:port` of each server the WebSocket clients connect to, chosen by uid.
+    ws_bases: Vec<String>,
     /// `Authorization` value for server-authenticated endpoints.
     pub auth: String,
     /// Marks this run's payloads.
@@ -40,19 +40,32 @@ pub struct Shared {
 /// Most distinct error texts kept.
 const MAX_ERRORS: usize = 8;
 
+/// An `http://host:port` option, parsed: the URI and its `host:port`.
+fn http_base(option: &str, url: &str) -> anyhow::Result<(awc::http::Uri, String)> {
+    let uri: awc::http::Uri = url
+        .parse()
+        .with_context(|| format!("{option} {url:?} is not a URL"))?;
+    if uri.scheme_str() != Some("http") {
+        bail!("{option} must be http://host:port (got {url:?})");
+    }
+    let authority = uri
+        .authority()
+        .with_context(|| format!("{option} {url:?} has no host"))?
+        .as_str()
+        .to_string();
+    Ok((uri, authority))
+}
+
 impl Shared {
     pub fn new(c: &Common, run_id: u64, stop: watch::Receiver<bool>) -> anyhow::Result<Shared> {
-        let uri: awc::http::Uri = c
-            .url
-            .parse()
-            .with_context(|| format!("--url {:?} is not a URL", c.url))?;
-        if uri.scheme_str() != Some("http") {
-            bail!("--url must be http://host:port (got {:?})", c.url);
+        let (uri, authority) = http_base("--url", &c.url)?;
+        let mut ws_bases = Vec::new();
+        for url in &c.ws_url {
+            ws_bases.push(format!("ws://{}", http_base("--ws-url", url)?.1));
         }
-        let authority = uri
-            .authority()
-            .with_context(|| format!("--url {:?} has no host", c.url))?
-            .as_str();
+        if ws_bases.is_empty() {
+            ws_bases.push(format!("ws://{authority}"));
+        }
         let loopback = uri
             .host()
             .and_then(|h| h.parse::<IpAddr>().ok())
@@ -71,7 +84,7 @@ impl Shared {
         );
         Ok(Shared {
             base: format!("http://{authority}"),
-            ws_base: format!("ws://{authority}"),
+            ws_bases,
             auth,
             run_id,
             sources,
@@ -81,6 +94,12 @@ impl Shared {
             connect_gate: Semaphore::new(c.connect_concurrency.max(1)),
             errors: Mutex::new(Vec::new()),
         })
+    }
+
+    /// `ws://host:port` for `uid`'s connections.
+    pub fn ws_base(&self, uid: u64) -> &str {
+        let i = (uid % self.ws_bases.len().max(1) as u64) as usize;
+        self.ws_bases.get(i).map_or("", String::as_str)
     }
 
     pub fn stopping(&self) -> bool {

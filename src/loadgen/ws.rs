@@ -66,7 +66,7 @@ pub async fn open(
     let started = Instant::now();
     let url = format!(
         "{}/ws?token={token}&platform_id={platform}&device_id=lg{uid}",
-        shared.ws_base
+        shared.ws_base(uid)
     );
     let connect = w.clients.ws(uid).ws(url).max_frame_size(1 << 20).connect();
     let (_, mut conn) = tokio::time::timeout(shared.timeout, connect)

@@ -2,7 +2,7 @@
 //! and the `group_manager_stream` events the original im server consumes.
 
 use super::{Appended, Store, StoreResult};
-use crate::domain::{AppId, GroupId, Uid, UserKey};
+use crate::domain::{AppId, GroupId, GroupKey, Uid, UserKey};
 
 /// One member as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +73,12 @@ pub struct GroupRecord {
     pub members: Vec<MemberRecord>,
 }
 
+impl GroupRecord {
+    pub fn key(&self) -> GroupKey {
+        GroupKey::new(self.app, self.id)
+    }
+}
+
 /// Member settings to change; every `Some` is applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemberPatch {
@@ -139,7 +145,7 @@ impl Store {
     /// The group's record without its members (`members` empty; read them with
     /// `load_members`). A membership change that was committed but interrupted (the process
     /// died half-way) is completed first.
-    pub async fn group_meta(&self, gid: GroupId) -> StoreResult<Option<GroupRecord>> {
+    pub async fn group_meta(&self, gid: GroupKey) -> StoreResult<Option<GroupRecord>> {
         backend!(self, s => s.group_meta(gid).await)
     }
 
@@ -150,11 +156,11 @@ impl Store {
         group: &GroupRecord,
         each: impl FnMut(Vec<MemberRecord>),
     ) -> StoreResult<()> {
-        backend!(self, s => s.load_members(group.id, group.is_super, each).await)
+        backend!(self, s => s.load_members(group.key(), group.is_super, each).await)
     }
 
     /// The whole group, members ascending by uid (paged reads).
-    pub async fn load_group(&self, gid: GroupId) -> StoreResult<Option<GroupRecord>> {
+    pub async fn load_group(&self, gid: GroupKey) -> StoreResult<Option<GroupRecord>> {
         let Some(mut group) = self.group_meta(gid).await? else {
             return Ok(None);
         };
@@ -167,23 +173,23 @@ impl Store {
         Ok(Some(group))
     }
 
-    pub async fn rename_group(&self, gid: GroupId, name: &str) -> StoreResult<()> {
+    pub async fn rename_group(&self, gid: GroupKey, name: &str) -> StoreResult<()> {
         backend!(self, s => s.rename_group(gid, name).await)
     }
 
     /// Makes the group super (and enters every member in their `user_groups`).
-    pub async fn upgrade_group(&self, gid: GroupId, events: &[GroupEvent]) -> StoreResult<()> {
+    pub async fn upgrade_group(&self, gid: GroupKey, events: &[GroupEvent]) -> StoreResult<()> {
         backend!(self, s => s.upgrade_group(gid, events).await)
     }
 
     /// Removes the group, its members and its timeline.
-    pub async fn delete_group(&self, gid: GroupId, events: &[GroupEvent]) -> StoreResult<()> {
+    pub async fn delete_group(&self, gid: GroupKey, events: &[GroupEvent]) -> StoreResult<()> {
         backend!(self, s => s.delete_group(gid, events).await)
     }
 
     /// Adds members (callers pass only new ones; existing entries are never overwritten), with
     /// a `group_member_add` event each; any number, all or nothing.
-    pub async fn add_members(&self, gid: GroupId, members: &[MemberRecord]) -> StoreResult<()> {
+    pub async fn add_members(&self, gid: GroupKey, members: &[MemberRecord]) -> StoreResult<()> {
         backend!(self, s => s.add_members(gid, members).await)
     }
 
@@ -191,7 +197,7 @@ impl Store {
     /// `master`: the group's new master, set in the same change (the old one is leaving).
     pub async fn remove_members(
         &self,
-        gid: GroupId,
+        gid: GroupKey,
         members: &[Uid],
         master: Option<Uid>,
     ) -> StoreResult<()> {
@@ -209,37 +215,58 @@ impl Store {
     /// written where the original components read it (`users_<app>_<uid>` `group_<gid>`, …).
     pub async fn update_member(
         &self,
-        app: AppId,
-        gid: GroupId,
+        gid: GroupKey,
         member: &MemberRecord,
         events: &[GroupEvent],
     ) -> StoreResult<()> {
-        backend!(self, s => s.update_member(app, gid, member, events).await)
+        backend!(self, s => s.update_member(gid, member, events).await)
     }
 
     /// A member's stored record, if a member.
-    pub async fn member(&self, gid: GroupId, uid: Uid) -> StoreResult<Option<MemberRecord>> {
+    pub async fn member(&self, gid: GroupKey, uid: Uid) -> StoreResult<Option<MemberRecord>> {
         backend!(self, s => s.member(gid, uid).await)
     }
 
     /// Appends to a super group's timeline (`group_seq`), with optional idempotency.
     pub async fn append_timeline(
         &self,
-        gid: GroupId,
+        gid: GroupKey,
         body: &str,
         idempotency: Option<(&str, u64)>,
     ) -> StoreResult<Appended> {
+        self.append_timeline_in_group(gid, body, idempotency, None)
+            .await
+    }
+
+    /// `append_timeline` from a copy of the group at version `ver` (`Some`): nothing is
+    /// stored (`Appended::stale`) if the group changed since (see `append_in_group`).
+    pub async fn append_timeline_in_group(
+        &self,
+        gid: GroupKey,
+        body: &str,
+        idempotency: Option<(&str, u64)>,
+        ver: Option<u64>,
+    ) -> StoreResult<Appended> {
         let started = std::time::Instant::now();
-        let r = backend!(self, s => s.append_timeline(gid, body, idempotency).await);
+        let r = backend!(self, s => s.append_timeline(gid, body, idempotency, ver).await);
         metrics::histogram!("imd_store_op_duration_seconds", "op" => "append_timeline")
             .record(started.elapsed().as_secs_f64());
         r
     }
 
+    /// The group's version (every change moves it; 0 for the memory store, which one node
+    /// alone uses).
+    pub async fn group_version(&self, gid: GroupKey) -> StoreResult<u64> {
+        match self {
+            Store::Memory(_) => Ok(0),
+            Store::Redis(s) => s.group_version(gid).await,
+        }
+    }
+
     /// Timeline entries with `group_seq > after`, oldest first, at most `limit`.
     pub async fn timeline_after(
         &self,
-        gid: GroupId,
+        gid: GroupKey,
         after: u64,
         limit: usize,
     ) -> StoreResult<Vec<String>> {
@@ -247,7 +274,7 @@ impl Store {
     }
 
     /// The newest `group_seq` (0 when empty).
-    pub async fn timeline_seq(&self, gid: GroupId) -> StoreResult<u64> {
+    pub async fn timeline_seq(&self, gid: GroupKey) -> StoreResult<u64> {
         backend!(self, s => s.timeline_seq(gid).await)
     }
 }

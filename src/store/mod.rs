@@ -17,6 +17,7 @@ macro_rules! backend {
     };
 }
 
+pub mod cluster;
 mod customers;
 mod groups;
 pub mod keys;
@@ -26,7 +27,7 @@ mod redis;
 use std::sync::Arc;
 
 use crate::config::{StoreKind, StoreSettings};
-use crate::domain::{DeviceToken, PushProvider, Uid, UserKey};
+use crate::domain::{AppId, DeviceToken, GroupKey, PushProvider, Uid, UserKey};
 
 pub use self::customers::Supporter;
 pub use self::groups::{GroupEvent, GroupRecord, MEMBERS_PAGE, MemberPatch, MemberRecord};
@@ -120,6 +121,12 @@ pub struct Appended {
     pub first_seq: u64,
     /// True when the idempotency key had been seen: nothing was stored this time.
     pub replayed: bool,
+    /// Per inbox, in `inboxes` order: the user counts as online for push (SPEC §6) on another
+    /// live node. Empty for a replay, the memory store and a store that is not a node.
+    pub elsewhere: Vec<bool>,
+    /// Nothing was stored: the sender's copy of the group is older than the stored group
+    /// (`Store::append_in_group`); load it again and retry.
+    pub stale: bool,
 }
 
 /// The store handle; cheap to clone.
@@ -214,8 +221,8 @@ impl Store {
     }
 
     /// A fresh message id (for messages that are not stored, e.g. notifications).
-    pub async fn next_message_id(&self) -> StoreResult<u64> {
-        backend!(self, s => s.next_message_id().await)
+    pub async fn next_message_id(&self, app: AppId) -> StoreResult<u64> {
+        backend!(self, s => s.next_message_id(app).await)
     }
 
     /// Stores one message in every listed inbox with a new id and the next seq of each inbox,
@@ -223,6 +230,21 @@ impl Store {
     /// nothing and returns the first result.
     pub async fn append(&self, append: &Append<'_>) -> StoreResult<Appended> {
         self.append_as(append, None).await
+    }
+
+    /// `append` of a group message from a copy of the group at version `ver` (the group's
+    /// `ver` field, moved by every change): nothing is stored (`stale`) if the group changed
+    /// since, so the recipients are always the members as stored.
+    pub async fn append_in_group(
+        &self,
+        append: &Append<'_>,
+        group: GroupKey,
+        ver: u64,
+    ) -> StoreResult<Appended> {
+        match self {
+            Store::Memory(s) => s.append(append, None).await,
+            Store::Redis(s) => s.append_checked(append, None, Some((group, ver))).await,
+        }
     }
 
     /// `append`, under the given message id (`Some`: from an earlier append or

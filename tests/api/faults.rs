@@ -10,7 +10,7 @@ use crate::helpers::*;
 use crate::{process, redis_server};
 
 /// Stream sizes are multiplied by `IMD_CHAOS_SCALE` (default 1; `scripts/chaos` raises it).
-fn scale(n: u32) -> u32 {
+pub fn scale(n: u32) -> u32 {
     n * std::env::var("IMD_CHAOS_SCALE")
         .ok()
         .and_then(|s| s.parse().ok())

@@ -599,9 +599,12 @@ async fn group_push_jobs_list_offline_members_except_the_sender_and_do_not_distu
 }
 
 #[actix_web::test]
-async fn another_apps_group_is_not_found_everywhere() {
+async fn another_apps_group_is_not_found_everywhere_and_its_id_is_free_for_others() {
     for backend in BACKENDS {
         let app = spawn_app(backend).await;
+        for _ in 0..2 {
+            create(&app, json!({"master": 1, "name": "before", "members": []})).await;
+        }
         let gid = create(&app, json!({"master": 1, "name": "mine", "members": [2]})).await;
         let b = Some(app.auth_b());
         let b = b.as_deref();
@@ -642,16 +645,46 @@ async fn another_apps_group_is_not_found_everywhere() {
             (Some("mine"), vec![1, 2]),
             "{backend:?}: untouched"
         );
-        // And the id cannot be taken over either.
+        // Group ids are per app: app B can name the same id and gets a group of its own,
+        // which reveals nothing of app A's (no 409 that would say the id is in use).
         let res = app
             .call(
                 "POST",
                 "/groups",
                 b,
-                Some(json!({"master": 1, "name": "x", "members": [], "group_id": gid})),
+                Some(json!({"master": 5, "name": "theirs", "members": [6], "group_id": gid})),
             )
             .await;
-        res.assert_error(409, "group_id_taken");
+        assert_eq!(res.status, 200, "{backend:?}: {}", res.body);
+        assert_eq!(res.data()["group_id"], gid);
+        let theirs = app.call("GET", &format!("/groups/{gid}"), b, None).await;
+        assert_eq!(theirs.data()["name"], "theirs", "{backend:?}");
+        let g = info(&app, gid).await;
+        assert_eq!(
+            (g["name"].as_str(), member_uids(&g)),
+            (Some("mine"), vec![1, 2]),
+            "{backend:?}: app A's group is still its own"
+        );
+        let res = app
+            .call(
+                "POST",
+                "/messages/groups",
+                b,
+                Some(json!({"sender": 5, "receiver": gid, "content": "b's"})),
+            )
+            .await;
+        assert_eq!(res.status, 200, "{backend:?}: app B sends in its own group");
+        assert_eq!(send(&app, 2, gid, "a's").await.status, 200, "{backend:?}");
+        // App B's first allocated id is its own count, not after app A's.
+        let res = app
+            .call(
+                "POST",
+                "/groups",
+                b,
+                Some(json!({"master": 5, "name": "n", "members": []})),
+            )
+            .await;
+        assert_eq!(res.data()["group_id"], 1, "{backend:?}: per-app group ids");
     }
 }
 

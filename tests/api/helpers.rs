@@ -346,25 +346,7 @@ pub const WAIT: Duration = Duration::from_secs(10);
 impl TestApp {
     /// Connects with `?token=`, platform and device; waits for `hello`.
     pub async fn ws(&self, token: &str, platform: u8, device: &str) -> Ws {
-        let url = format!(
-            "ws://{}/ws?token={token}&platform_id={platform}&device_id={device}",
-            self.addr
-        );
-        let (res, framed) = awc::Client::new()
-            .ws(url)
-            .max_frame_size(8 << 20)
-            .connect()
-            .await
-            .unwrap_or_else(|e| panic!("ws connect: {e}"));
-        assert_eq!(res.status().as_u16(), 101);
-        let mut ws = Ws {
-            framed,
-            hello: Value::Null,
-        };
-        let hello = ws.recv().await;
-        assert_eq!(hello["type"], "hello", "{hello}");
-        ws.hello = hello;
-        ws
+        ws_at(&self.addr.to_string(), token, platform, device).await
     }
 
     /// A user of app A with a token and one connection (platform 1 = iOS unless given).
@@ -372,6 +354,20 @@ impl TestApp {
         let token = self.grant(uid).await;
         self.ws(&token, platform, device).await
     }
+}
+
+/// A WebSocket to the server at `addr` with `?token=`, platform and device; waits for
+/// `hello`.
+pub async fn ws_at(addr: &str, token: &str, platform: u8, device: &str) -> Ws {
+    let url = format!("ws://{addr}/ws?token={token}&platform_id={platform}&device_id={device}");
+    let (res, framed) = awc::Client::new()
+        .ws(url)
+        .max_frame_size(8 << 20)
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("ws connect: {e}"));
+    assert_eq!(res.status().as_u16(), 101);
+    Ws::from_framed(framed).await
 }
 
 impl Ws {

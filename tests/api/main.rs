@@ -20,6 +20,8 @@ mod limits;
 mod loadgen;
 mod media;
 mod messaging;
+mod multinode;
+mod multinode_chaos;
 mod openapi;
 mod process;
 mod push;

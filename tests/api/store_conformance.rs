@@ -358,8 +358,8 @@ async fn an_idempotency_key_replays_the_first_result() {
             .await
             .unwrap();
         assert!(!other.replayed);
-        let m1 = store.next_message_id().await.unwrap();
-        let m2 = store.next_message_id().await.unwrap();
+        let m1 = store.next_message_id(AppId(1)).await.unwrap();
+        let m2 = store.next_message_id(AppId(1)).await.unwrap();
         assert!(m2 > m1 && m1 > other.id);
     }
 }
@@ -467,11 +467,12 @@ async fn nothing_in_an_inbox_is_older_than_seq_one() {
 
 #[actix_web::test]
 async fn renaming_a_group_that_does_not_exist_leaves_its_id_free() {
-    use im_dispatcher::domain::GroupId;
+    use im_dispatcher::domain::{GroupId, GroupKey};
     use im_dispatcher::store::GroupRecord;
+    let g3 = GroupKey::new(AppId(1), GroupId(3));
     for store in stores().await {
-        store.rename_group(GroupId(3), "ghost").await.unwrap();
-        assert_eq!(store.load_group(GroupId(3)).await.unwrap(), None);
+        store.rename_group(g3, "ghost").await.unwrap();
+        assert_eq!(store.load_group(g3).await.unwrap(), None);
         let group = GroupRecord {
             id: GroupId(3),
             app: AppId(1),
@@ -487,7 +488,7 @@ async fn renaming_a_group_that_does_not_exist_leaves_its_id_free() {
             store.kind()
         );
         assert_eq!(
-            store.load_group(GroupId(3)).await.unwrap().map(|g| g.name),
+            store.load_group(g3).await.unwrap().map(|g| g.name),
             Some("real".into())
         );
     }
@@ -495,10 +496,10 @@ async fn renaming_a_group_that_does_not_exist_leaves_its_id_free() {
 
 #[actix_web::test]
 async fn deleting_a_group_takes_its_timeline_even_when_the_group_is_gone() {
-    use im_dispatcher::domain::GroupId;
+    use im_dispatcher::domain::{GroupId, GroupKey};
     use im_dispatcher::store::GroupEvent;
     for store in stores().await {
-        let gid = GroupId(5);
+        let gid = GroupKey::new(AppId(1), GroupId(5));
         store
             .append_timeline(gid, r#""kind":"group","content":"late"}"#, None)
             .await
@@ -514,5 +515,74 @@ async fn deleting_a_group_takes_its_timeline_even_when_the_group_is_gone() {
             store.kind()
         );
         assert!(store.timeline_after(gid, 0, 10).await.unwrap().is_empty());
+    }
+}
+
+#[actix_web::test]
+async fn group_ids_and_message_ids_belong_to_their_app() {
+    use im_dispatcher::domain::{GroupId, GroupKey};
+    use im_dispatcher::store::{Append, GroupRecord};
+    for store in stores().await {
+        let group = |app: u64, id: u64, name: &str| GroupRecord {
+            id: GroupId(id),
+            app: AppId(app),
+            name: name.into(),
+            master: Uid(1),
+            is_super: false,
+            members: vec![],
+        };
+        let seven = store.create_group(&group(7, 0, "seven")).await.unwrap();
+        let seven = seven.expect("app 7 allocates a group id");
+        // App 8 names app 7's id, and gets it: ids are per app.
+        let eight = store
+            .create_group(&group(8, seven.0, "eight"))
+            .await
+            .unwrap();
+        assert_eq!(
+            eight,
+            Some(seven),
+            "{}: app 8 takes the same id",
+            store.kind()
+        );
+        let name = |app: u64| {
+            let store = store.clone();
+            async move {
+                let key = GroupKey::new(AppId(app), seven);
+                store.load_group(key).await.unwrap().map(|g| g.name)
+            }
+        };
+        assert_eq!(name(7).await.as_deref(), Some("seven"));
+        assert_eq!(name(8).await.as_deref(), Some("eight"));
+        assert_eq!(name(9).await, None, "app 9 sees neither");
+        // Allocated ids count per app: app 9's first is 1, whatever app 7 made.
+        for _ in 0..3 {
+            store.create_group(&group(7, 0, "more")).await.unwrap();
+        }
+        let nine = store.create_group(&group(9, 0, "nine")).await.unwrap();
+        assert_eq!(nine, Some(GroupId(1)), "{}", store.kind());
+        // Message ids too: app 9's count is its own.
+        let body = r#""kind":"peer","content":"x"}"#;
+        for _ in 0..5 {
+            let inboxes = [u(7, 1)];
+            let append = Append {
+                inboxes: &inboxes,
+                body,
+                idempotency: None,
+            };
+            store.append(&append).await.unwrap();
+        }
+        let inboxes = [u(9, 1)];
+        let append = Append {
+            inboxes: &inboxes,
+            body,
+            idempotency: None,
+        };
+        assert_eq!(
+            store.append(&append).await.unwrap().id,
+            1,
+            "{}",
+            store.kind()
+        );
+        assert_eq!(store.next_message_id(AppId(9)).await.unwrap(), 2);
     }
 }

@@ -13,7 +13,7 @@ use crate::redis_server::Dedicated;
 fn inbox(redis: &Dedicated, uid: u64) -> Vec<String> {
     redis
         .connection()
-        .lrange(format!("imd:inbox:{APP_A}:{uid}"), 0, -1)
+        .lrange(format!("imd:inbox:{{{APP_A}:{uid}}}"), 0, -1)
         .unwrap()
 }
 

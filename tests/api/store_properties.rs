@@ -11,7 +11,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::strategy::ValueTree;
 
-use im_dispatcher::domain::{AppId, GroupId, PushProvider, Uid, UserKey};
+use im_dispatcher::domain::{AppId, GroupId, GroupKey, PushProvider, Uid, UserKey};
 use im_dispatcher::store::{
     Append, Appended, GroupEvent, GroupRecord, MemberRecord, Store, StoreResult, UserPatch,
 };
@@ -51,18 +51,18 @@ enum Op {
     SetAck(UserKey, String, u64),
     Unread(UserKey, String),
     CreateGroup(GroupRecord),
-    LoadGroup(GroupId),
-    RenameGroup(GroupId, String),
-    UpgradeGroup(GroupId),
-    DeleteGroup(GroupId),
-    AddMembers(GroupId, Vec<MemberRecord>),
-    RemoveMembers(GroupId, Vec<Uid>, Option<Uid>),
+    LoadGroup(GroupKey),
+    RenameGroup(GroupKey, String),
+    UpgradeGroup(GroupKey),
+    DeleteGroup(GroupKey),
+    AddMembers(GroupKey, Vec<MemberRecord>),
+    RemoveMembers(GroupKey, Vec<Uid>, Option<Uid>),
     UserGroups(UserKey),
-    UpdateMember(GroupId, MemberRecord),
-    Member(GroupId, Uid),
-    AppendTimeline(GroupId, Option<String>),
-    TimelineAfter(GroupId, u64, usize),
-    TimelineSeq(GroupId),
+    UpdateMember(GroupKey, MemberRecord),
+    Member(GroupKey, Uid),
+    AppendTimeline(GroupKey, Option<String>),
+    TimelineAfter(GroupKey, u64, usize),
+    TimelineSeq(GroupKey),
 }
 
 fn user() -> impl Strategy<Value = UserKey> + Clone {
@@ -79,6 +79,11 @@ fn gid() -> impl Strategy<Value = GroupId> + Clone {
         1 => Just(GroupId(9_007_199_254_740_993)),
         1 => Just(GroupId(i64::MAX as u64)),
     ]
+}
+
+/// A group of app 1 or 2: the same ids in both apps are different groups.
+fn gkey() -> impl Strategy<Value = GroupKey> + Clone {
+    (1u64..=2, gid()).prop_map(|(app, g)| GroupKey::new(AppId(app), g))
 }
 
 fn text() -> impl Strategy<Value = String> + Clone {
@@ -186,22 +191,22 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (user(), device(), seq()).prop_map(|(u, d, s)| Op::SetAck(u, d, s)),
         2 => (user(), device()).prop_map(|(u, d)| Op::Unread(u, d)),
         3 => group.prop_map(Op::CreateGroup),
-        2 => gid().prop_map(Op::LoadGroup),
-        1 => (gid(), text()).prop_map(|(g, n)| Op::RenameGroup(g, n)),
-        1 => gid().prop_map(Op::UpgradeGroup),
-        1 => gid().prop_map(Op::DeleteGroup),
-        2 => (gid(), vec(member(), 0..3)).prop_map(|(g, m)| Op::AddMembers(g, m)),
-        1 => (gid(), vec(1u64..=5, 0..3))
+        2 => gkey().prop_map(Op::LoadGroup),
+        1 => (gkey(), text()).prop_map(|(g, n)| Op::RenameGroup(g, n)),
+        1 => gkey().prop_map(Op::UpgradeGroup),
+        1 => gkey().prop_map(Op::DeleteGroup),
+        2 => (gkey(), vec(member(), 0..3)).prop_map(|(g, m)| Op::AddMembers(g, m)),
+        1 => (gkey(), vec(1u64..=5, 0..3))
             .prop_map(|(g, m)| Op::RemoveMembers(g, m.into_iter().map(Uid).collect(), None)),
-        1 => (gid(), vec(1u64..=5, 0..3), 1u64..=5).prop_map(|(g, m, master)| {
+        1 => (gkey(), vec(1u64..=5, 0..3), 1u64..=5).prop_map(|(g, m, master)| {
             Op::RemoveMembers(g, m.into_iter().map(Uid).collect(), Some(Uid(master)))
         }),
         2 => user().prop_map(Op::UserGroups),
-        2 => (gid(), member()).prop_map(|(g, m)| Op::UpdateMember(g, m)),
-        1 => (gid(), 1u64..=5).prop_map(|(g, u)| Op::Member(g, Uid(u))),
-        3 => (gid(), key()).prop_map(|(g, k)| Op::AppendTimeline(g, k)),
-        2 => (gid(), seq(), 0usize..=6).prop_map(|(g, a, l)| Op::TimelineAfter(g, a, l)),
-        1 => gid().prop_map(Op::TimelineSeq),
+        2 => (gkey(), member()).prop_map(|(g, m)| Op::UpdateMember(g, m)),
+        1 => (gkey(), 1u64..=5).prop_map(|(g, u)| Op::Member(g, Uid(u))),
+        3 => (gkey(), key()).prop_map(|(g, k)| Op::AppendTimeline(g, k)),
+        2 => (gkey(), seq(), 0usize..=6).prop_map(|(g, a, l)| Op::TimelineAfter(g, a, l)),
+        1 => gkey().prop_map(Op::TimelineSeq),
     ]
 }
 
@@ -274,7 +279,7 @@ impl Side {
             Op::Bind(u, t, now) => format!("{:?}", s.bind_device_tokens(*u, t, *now).await),
             Op::Unbind(u, t) => format!("{:?}", s.unbind_device_tokens(*u, t).await),
             Op::DeviceTokens(us) => format!("{:?}", s.device_tokens(us).await),
-            Op::NextId => match s.next_message_id().await {
+            Op::NextId => match s.next_message_id(AppId(1)).await {
                 Ok(id) => format!("id {}", self.id(id)),
                 Err(e) => format!("{e:?}"),
             },
@@ -310,7 +315,7 @@ impl Side {
             Op::LoadGroup(g) => format!("{:?}", s.load_group(*g).await),
             Op::RenameGroup(g, name) => format!("{:?}", s.rename_group(*g, name).await),
             Op::UpgradeGroup(g) => {
-                let events = [GroupEvent::Upgrade { app: AppId(1) }];
+                let events = [GroupEvent::Upgrade { app: g.app }];
                 format!("{:?}", s.upgrade_group(*g, &events).await)
             }
             Op::DeleteGroup(g) => format!("{:?}", s.delete_group(*g, &[GroupEvent::Disband]).await),
@@ -321,7 +326,7 @@ impl Side {
             Op::UserGroups(u) => format!("{:?}", s.user_groups(*u).await),
             Op::UpdateMember(g, m) => {
                 let events = [GroupEvent::MemberMute(m.uid, m.mute)];
-                format!("{:?}", s.update_member(AppId(1), *g, m, &events).await)
+                format!("{:?}", s.update_member(*g, m, &events).await)
             }
             Op::Member(g, u) => format!("{:?}", s.member(*g, *u).await),
             Op::AppendTimeline(g, key) => {

@@ -326,17 +326,21 @@ async fn a_membership_change_committed_before_a_crash_is_completed_by_the_next_l
     let items: Vec<String> = (3..=2500)
         .map(|u| format!("{u}|1700000000,0,0,0,"))
         .collect();
-    let _: () = r.rpush(format!("imd:group:{gid}:journal"), items).unwrap();
     let _: () = r
-        .hset(format!("imd:group:{gid}"), "journal", "add")
+        .rpush(format!("imd:group:{{7:{gid}}}:journal"), items)
+        .unwrap();
+    let _: () = r
+        .hset(format!("imd:group:{{7:{gid}}}"), "journal", "add")
         .unwrap();
     let app = spawn_with(s, url).await;
     let (uids, _) = all_pages(&app, gid, 10_000).await;
     assert_eq!(uids, (1..=2500).collect::<Vec<_>>());
-    let groups: Vec<u64> = r.smembers("imd:ugroups:7:2500").unwrap();
+    let groups: Vec<u64> = r.smembers("imd:ugroups:{7:2500}").unwrap();
     assert_eq!(groups, vec![gid], "the index of a super group's member");
-    let journal: bool = r.exists(format!("imd:group:{gid}:journal")).unwrap();
-    let pending: bool = r.hexists(format!("imd:group:{gid}"), "journal").unwrap();
+    let journal: bool = r.exists(format!("imd:group:{{7:{gid}}}:journal")).unwrap();
+    let pending: bool = r
+        .hexists(format!("imd:group:{{7:{gid}}}"), "journal")
+        .unwrap();
     assert!(!journal && !pending, "the journal is done");
     let events: usize = r.xlen("group_manager_stream").unwrap();
     assert_eq!(

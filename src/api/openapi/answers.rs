@@ -137,6 +137,8 @@ pub struct Ready {
     status: String,
     /// `memory` or `redis`.
     store: String,
+    /// This node's name among the nodes sharing the store (null with the memory store).
+    node: Option<String>,
 }
 
 #[derive(ToSchema)]

@@ -65,7 +65,7 @@ impl GroupActor {
         let st = self.state.as_ref()?;
         Some(Announce {
             app: st.app,
-            gid: self.gid,
+            gid: self.key,
             is_super: st.is_super,
             members: st.members.clone(),
             notices,
@@ -93,7 +93,7 @@ impl GroupActor {
         };
         for uid in uids {
             let user = UserKey::new(st.app, uid);
-            r.online.join(self.gid, user, || r.connected(user));
+            r.online.join(self.key, user, || r.connected(user));
         }
     }
 
@@ -101,7 +101,7 @@ impl GroupActor {
     pub(super) fn gone(&mut self) {
         self.state = None;
         if let Some(r) = self.env.registry.upgrade() {
-            r.online.drop_group(self.gid);
+            r.online.drop_group(self.key);
         }
     }
 
@@ -137,7 +137,7 @@ impl GroupActor {
     pub(super) fn rename(&mut self, name: String) -> Reply<Vec<Uid>> {
         self.applied = None; // answered with its notification
         let notice = self.notice("update_name", json!({ "name": name }), To::Members);
-        let (store, gid, stored) = (self.env.store.clone(), self.gid, name.clone());
+        let (store, gid, stored) = (self.env.store.clone(), self.key, name.clone());
         let op = async move { store.rename_group(gid, &stored).await };
         self.finish(
             op,
@@ -158,7 +158,7 @@ impl GroupActor {
         let everyone: Vec<Uid> = st.members.uids().collect();
         let fields = json!({ "group_name": st.name });
         let notice = self.notice("disband", fields, To::Only(everyone));
-        let (store, gid) = (self.env.store.clone(), self.gid);
+        let (store, gid) = (self.env.store.clone(), self.key);
         let op = async move { store.delete_group(gid, &[GroupEvent::Disband]).await };
         self.finish(
             op,
@@ -182,7 +182,7 @@ impl GroupActor {
         // Announced where members already look: their inboxes.
         let fields = json!({ "group_name": st.name, "super": 1 });
         let notice = self.notice("upgrade", fields, To::Inboxes);
-        let (store, gid, app) = (self.env.store.clone(), self.gid, st.app);
+        let (store, gid, app) = (self.env.store.clone(), self.key, st.app);
         let op = async move {
             let events = [GroupEvent::Upgrade { app }];
             store.upgrade_group(gid, &events).await
@@ -219,7 +219,7 @@ impl GroupActor {
         if let Some(m) = patch.mute.filter(|m| *m != current.mute) {
             events.push(GroupEvent::MemberMute(uid, m));
         }
-        let (store, gid, app) = (self.env.store.clone(), self.gid, st.app);
+        let (store, gid) = (self.env.store.clone(), self.key);
         let op = async move {
             let mut rec = store
                 .member(gid, uid)
@@ -230,7 +230,7 @@ impl GroupActor {
             if patch.nickname.is_some() {
                 rec.nickname = patch.nickname.clone().filter(|n| !n.is_empty());
             }
-            store.update_member(app, gid, &rec, &events).await?;
+            store.update_member(gid, &rec, &events).await?;
             Ok(rec)
         };
         self.finish(

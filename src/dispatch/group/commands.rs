@@ -106,8 +106,15 @@ impl Message for IsMember {
 
 impl Handler<Send> for GroupActor {
     type Result = Reply<Sent>;
-    fn handle(&mut self, cmd: Send, _: &mut Context<Self>) -> Reply<Sent> {
+    fn handle(&mut self, cmd: Send, ctx: &mut Context<Self>) -> Reply<Sent> {
         self.last_active = Instant::now();
+        if self.state.as_ref().is_some_and(|st| st.ver.is_none()) && self.env.store.node().is_some()
+        {
+            // Created here from the request, version unknown: sends need a copy whose
+            // version the store can check (`send.rs`), so the next attempt loads one.
+            ctx.stop();
+            return done(Err(DispatchError::StaleGroup));
+        }
         self.send(cmd)
     }
 }

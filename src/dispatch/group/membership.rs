@@ -66,7 +66,7 @@ impl GroupActor {
         let added: Vec<Uid> = fresh.iter().map(|s| s.uid).collect();
         let notices = self.add_notices(st, &fresh, inviter);
         let (store, gid, is_super, uids) =
-            (self.env.store.clone(), self.gid, st.is_super, added.clone());
+            (self.env.store.clone(), self.key, st.is_super, added.clone());
         let op = async move {
             // A super group's new members sync its timeline from here on.
             let join_seq = match is_super {
@@ -144,7 +144,7 @@ impl GroupActor {
         let (notices, each) = self.quit_notices(st, &gone, master);
         let (store, gid, is_super, uids) = (
             self.env.store.clone(),
-            self.gid,
+            self.key,
             st.is_super,
             removed.clone(),
         );
@@ -165,7 +165,7 @@ impl GroupActor {
                     (is_super, act.env.registry.upgrade(), &act.state)
                 {
                     for uid in &uids {
-                        r.online.leave(act.gid, UserKey::new(st.app, *uid));
+                        r.online.leave(act.key, UserKey::new(st.app, *uid));
                     }
                 }
                 act.announce(notices, each)
@@ -189,7 +189,7 @@ impl GroupActor {
                 _ => Notice::new(n.body, To::Only(Vec::new())),
             })
             .collect();
-        let (store, gid) = (self.env.store.clone(), self.gid);
+        let (store, gid) = (self.env.store.clone(), self.key);
         let op = async move { store.delete_group(gid, &[GroupEvent::Disband]).await };
         self.finish(
             op,

@@ -14,7 +14,7 @@ use crate::dispatch::fanout::{deliver_seqs, deliver_shared};
 use crate::dispatch::frame::Spliced;
 use crate::dispatch::members::Members;
 use crate::dispatch::outbox::Frame;
-use crate::domain::{AppId, GroupId, Uid, UserKey};
+use crate::domain::{AppId, GroupKey, Uid, UserKey};
 use crate::store::{Append, AppendEach, StoreError};
 
 /// Inboxes per store append of a notification: bounds one script's run time (a disbanded
@@ -62,7 +62,7 @@ pub(super) struct EachNotice {
 /// The notifications of one change, with the group as it is after the change.
 pub(super) struct Announce {
     pub app: AppId,
-    pub gid: GroupId,
+    pub gid: GroupKey,
     pub is_super: bool,
     pub members: Arc<Members>,
     pub notices: Vec<Notice>,
@@ -114,6 +114,7 @@ impl Announce {
                     Frame::Text(Spliced::with_field(a.id, "group_seq", body).render(a.first_seq));
                 let online = r.online.snapshot(gid);
                 let recipients = self.members.present(&online).map(|u| UserKey::new(app, u));
+                r.note_relayed(gid, a.first_seq);
                 deliver_shared(r, recipients, &frame, None).send(r).await;
             }
         }

@@ -16,7 +16,7 @@ use crate::dispatch::registry::Registry;
 use crate::dispatch::session::PushView;
 use crate::dispatch::{DispatchError, Sent};
 use crate::domain::{Uid, UserKey};
-use crate::store::{Append, Appended, StoreError};
+use crate::store::{Append, Appended};
 
 impl GroupActor {
     pub(super) fn send(&mut self, cmd: Send) -> Reply<Sent> {
@@ -34,7 +34,7 @@ impl GroupActor {
         let idem = cmd
             .idempotency
             .map(|k| (k, self.env.limits.idempotency_ttl_secs));
-        let (gid, is_super) = (self.gid, st.is_super);
+        let (gid, is_super, ver) = (self.key, st.is_super, st.ver);
         // A normal group: one inbox entry per member, the sender's first (its seq is the ack's).
         let inboxes: Vec<UserKey> = match is_super {
             true => Vec::new(),
@@ -45,35 +45,48 @@ impl GroupActor {
         };
         let fut = async move {
             let idem = idem.as_ref().map(|(k, ttl)| (k.as_str(), *ttl));
-            let r = match is_super {
-                true => store.append_timeline(gid, &body, idem).await,
-                false => {
+            // Stored only if the group is still as this copy has it (`ver`): a change made
+            // through another node whose announcement is late or lost never lets a message
+            // reach a removed member or miss an added one.
+            let r = match (is_super, ver) {
+                (true, _) => store.append_timeline_in_group(gid, &body, idem, ver).await,
+                (false, v) => {
                     let append = Append {
                         inboxes: &inboxes,
                         body: &body,
                         idempotency: idem,
                     };
-                    store.append(&append).await
+                    match v {
+                        Some(v) => store.append_in_group(&append, gid, v).await,
+                        None => store.append(&append).await,
+                    }
                 }
             };
             (r, body, inboxes)
         };
         let (sender, content, origin, stored) = (cmd.sender, cmd.content, cmd.origin, cmd.stored);
         AtomicResponse::new(Box::pin(fut.into_actor(self).then(
-            move |(r, body, inboxes), act, _| {
+            move |(r, body, inboxes), act, ctx| {
                 let mut fanout = None;
-                let reply = r.map(|a| {
-                    let sent = Sent::of(&a, is_super);
-                    if let Some(tx) = stored {
-                        let _ = tx.send(sent);
+                let reply = match r {
+                    Ok(a) if a.stale => {
+                        // Stopped, so the caller's retry loads the group as stored.
+                        ctx.stop();
+                        Err(DispatchError::StaleGroup)
                     }
-                    if !a.replayed {
-                        fanout = act.fan_out(&a, &body, &inboxes, origin);
-                        let seen = fanout.as_mut().map(|(_, f)| f.take_seen());
-                        act.push_offline(sender, &content, seen.unwrap_or_default());
-                    }
-                    sent
-                });
+                    r => r.map_err(Into::into).map(|a| {
+                        let sent = Sent::of(&a, is_super);
+                        if let Some(tx) = stored {
+                            let _ = tx.send(sent);
+                        }
+                        if !a.replayed {
+                            fanout = act.fan_out(&a, &body, &inboxes, origin);
+                            let seen = fanout.as_mut().map(|(_, f)| f.take_seen());
+                            act.push_offline(sender, &content, seen.unwrap_or_default());
+                        }
+                        sent
+                    }),
+                };
                 handed_over(fanout, reply).into_actor(act)
             },
         )))
@@ -92,8 +105,9 @@ impl GroupActor {
         let fanout = if st.is_super {
             let frame =
                 Frame::Text(Spliced::with_field(a.id, "group_seq", body).render(a.first_seq));
-            let online = registry.online.snapshot(self.gid);
+            let online = registry.online.snapshot(self.key);
             let recipients = st.members.present(&online).map(|u| UserKey::new(st.app, u));
+            registry.note_relayed(self.key, a.first_seq);
             deliver_shared(&registry, recipients, &frame, origin)
         } else {
             let parts = Spliced::new(a.id, body);
@@ -124,10 +138,10 @@ impl GroupActor {
 /// of the group starts only once its predecessor's frames are queued, so order holds.
 async fn handed_over(
     fanout: Option<(Arc<Registry>, Fanout)>,
-    reply: Result<Sent, StoreError>,
+    reply: Result<Sent, DispatchError>,
 ) -> Result<Sent, DispatchError> {
     if let Some((registry, fanout)) = fanout {
         fanout.send(&registry).await;
     }
-    reply.map_err(Into::into)
+    reply
 }

@@ -3,10 +3,9 @@
 //! many members it touches.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
 
 use super::MemoryStore;
-use crate::domain::{AppId, GroupId, Uid, UserKey};
+use crate::domain::{AppId, GroupId, GroupKey, Uid, UserKey};
 use crate::store::{Appended, GroupEvent, GroupRecord, MEMBERS_PAGE, MemberRecord, StoreResult};
 
 pub(super) struct GroupRow {
@@ -18,9 +17,9 @@ pub(super) struct GroupRow {
 }
 
 impl GroupRow {
-    fn record(&self, gid: GroupId) -> GroupRecord {
+    fn record(&self, gid: GroupKey) -> GroupRecord {
         GroupRecord {
-            id: gid,
+            id: gid.id,
             app: self.app,
             name: self.name.clone(),
             master: self.master,
@@ -32,7 +31,8 @@ impl GroupRow {
 
 impl MemoryStore {
     /// Enters (`on`) or removes `gid` in the `user_groups` of `uids`.
-    fn index(&self, app: AppId, gid: GroupId, uids: impl Iterator<Item = Uid>, on: bool) {
+    fn index(&self, gid: GroupKey, uids: impl Iterator<Item = Uid>, on: bool) {
+        let (app, gid) = (gid.app, gid.id);
         for uid in uids {
             let user = UserKey::new(app, uid);
             if on {
@@ -47,10 +47,10 @@ impl MemoryStore {
     }
 
     pub async fn create_group(&self, r: &GroupRecord) -> StoreResult<Option<GroupId>> {
-        let mut id = r.id;
-        if id.0 == 0 {
+        let mut id = GroupKey::new(r.app, r.id);
+        if id.id.0 == 0 {
             loop {
-                id = GroupId(self.next_group.fetch_add(1, Ordering::Relaxed));
+                id.id = GroupId(self.next_group.take(r.app, 1));
                 if !self.groups.contains_key(&id) {
                     break;
                 }
@@ -71,22 +71,22 @@ impl MemoryStore {
             dashmap::Entry::Occupied(_) => Ok(None),
             dashmap::Entry::Vacant(v) => {
                 if r.is_super {
-                    self.index(r.app, id, row.members.keys().copied(), true);
+                    self.index(id, row.members.keys().copied(), true);
                 }
                 v.insert(row);
-                Ok(Some(id))
+                Ok(Some(id.id))
             }
         }
     }
 
-    pub async fn group_meta(&self, gid: GroupId) -> StoreResult<Option<GroupRecord>> {
+    pub async fn group_meta(&self, gid: GroupKey) -> StoreResult<Option<GroupRecord>> {
         Ok(self.groups.get(&gid).map(|g| g.record(gid)))
     }
 
     /// Pages in uid order, each taken under the group's entry lock.
     pub async fn load_members(
         &self,
-        gid: GroupId,
+        gid: GroupKey,
         _: bool,
         mut each: impl FnMut(Vec<MemberRecord>),
     ) -> StoreResult<()> {
@@ -111,34 +111,34 @@ impl MemoryStore {
         }
     }
 
-    pub async fn rename_group(&self, gid: GroupId, name: &str) -> StoreResult<()> {
+    pub async fn rename_group(&self, gid: GroupKey, name: &str) -> StoreResult<()> {
         if let Some(mut g) = self.groups.get_mut(&gid) {
             g.name = name.to_string();
         }
         Ok(())
     }
 
-    pub async fn upgrade_group(&self, gid: GroupId, _: &[GroupEvent]) -> StoreResult<()> {
+    pub async fn upgrade_group(&self, gid: GroupKey, _: &[GroupEvent]) -> StoreResult<()> {
         if let Some(mut g) = self.groups.get_mut(&gid)
             && !g.is_super
         {
             g.is_super = true;
-            self.index(g.app, gid, g.members.keys().copied(), true);
+            self.index(gid, g.members.keys().copied(), true);
         }
         Ok(())
     }
 
-    pub async fn delete_group(&self, gid: GroupId, _: &[GroupEvent]) -> StoreResult<()> {
+    pub async fn delete_group(&self, gid: GroupKey, _: &[GroupEvent]) -> StoreResult<()> {
         if let Some((_, g)) = self.groups.remove(&gid)
             && g.is_super
         {
-            self.index(g.app, gid, g.members.keys().copied(), false);
+            self.index(gid, g.members.keys().copied(), false);
         }
         self.timelines.remove(&gid);
         Ok(())
     }
 
-    pub async fn add_members(&self, gid: GroupId, members: &[MemberRecord]) -> StoreResult<()> {
+    pub async fn add_members(&self, gid: GroupKey, members: &[MemberRecord]) -> StoreResult<()> {
         if let Some(mut g) = self.groups.get_mut(&gid) {
             let mut added = Vec::new();
             for m in members {
@@ -148,7 +148,7 @@ impl MemoryStore {
                 }
             }
             if g.is_super {
-                self.index(g.app, gid, added.into_iter(), true);
+                self.index(gid, added.into_iter(), true);
             }
         }
         Ok(())
@@ -156,7 +156,7 @@ impl MemoryStore {
 
     pub async fn remove_members(
         &self,
-        gid: GroupId,
+        gid: GroupKey,
         members: &[Uid],
         master: Option<Uid>,
     ) -> StoreResult<()> {
@@ -170,7 +170,7 @@ impl MemoryStore {
                 g.master = master;
             }
             if g.is_super {
-                self.index(g.app, gid, removed.into_iter(), false);
+                self.index(gid, removed.into_iter(), false);
             }
         }
         Ok(())
@@ -186,8 +186,7 @@ impl MemoryStore {
 
     pub async fn update_member(
         &self,
-        _: AppId,
-        gid: GroupId,
+        gid: GroupKey,
         member: &MemberRecord,
         _: &[GroupEvent],
     ) -> StoreResult<()> {
@@ -199,7 +198,7 @@ impl MemoryStore {
         Ok(())
     }
 
-    pub async fn member(&self, gid: GroupId, uid: Uid) -> StoreResult<Option<MemberRecord>> {
+    pub async fn member(&self, gid: GroupKey, uid: Uid) -> StoreResult<Option<MemberRecord>> {
         Ok(self
             .groups
             .get(&gid)
@@ -208,11 +207,12 @@ impl MemoryStore {
 
     pub async fn append_timeline(
         &self,
-        gid: GroupId,
+        gid: GroupKey,
         body: &str,
         idempotency: Option<(&str, u64)>,
+        _: Option<u64>,
     ) -> StoreResult<Appended> {
-        self.append_with(None, idempotency, |id| {
+        self.append_with(gid.app, None, idempotency, |id| {
             vec![
                 self.timelines
                     .entry(gid)
@@ -224,7 +224,7 @@ impl MemoryStore {
 
     pub async fn timeline_after(
         &self,
-        gid: GroupId,
+        gid: GroupKey,
         after: u64,
         limit: usize,
     ) -> StoreResult<Vec<String>> {
@@ -235,7 +235,7 @@ impl MemoryStore {
             .unwrap_or_default())
     }
 
-    pub async fn timeline_seq(&self, gid: GroupId) -> StoreResult<u64> {
+    pub async fn timeline_seq(&self, gid: GroupKey) -> StoreResult<u64> {
         Ok(self.timelines.get(&gid).map_or(0, |t| t.seq))
     }
 }

@@ -1,10 +1,9 @@
 //! Memory backend: inboxes, message ids, idempotency records and acknowledged positions.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::MemoryStore;
-use crate::domain::{DeviceToken, UserKey};
+use crate::domain::{AppId, DeviceToken, UserKey};
 use crate::ratelimit::SWEEP_ABOVE;
 use crate::store::{Append, AppendEach, Appended, StoreResult, sort_tokens};
 
@@ -24,8 +23,8 @@ impl MemoryStore {
             .collect())
     }
 
-    pub async fn next_message_id(&self) -> StoreResult<u64> {
-        Ok(self.next_id.fetch_add(1, Ordering::Relaxed))
+    pub async fn next_message_id(&self, app: AppId) -> StoreResult<u64> {
+        Ok(self.next_id.take(app, 1))
     }
 
     /// Runs `store` (which appends with the message id, `id` or a new one, and returns the new
@@ -33,6 +32,7 @@ impl MemoryStore {
     /// check-and-store atomic.
     pub(super) fn append_with(
         &self,
+        app: AppId,
         id: Option<u64>,
         idempotency: Option<(&str, u64)>,
         store: impl FnOnce(u64) -> Vec<u64>,
@@ -53,13 +53,15 @@ impl MemoryStore {
                         seqs: Vec::new(),
                         first_seq,
                         replayed: true,
+                        elsewhere: Vec::new(),
+                        stale: false,
                     });
                 }
                 Some(entry)
             }
             None => None,
         };
-        let id = id.unwrap_or_else(|| self.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = id.unwrap_or_else(|| self.next_id.take(app, 1));
         let seqs = store(id);
         let first_seq = seqs.first().copied().unwrap_or(0);
         if let (Some(entry), Some((_, ttl))) = (slot, idempotency) {
@@ -70,11 +72,14 @@ impl MemoryStore {
             seqs,
             first_seq,
             replayed: false,
+            elsewhere: Vec::new(),
+            stale: false,
         })
     }
 
     pub async fn append(&self, a: &Append<'_>, id: Option<u64>) -> StoreResult<Appended> {
-        self.append_with(id, a.idempotency, |id| {
+        let app = a.inboxes.first().map_or(AppId(0), |u| u.app);
+        self.append_with(app, id, a.idempotency, |id| {
             a.inboxes
                 .iter()
                 .map(|u| {
@@ -89,7 +94,8 @@ impl MemoryStore {
 
     pub async fn append_each(&self, each: &AppendEach<'_>) -> StoreResult<Vec<(u64, u64)>> {
         let n = each.inboxes.len() as u64;
-        let first = self.next_id.fetch_add(n, Ordering::Relaxed);
+        let app = each.inboxes.first().map_or(AppId(0), |u| u.app);
+        let first = self.next_id.take(app, n);
         Ok(each
             .inboxes
             .iter()

@@ -13,7 +13,7 @@ use super::{StoreResult, UserPatch, UserRecord, sort_tokens};
 mod customers;
 mod groups;
 mod messages;
-use crate::domain::{DeviceToken, GroupId, PushProvider, Uid, UserKey};
+use crate::domain::{AppId, DeviceToken, GroupKey, PushProvider, Uid, UserKey};
 use crate::ratelimit::Throttle;
 
 #[derive(Default)]
@@ -82,6 +82,21 @@ impl Inbox {
     }
 }
 
+/// Per-app counters (message ids, group ids): one app's numbers say nothing of another's
+/// traffic. Each starts at 1.
+#[derive(Default)]
+pub(super) struct Counters(DashMap<AppId, u64>);
+
+impl Counters {
+    /// The first of `n` fresh numbers of `app`.
+    pub(super) fn take(&self, app: AppId, n: u64) -> u64 {
+        let mut next = self.0.entry(app).or_insert(1);
+        let first = *next;
+        *next += n;
+        first
+    }
+}
+
 pub struct MemoryStore {
     /// Customer uids handed out: `base + n`.
     next_customer: AtomicU64,
@@ -89,16 +104,16 @@ pub struct MemoryStore {
     customers: DashMap<String, Uid>,
     /// Store id → supporter uid → (name, avatar, customers assigned).
     supporters: DashMap<u64, std::collections::BTreeMap<Uid, customers::SupporterRow>>,
-    /// Group ids handed out when a create does not name one.
-    next_group: AtomicU64,
+    /// Group ids handed out when a create does not name one, per app.
+    next_group: Counters,
     /// Groups with their members.
-    groups: DashMap<GroupId, groups::GroupRow>,
+    groups: DashMap<GroupKey, groups::GroupRow>,
     /// Super-group timelines (acks unused).
-    timelines: DashMap<GroupId, Inbox>,
+    timelines: DashMap<GroupKey, Inbox>,
     /// The super groups each user is in (`Store::user_groups`).
     user_groups: DashMap<UserKey, groups::UserGroups>,
-    /// Message ids, shared by every kind of message.
-    next_id: AtomicU64,
+    /// Message ids per app, shared by every kind of message.
+    next_id: Counters,
     /// Per-user inboxes.
     inboxes: DashMap<UserKey, Inbox>,
     /// Idempotency key → (first result, expiry).
@@ -119,11 +134,11 @@ impl MemoryStore {
             next_customer: AtomicU64::new(1),
             customers: DashMap::new(),
             supporters: DashMap::new(),
-            next_group: AtomicU64::new(1),
+            next_group: Counters::default(),
             groups: DashMap::new(),
             timelines: DashMap::new(),
             user_groups: DashMap::new(),
-            next_id: AtomicU64::new(1),
+            next_id: Counters::default(),
             inboxes: DashMap::new(),
             idempotency: DashMap::new(),
             idempotency_sweep: Throttle::new(Duration::from_secs(1)),

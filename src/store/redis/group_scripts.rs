@@ -13,8 +13,12 @@ use redis::Script;
 /// `INCR` + `SET` per event gives, in a fraction of the commands. `emit_members` does the same
 /// for one event per member of a membership change, without building a table per event.
 ///
-/// `mkey(gid, super, uid)` is the hash holding member `uid` (`keys::member_bucket` for a super
-/// group, whose values start with the uid: `uid,joined_at,…`, so a bucket loads with HVALS).
+/// `gkey(app, gid)` is the group hash's name (`keys::group`), `uindex(app, uid)` a user's
+/// super-group index (`keys::user_groups`).
+///
+/// `mkey(app, gid, super, uid)` is the hash holding member `uid` (`keys::member_bucket` for a
+/// super group, whose values start with the uid: `uid,joined_at,…`, so a bucket loads with
+/// HVALS).
 ///
 /// `apply(gid, op, items, app, super)` applies a chunk of a membership change: `op` `add`
 /// (items `uid|encoded member`, never overwriting a member) or `remove` (items are uids),
@@ -62,17 +66,32 @@ local function emit_members(name, gid, uids)
   redis.call('SET', 'groups_actions', prev .. ':' .. a)
 end
 
-local function mkey(gid, super, uid)
+local function gkey(app, gid)
+  return 'imd:group:{' .. app .. ':' .. gid .. '}'
+end
+
+local function uindex(app, uid)
+  return 'imd:ugroups:{' .. app .. ':' .. uid .. '}'
+end
+
+local function mkey(app, gid, super, uid)
   if super then
-    return 'imd:group:' .. gid .. ':members:' .. tonumber(string.sub(uid, -2))
+    return gkey(app, gid) .. ':members:' .. tonumber(string.sub(uid, -2))
   end
-  return 'imd:group:' .. gid .. ':members'
+  return gkey(app, gid) .. ':members'
+end
+
+local function announce(app, gid, added)
+  local g = gkey(app, gid)
+  if redis.call('EXISTS', g) == 1 then redis.call('HINCRBY', g, 'ver', 1) end
+  local msg = 'c group ' .. app .. ' ' .. gid
+  if added and #added > 0 then msg = msg .. ' ' .. table.concat(added, ',') end
+  redis.call('PUBLISH', 'imd:ctl', msg)
 end
 
 local function apply(gid, op, items, app, super)
   local changed = {}
-  local index = 'imd:ugroups:' .. app .. ':'
-  local members = 'imd:group:' .. gid .. ':members'
+  local members = gkey(app, gid) .. ':members'
   local bucketed = members .. ':'
   for _, it in ipairs(items) do
     if op == 'add' then
@@ -84,14 +103,14 @@ local function apply(gid, op, items, app, super)
         v = uid .. ',' .. v
       end
       if redis.call('HSETNX', key, uid, v) == 1 then
-        if super then redis.call('SADD', index .. uid, gid) end
+        if super then redis.call('SADD', uindex(app, uid), gid) end
         changed[#changed + 1] = uid
       end
     else
       local key = members
       if super then key = bucketed .. tonumber(string.sub(it, -2)) end
       if redis.call('HDEL', key, it) == 1 then
-        if super then redis.call('SREM', index .. it, gid) end
+        if super then redis.call('SREM', uindex(app, it), gid) end
         changed[#changed + 1] = it
       end
     end
@@ -99,6 +118,7 @@ local function apply(gid, op, items, app, super)
   local name = 'group_member_remove'
   if op == 'add' then name = 'group_member_add' end
   emit_members(name, gid, changed)
+  if op == 'add' and super then announce(app, gid, changed) else announce(app, gid) end
 end
 "#;
 
@@ -106,7 +126,7 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{PRELUDE}\n{body}"))
 }
 
-/// KEYS: group-id counter. ARGV: requested id (0 = allocate), app, name, master, super,
+/// KEYS: the app's group-id counter. ARGV: requested id (0 = allocate), app, name, master, super,
 /// staging list ('' = none), then `uid|encoded` members. Returns the id, or 0 when the
 /// requested id is taken. With a staging list the members are not applied here: the list
 /// becomes the group's journal (`journal` = add), applied by `APPLY_JOURNAL`. The requested
@@ -118,12 +138,13 @@ local g = ARGV[1]
 if g == '0' then
   repeat
     g = string.format('%d', redis.call('INCR', KEYS[1]))
-  until redis.call('EXISTS', 'imd:group:' .. g) == 0
-elseif redis.call('EXISTS', 'imd:group:' .. g) == 1 then
+  until redis.call('EXISTS', gkey(ARGV[2], g)) == 0
+elseif redis.call('EXISTS', gkey(ARGV[2], g)) == 1 then
   if ARGV[6] ~= '' then redis.call('DEL', ARGV[6]) end
   return 0
 end
-local group, members = 'imd:group:' .. g, 'imd:group:' .. g .. ':members'
+local group = gkey(ARGV[2], g)
+local members = group .. ':members'
 redis.call('UNLINK', members, group .. ':journal')
 redis.call('HSET', group, 'app', ARGV[2], 'name', ARGV[3], 'master', ARGV[4], 'super', ARGV[5])
 emit({{'name', 'group_create', 'group_id', g, 'app_id', ARGV[2], 'super', ARGV[5]}})
@@ -138,6 +159,7 @@ else
   for i = 7, #ARGV do items[#items + 1] = ARGV[i] end
   apply(g, 'add', items, ARGV[2], ARGV[5] == '1')
 end
+announce(ARGV[2], g)
 return g
 "#,
     )
@@ -199,12 +221,12 @@ return 0
 });
 
 /// KEYS: group hash, users_<app>_<uid>, its group DND set, the push daemon's DND set.
-/// ARGV: events JSON, uid, encoded member, gid, dnd (0/1).
+/// ARGV: events JSON, uid, encoded member, gid, dnd (0/1), app.
 pub(super) static UPDATE_MEMBER: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local super = redis.call('HGET', KEYS[1], 'super') == '1'
-local members = mkey(ARGV[4], super, ARGV[2])
+local members = mkey(ARGV[6], ARGV[4], super, ARGV[2])
 if redis.call('HEXISTS', members, ARGV[2]) == 0 then return 0 end
 local v = ARGV[3]
 if super then v = ARGV[2] .. ',' .. v end
@@ -218,18 +240,20 @@ else
   redis.call('SREM', KEYS[4], 'g:' .. ARGV[4])
 end
 emit(cjson.decode(ARGV[1]))
+announce(ARGV[6], ARGV[4])
 return 1
 "#,
     )
 });
 
-/// KEYS: group hash. ARGV: name. Renames only a group that exists (an HSET alone would leave
-/// a hash without `app` behind, which no group load can read).
+/// KEYS: group hash. ARGV: name, app, gid. Renames only a group that exists (an HSET alone
+/// would leave a hash without `app` behind, which no group load can read).
 pub(super) static RENAME_GROUP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    script(
         r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'name', ARGV[1])
+announce(ARGV[2], ARGV[3])
 return 1
 "#,
     )
@@ -242,24 +266,25 @@ pub(super) static UPGRADE_GROUP: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local app = redis.call('HGET', KEYS[1], 'app')
 if redis.call('HGET', KEYS[1], 'super') ~= '1' then
-  local app = redis.call('HGET', KEYS[1], 'app')
   local flat = redis.call('HGETALL', KEYS[2])
   for i = 1, #flat, 2 do
-    redis.call('HSET', mkey(ARGV[2], true, flat[i]), flat[i], flat[i] .. ',' .. flat[i + 1])
-    redis.call('SADD', 'imd:ugroups:' .. app .. ':' .. flat[i], ARGV[2])
+    redis.call('HSET', mkey(app, ARGV[2], true, flat[i]), flat[i], flat[i] .. ',' .. flat[i + 1])
+    redis.call('SADD', uindex(app, flat[i]), ARGV[2])
   end
   redis.call('DEL', KEYS[2])
 end
 redis.call('HSET', KEYS[1], 'super', '1')
 emit(cjson.decode(ARGV[1]))
+announce(app, ARGV[2])
 return 1
 "#,
     )
 });
 
 /// KEYS: group hash, members hash, timeline, timeline seq, journal. ARGV: events JSON, gone
-/// (a key prefix), bucket count. The timeline goes even when the group is already gone; the
+/// (a key prefix), bucket count, gid. The timeline goes even when the group is already gone; the
 /// events only with the group. A super group's member buckets are renamed to `gone:<b>`
 /// (expiring), for the caller to take their members out of the `imd:ugroups:` index in
 /// chunks; returns {existed, app, super}.
@@ -278,18 +303,19 @@ end
 redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 if existed == 0 then return {0, '', '0'} end
 emit(cjson.decode(ARGV[1]))
+announce(meta[1], ARGV[4])
 return {1, meta[1] or '', meta[2] or '0'}
 "#,
     )
 });
 
-/// KEYS: group hash. ARGV: gid, uid. The member's stored record (`joined_at,…`), from the
+/// KEYS: group hash. ARGV: gid, uid, app. The member's stored record (`joined_at,…`), from the
 /// right bucket.
 pub(super) static MEMBER: LazyLock<Script> = LazyLock::new(|| {
     script(
         r#"
 local super = redis.call('HGET', KEYS[1], 'super') == '1'
-local v = redis.call('HGET', mkey(ARGV[1], super, ARGV[2]), ARGV[2])
+local v = redis.call('HGET', mkey(ARGV[3], ARGV[1], super, ARGV[2]), ARGV[2])
 if v and super then v = string.sub(v, string.find(v, ',', 1, true) + 1) end
 return v
 "#,

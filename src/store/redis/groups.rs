@@ -8,33 +8,36 @@ use super::RedisStore;
 use super::group_scripts::{DELETE_GROUP, MEMBER, RENAME_GROUP, UPDATE_MEMBER, UPGRADE_GROUP};
 use super::messages::parse_appended;
 use super::scripts::INBOX_AFTER;
-use crate::domain::{AppId, GroupId, Uid, UserKey, parse_id};
+use crate::domain::{GroupKey, Uid, UserKey};
 use crate::store::{Appended, GroupEvent, MemberRecord, StoreResult, keys};
 
-fn events_json(gid: GroupId, events: &[GroupEvent]) -> String {
-    let all: Vec<Vec<String>> = events.iter().map(|e| e.fields(gid)).collect();
+fn events_json(gid: GroupKey, events: &[GroupEvent]) -> String {
+    let all: Vec<Vec<String>> = events.iter().map(|e| e.fields(gid.id)).collect();
     serde_json::to_string(&all).unwrap_or_else(|_| "[]".into())
 }
 
 impl RedisStore {
-    pub async fn rename_group(&self, gid: GroupId, name: &str) -> StoreResult<()> {
+    pub async fn rename_group(&self, gid: GroupKey, name: &str) -> StoreResult<()> {
         let mut inv = RENAME_GROUP.prepare_invoke();
-        inv.key(keys::group(gid)).arg(name);
+        inv.key(keys::group(gid))
+            .arg(name)
+            .arg(gid.app.0)
+            .arg(gid.id.0);
         let _: i64 = self.eval(&inv, false).await?;
         Ok(())
     }
 
-    pub async fn upgrade_group(&self, gid: GroupId, events: &[GroupEvent]) -> StoreResult<()> {
+    pub async fn upgrade_group(&self, gid: GroupKey, events: &[GroupEvent]) -> StoreResult<()> {
         let mut inv = UPGRADE_GROUP.prepare_invoke();
         inv.key(keys::group(gid))
             .key(keys::group_members(gid))
             .arg(events_json(gid, events))
-            .arg(gid.0);
+            .arg(gid.id.0);
         let _: i64 = self.eval(&inv, true).await?;
         Ok(())
     }
 
-    pub async fn delete_group(&self, gid: GroupId, events: &[GroupEvent]) -> StoreResult<()> {
+    pub async fn delete_group(&self, gid: GroupKey, events: &[GroupEvent]) -> StoreResult<()> {
         let gone = format!("{}:gone", keys::staging(super::members::staging_token()));
         let mut inv = DELETE_GROUP.prepare_invoke();
         inv.key(keys::group(gid))
@@ -44,25 +47,22 @@ impl RedisStore {
             .key(keys::group_journal(gid))
             .arg(events_json(gid, events))
             .arg(&gone)
-            .arg(keys::MEMBER_BUCKETS);
-        let (existed, app, is_super): (i64, String, String) = self.eval(&inv, false).await?;
-        if existed == 1
-            && is_super == "1"
-            && let Ok(app) = parse_id(&app)
-        {
-            self.unindex(AppId(app), gid, &gone).await;
+            .arg(keys::MEMBER_BUCKETS)
+            .arg(gid.id.0);
+        let (existed, _app, is_super): (i64, String, String) = self.eval(&inv, false).await?;
+        if existed == 1 && is_super == "1" {
+            self.unindex(gid, &gone).await;
         }
         Ok(())
     }
 
     pub async fn update_member(
         &self,
-        app: AppId,
-        gid: GroupId,
+        gid: GroupKey,
         member: &MemberRecord,
         events: &[GroupEvent],
     ) -> StoreResult<()> {
-        let user = UserKey::new(app, member.uid);
+        let user = UserKey::new(gid.app, member.uid);
         let mut inv = UPDATE_MEMBER.prepare_invoke();
         inv.key(keys::group(gid))
             .key(keys::user(user))
@@ -71,33 +71,47 @@ impl RedisStore {
             .arg(events_json(gid, events))
             .arg(member.uid.0)
             .arg(member.encode())
-            .arg(gid.0)
-            .arg(u8::from(member.dnd));
+            .arg(gid.id.0)
+            .arg(u8::from(member.dnd))
+            .arg(gid.app.0);
         let _: i64 = self.eval(&inv, false).await?;
         Ok(())
     }
 
-    pub async fn member(&self, gid: GroupId, uid: Uid) -> StoreResult<Option<MemberRecord>> {
+    pub async fn member(&self, gid: GroupKey, uid: Uid) -> StoreResult<Option<MemberRecord>> {
         let mut inv = MEMBER.prepare_invoke();
-        inv.key(keys::group(gid)).arg(gid.0).arg(uid.0);
+        inv.key(keys::group(gid))
+            .arg(gid.id.0)
+            .arg(uid.0)
+            .arg(gid.app.0);
         let v: Option<String> = self.eval(&inv, false).await?;
         Ok(v.and_then(|v| MemberRecord::decode(uid, &v)))
     }
 
     pub async fn append_timeline(
         &self,
-        gid: GroupId,
+        gid: GroupKey,
         body: &str,
         idempotency: Option<(&str, u64)>,
+        ver: Option<u64>,
     ) -> StoreResult<Appended> {
         let timeline = std::iter::once((keys::timeline_seq(gid), keys::timeline(gid)));
-        let inv = self.append_invocation(timeline, body, idempotency, "group_seq", None);
+        let mut inv =
+            self.append_invocation(gid.app, timeline, body, idempotency, "group_seq", None);
+        super::messages::check_group(&mut inv, ver.map(|v| (gid, v)));
         parse_appended(self.eval(&inv, false).await?)
+    }
+
+    /// The group's `ver` (moved by every change; 0 before the first).
+    pub async fn group_version(&self, gid: GroupKey) -> StoreResult<u64> {
+        let mut c = self.conn()?;
+        let v: Option<u64> = self.run(c.hget(keys::group(gid), "ver")).await?;
+        Ok(v.unwrap_or(0))
     }
 
     pub async fn timeline_after(
         &self,
-        gid: GroupId,
+        gid: GroupKey,
         after: u64,
         limit: usize,
     ) -> StoreResult<Vec<String>> {
@@ -110,7 +124,7 @@ impl RedisStore {
         self.eval(&inv, false).await
     }
 
-    pub async fn timeline_seq(&self, gid: GroupId) -> StoreResult<u64> {
+    pub async fn timeline_seq(&self, gid: GroupKey) -> StoreResult<u64> {
         let mut c = self.conn()?;
         let v: Option<u64> = self.run(c.get(keys::timeline_seq(gid))).await?;
         Ok(v.unwrap_or(0))

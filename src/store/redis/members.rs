@@ -22,7 +22,7 @@ use redis::AsyncCommands;
 
 use super::RedisStore;
 use super::group_scripts::{APPLY_JOURNAL, CHANGE_MEMBERS, COMMIT_MEMBERS, CREATE_GROUP};
-use crate::domain::{AppId, GroupId, Uid, UserKey, parse_id};
+use crate::domain::{AppId, GroupId, GroupKey, Uid, UserKey, parse_id};
 use crate::store::{GroupRecord, MEMBERS_PAGE, MemberRecord, StoreError, StoreResult, keys};
 
 /// Members one script changes at most: about 15 ms of Redis time.
@@ -66,7 +66,7 @@ impl RedisStore {
             false => None,
         };
         let mut inv = CREATE_GROUP.prepare_invoke();
-        inv.key(keys::GROUP_IDS)
+        inv.key(keys::group_ids(r.app))
             .arg(r.id.0)
             .arg(r.app.0)
             .arg(&r.name)
@@ -84,19 +84,19 @@ impl RedisStore {
         }
         let gid = GroupId(id);
         if big {
-            self.apply_journal(gid).await?;
+            self.apply_journal(GroupKey::new(r.app, gid)).await?;
         }
         Ok(Some(gid))
     }
 
-    pub async fn add_members(&self, gid: GroupId, members: &[MemberRecord]) -> StoreResult<()> {
+    pub async fn add_members(&self, gid: GroupKey, members: &[MemberRecord]) -> StoreResult<()> {
         let items: Vec<String> = members.iter().map(add_item).collect();
         self.change(gid, "add", items, None).await
     }
 
     pub async fn remove_members(
         &self,
-        gid: GroupId,
+        gid: GroupKey,
         members: &[Uid],
         master: Option<Uid>,
     ) -> StoreResult<()> {
@@ -107,7 +107,7 @@ impl RedisStore {
     /// One script for a small change; stage, commit, apply for a big one (module docs).
     async fn change(
         &self,
-        gid: GroupId,
+        gid: GroupKey,
         op: &str,
         items: Vec<String>,
         master: Option<Uid>,
@@ -115,7 +115,7 @@ impl RedisStore {
         let master = master.map_or_else(String::new, |m| m.to_string());
         if items.len() <= CHUNK {
             let mut inv = CHANGE_MEMBERS.prepare_invoke();
-            inv.key(keys::group(gid)).arg(gid.0).arg(op).arg(&master);
+            inv.key(keys::group(gid)).arg(gid.id.0).arg(op).arg(&master);
             for item in &items {
                 inv.arg(item);
             }
@@ -165,12 +165,12 @@ impl RedisStore {
     }
 
     /// Applies the group's committed journal, chunk by chunk, until it is done.
-    async fn apply_journal(&self, gid: GroupId) -> StoreResult<()> {
+    async fn apply_journal(&self, gid: GroupKey) -> StoreResult<()> {
         loop {
             let mut inv = APPLY_JOURNAL.prepare_invoke();
             inv.key(keys::group(gid))
                 .key(keys::group_journal(gid))
-                .arg(gid.0)
+                .arg(gid.id.0)
                 .arg(CHUNK);
             if self.eval::<i64>(&inv, true).await? == 0 {
                 return Ok(());
@@ -178,7 +178,7 @@ impl RedisStore {
         }
     }
 
-    pub async fn group_meta(&self, gid: GroupId) -> StoreResult<Option<GroupRecord>> {
+    pub async fn group_meta(&self, gid: GroupKey) -> StoreResult<Option<GroupRecord>> {
         let mut c = self.conn()?;
         let mut meta: std::collections::HashMap<String, String> =
             self.run(c.hgetall(keys::group(gid))).await?;
@@ -192,9 +192,12 @@ impl RedisStore {
         let corrupt = |what: &str| StoreError::Corrupt(format!("group {gid}: {what}"));
         let field = |k: &str| meta.get(k).ok_or_else(|| corrupt(k));
         let app = parse_id(field("app")?).map_err(|_| corrupt("app"))?;
+        if app != gid.app.0 {
+            return Err(corrupt("app"));
+        }
         let master = parse_id(field("master")?).map_err(|_| corrupt("master"))?;
         Ok(Some(GroupRecord {
-            id: gid,
+            id: gid.id,
             app: AppId(app),
             name: meta.get("name").cloned().unwrap_or_default(),
             master: Uid(master),
@@ -208,7 +211,7 @@ impl RedisStore {
     /// while this thread decodes one), a normal group's one hash in HSCAN steps.
     pub async fn load_members(
         &self,
-        gid: GroupId,
+        gid: GroupKey,
         is_super: bool,
         mut each: impl FnMut(Vec<MemberRecord>),
     ) -> StoreResult<()> {
@@ -269,7 +272,7 @@ impl RedisStore {
     /// Takes the members of a deleted super group (its buckets, renamed to `gone:<b>`) out of
     /// their `imd:ugroups:` index, a bucket at a time, then drops the buckets. Best effort: an
     /// index entry left behind names a group that does not exist, which no fan-out acts on.
-    pub(super) async fn unindex(&self, app: AppId, gid: GroupId, gone: &str) {
+    pub(super) async fn unindex(&self, gid: GroupKey, gone: &str) {
         let outcome: StoreResult<()> = async {
             let mut c = self.conn()?;
             for b in 0..keys::MEMBER_BUCKETS {
@@ -277,7 +280,7 @@ impl RedisStore {
                 let uids: Vec<String> = self.run(c.hkeys(&bucket)).await?;
                 let mut pipe = redis::pipe();
                 for uid in uids.iter().filter_map(|u| parse_id(u).ok()) {
-                    pipe.srem(keys::user_groups(UserKey::new(app, Uid(uid))), gid.0)
+                    pipe.srem(keys::user_groups(UserKey::new(gid.app, Uid(uid))), gid.id.0)
                         .ignore();
                 }
                 pipe.unlink(&bucket).ignore();

@@ -4,7 +4,14 @@ use redis::AsyncCommands;
 
 use super::RedisStore;
 use super::scripts::{APPEND, APPEND_EACH, INBOX_AFTER, INBOX_LATEST, SET_ACK, UNREAD};
-use crate::domain::{DeviceToken, PushProvider, UserKey};
+use crate::domain::{AppId, DeviceToken, GroupKey, PushProvider, UserKey};
+
+/// Adds the group check of `APPEND` (ARGV 7 and 8).
+pub(super) fn check_group(inv: &mut redis::ScriptInvocation<'_>, check: Option<(GroupKey, u64)>) {
+    if let Some((group, ver)) = check {
+        inv.arg(keys::group(group)).arg(ver);
+    }
+}
 use crate::store::{Append, AppendEach, Appended, StoreError, StoreResult, keys, sort_tokens};
 
 impl RedisStore {
@@ -45,17 +52,29 @@ impl RedisStore {
             .collect())
     }
 
-    pub async fn next_message_id(&self) -> StoreResult<u64> {
+    pub async fn next_message_id(&self, app: AppId) -> StoreResult<u64> {
         let mut c = self.conn()?;
-        self.run(c.incr(keys::MESSAGE_ID, 1)).await
+        self.run(c.incr(keys::message_id(app), 1)).await
     }
 
     pub async fn append(&self, a: &Append<'_>, id: Option<u64>) -> StoreResult<Appended> {
+        self.append_checked(a, id, None).await
+    }
+
+    /// `append`, refused (`Appended::stale`) unless the group's stored `ver` is `check.1`.
+    pub async fn append_checked(
+        &self,
+        a: &Append<'_>,
+        id: Option<u64>,
+        check: Option<(GroupKey, u64)>,
+    ) -> StoreResult<Appended> {
         let lists = a
             .inboxes
             .iter()
             .map(|u| (keys::inbox_seq(*u), keys::inbox(*u)));
-        let inv = self.append_invocation(lists, a.body, a.idempotency, "seq", id);
+        let app = a.inboxes.first().map_or(AppId(0), |u| u.app);
+        let mut inv = self.append_invocation(app, lists, a.body, a.idempotency, "seq", id);
+        check_group(&mut inv, check);
         // Big fan-outs take a dedicated connection so they do not hold up small commands.
         let reply = self.eval(&inv, a.inboxes.len() > 64).await?;
         parse_appended(reply)
@@ -65,6 +84,7 @@ impl RedisStore {
     /// seq in the stored JSON; `id` stores under a given message id instead of a new one.
     pub(super) fn append_invocation(
         &self,
+        app: AppId,
         lists: impl Iterator<Item = (String, String)>,
         body: &str,
         idempotency: Option<(&str, u64)>,
@@ -72,7 +92,7 @@ impl RedisStore {
         id: Option<u64>,
     ) -> redis::ScriptInvocation<'static> {
         let mut inv = APPEND.prepare_invoke();
-        inv.key(keys::MESSAGE_ID);
+        inv.key(keys::message_id(app));
         match idempotency {
             Some((key, _)) => inv.key(keys::idempotency(key)),
             None => inv.key("imd:idem:-"),
@@ -84,7 +104,8 @@ impl RedisStore {
             .arg(self.inbox_len)
             .arg(idempotency.map_or(0, |(_, ttl)| ttl.max(1)))
             .arg(seq_field)
-            .arg(id.unwrap_or(0));
+            .arg(id.unwrap_or(0))
+            .arg(self.node());
         inv
     }
 
@@ -93,11 +114,16 @@ impl RedisStore {
             return Ok(Vec::new());
         }
         let mut inv = APPEND_EACH.prepare_invoke();
-        inv.key(keys::MESSAGE_ID);
+        inv.key(keys::message_id(
+            each.inboxes.first().map_or(AppId(0), |u| u.app),
+        ));
         for u in each.inboxes {
             inv.key(keys::inbox_seq(*u)).key(keys::inbox(*u));
         }
-        inv.arg(each.head).arg(each.tail).arg(self.inbox_len);
+        inv.arg(each.head)
+            .arg(each.tail)
+            .arg(self.inbox_len)
+            .arg(self.node());
         for u in each.inboxes {
             inv.arg(u.uid.0);
         }
@@ -182,6 +208,14 @@ pub(super) fn parse_appended(reply: redis::Value) -> StoreResult<Appended> {
         return Err(corrupt());
     };
     match items.as_slice() {
+        [Value::Int(2)] => Ok(Appended {
+            id: 0,
+            seqs: Vec::new(),
+            first_seq: 0,
+            replayed: false,
+            elsewhere: Vec::new(),
+            stale: true,
+        }),
         [Value::Int(0), prev] => {
             let text: String = redis::from_redis_value_ref(prev).map_err(|_| corrupt())?;
             let (id, seq) = text.split_once(':').ok_or_else(corrupt)?;
@@ -190,23 +224,28 @@ pub(super) fn parse_appended(reply: redis::Value) -> StoreResult<Appended> {
                 seqs: Vec::new(),
                 first_seq: seq.parse().map_err(|_| corrupt())?,
                 replayed: true,
+                elsewhere: Vec::new(),
+                stale: false,
             })
         }
-        [Value::Int(1), id, seqs] => {
+        [Value::Int(1), id, seqs, rest @ ..] => {
             let id = int(id).ok_or_else(corrupt)?;
-            let seqs: Vec<u64> = match seqs {
-                Value::Array(v) => v
-                    .iter()
-                    .map(int)
-                    .collect::<Option<_>>()
-                    .ok_or_else(corrupt)?,
-                _ => return Err(corrupt()),
+            let ints = |v: &Value| match v {
+                Value::Array(v) => v.iter().map(int).collect::<Option<Vec<u64>>>(),
+                _ => None,
+            };
+            let seqs = ints(seqs).ok_or_else(corrupt)?;
+            let elsewhere = match rest.first() {
+                Some(v) => ints(v).ok_or_else(corrupt)?,
+                None => Vec::new(),
             };
             Ok(Appended {
                 id,
                 first_seq: seqs.first().copied().unwrap_or(0),
                 seqs,
                 replayed: false,
+                elsewhere: elsewhere.into_iter().map(|e| e == 1).collect(),
+                stale: false,
             })
         }
         _ => Err(corrupt()),

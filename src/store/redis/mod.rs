@@ -15,11 +15,14 @@ use redis::{AsyncCommands, RedisError};
 
 use self::scripts::{GRANT, REVOKE, UNBIND, UPDATE_USER};
 
+mod bus;
 mod customers;
 mod group_scripts;
 mod groups;
 mod members;
 mod messages;
+mod node_scripts;
+mod nodes;
 mod scripts;
 
 use super::{StoreError, StoreResult, UserPatch, UserRecord, keys, sort_tokens};
@@ -37,6 +40,13 @@ pub struct RedisStore {
     timeout: Duration,
     /// Messages kept per inbox.
     inbox_len: u64,
+    /// This node's name once it has joined the nodes sharing this Redis (`nodes.rs`); unset,
+    /// the append scripts route nothing (a store used by tools and tests alone).
+    node: std::sync::OnceLock<String>,
+    /// Where the subscriber connects, when not `client` (`node.pubsub_url`).
+    pubsub: std::sync::OnceLock<redis::Client>,
+    /// Set by a graceful shutdown: the heartbeat stops (`nodes.rs`).
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 fn flag(b: bool) -> &'static str {
@@ -93,6 +103,9 @@ impl RedisStore {
             pool,
             timeout,
             inbox_len,
+            node: std::sync::OnceLock::new(),
+            pubsub: std::sync::OnceLock::new(),
+            leaving: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

@@ -94,60 +94,88 @@ return removed
     )
 });
 
-/// KEYS: message-id counter, idempotency key, then (seq key, inbox key) per inbox.
+/// KEYS: the app's message-id counter, idempotency key, then (seq key, inbox key) per inbox.
 /// ARGV: body (stored JSON after `{"id":N,"seq":M,`), inbox length, idempotency TTL (0 = none),
 /// the seq field's name (`seq`, or `group_seq` on a super-group timeline), the message id to
-/// store under (0 = allocate one: one message appended in several batches keeps one id).
-/// Returns {1, id, {seq…}} or, for a key seen before, {0, "<id>:<first seq>"}.
+/// store under (0 = allocate one: one message appended in several batches keeps one id), this
+/// node's name ('' = no routing), then a group hash and the `ver` the sender's copy of the
+/// group has ('' = no check: a copy older than the stored group stores nothing and answers
+/// {2}, for the caller to load the group again). Stored and announced in one step (`ROUTING`): an inbox
+/// message goes to every other live node holding a recipient's connections, a timeline entry
+/// to every node at once. Returns {1, id, {seq…}, {online elsewhere for push: 0/1 per inbox}}
+/// or, for a key seen before, {0, "<id>:<first seq>"}.
 pub(super) static APPEND: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{}{}",
+        super::node_scripts::ROUTING,
         r#"
 local ttl = tonumber(ARGV[3])
 if ttl > 0 then
   local prev = redis.call('GET', KEYS[2])
   if prev then return {0, prev} end
 end
+if ARGV[7] and ARGV[7] ~= '' and (redis.call('HGET', ARGV[7], 'ver') or '0') ~= ARGV[8] then
+  return {2}
+end
 local id = tonumber(ARGV[5])
 if id == 0 then id = redis.call('INCR', KEYS[1]) end
 local keep = tonumber(ARGV[2])
 local head = string.format('{"id":%d,"%s":', id, ARGV[4])
-local seqs = {}
+local node, timeline = alone(ARGV[6]), ARGV[4] == 'group_seq'
+local seqs, elsewhere = {}, {}
 for i = 3, #KEYS, 2 do
   local seq = redis.call('INCR', KEYS[i])
   local len = redis.call('RPUSH', KEYS[i + 1], head .. string.format('%d', seq) .. ',' .. ARGV[1])
   if len > keep then redis.call('LTRIM', KEYS[i + 1], len - keep, -1) end
   seqs[#seqs + 1] = seq
+  if node ~= '' and not timeline then elsewhere[#elsewhere + 1] = route(node, tag(KEYS[i + 1]), seq) end
 end
 if ttl > 0 then
   redis.call('SET', KEYS[2], string.format('%d:%d', id, seqs[1] or 0), 'EX', ttl)
 end
-return {1, id, seqs}
-"#,
-    )
+if node ~= '' then
+  if timeline then
+    redis.call('PUBLISH', 'imd:sg', string.format('g %s %s %d %d\n', node, tag(KEYS[4]), id, seqs[1]) .. ARGV[1])
+  else
+    flush(id, ARGV[1])
+  end
+end
+return {1, id, seqs, elsewhere}
+"#
+    ))
 });
 
-/// KEYS: message-id counter, then (seq key, inbox key) per inbox. ARGV: body head, body tail,
-/// inbox length, then one uid per inbox, spliced between head and tail. Each copy gets its own
-/// message id (one INCRBY for all). Returns {id, seq, id, seq, …}.
+/// KEYS: the app's message-id counter, then (seq key, inbox key) per inbox. ARGV: body head,
+/// body tail, inbox length, this node's name ('' = no routing), then one uid per inbox,
+/// spliced between head and tail. Each copy gets its own message id (one INCRBY for all) and
+/// is routed like an `APPEND`. Returns {id, seq, id, seq, …}.
 pub(super) static APPEND_EACH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{}{}",
+        super::node_scripts::ROUTING,
         r#"
 local n = (#KEYS - 1) / 2
 local last = redis.call('INCRBY', KEYS[1], n)
 local keep = tonumber(ARGV[3])
+local node = alone(ARGV[4])
 local out = {}
 for i = 1, n do
   local id = last - n + i
   local seq = redis.call('INCR', KEYS[2 * i])
   local head = string.format('{"id":%d,"seq":%d,', id, seq)
-  local len = redis.call('RPUSH', KEYS[2 * i + 1], head .. ARGV[1] .. ARGV[3 + i] .. ARGV[2])
+  local body = ARGV[1] .. ARGV[4 + i] .. ARGV[2]
+  local len = redis.call('RPUSH', KEYS[2 * i + 1], head .. body)
   if len > keep then redis.call('LTRIM', KEYS[2 * i + 1], len - keep, -1) end
+  if node ~= '' then
+    route(node, tag(KEYS[2 * i + 1]), seq)
+    flush(id, body)
+  end
   out[#out + 1] = id
   out[#out + 1] = seq
 end
 return out
-"#,
-    )
+"#
+    ))
 });
 
 /// KEYS: seq key, inbox key. ARGV: after, upto, limit. Messages with after < seq <= upto.
