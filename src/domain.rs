@@ -51,6 +51,10 @@ id_type!(
     /// A group id (global; a group belongs to exactly one app).
     GroupId
 );
+id_type!(
+    /// A chat room id, chosen by the app (rooms are not stored; README "Chat rooms").
+    RoomId
+);
 
 /// Parses a positive decimal id, naming what is wrong.
 pub fn parse_id(s: &str) -> Result<u64, String> {

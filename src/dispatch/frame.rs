@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::domain::{AppId, GroupId, Uid};
+use crate::domain::{AppId, GroupId, RoomId, Uid};
 
 /// Message kinds of SPEC §5.2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,10 @@ pub enum Kind {
     System,
     Notification,
     Customer,
+    /// A chat-room message: live only (`rooms.rs`).
+    Room,
+    /// A real-time peer message: live only, never stored or pushed.
+    Rt,
 }
 
 impl Kind {
@@ -31,6 +35,8 @@ impl Kind {
             Kind::System => "system",
             Kind::Notification => "notification",
             Kind::Customer => "customer",
+            Kind::Room => "room",
+            Kind::Rt => "rt",
         }
     }
 }
@@ -163,6 +169,28 @@ pub fn ack(reference: Option<&serde_json::Value>, id: u64, seq: u64) -> Bytes {
     s.push_str(&reference.map_or_else(|| "null".to_string(), |r| r.to_string()));
     push_num(&mut s, ",\"id\":", id);
     push_num(&mut s, ",\"seq\":", seq);
+    s.push('}');
+    Bytes::from(s)
+}
+
+/// The ack of a live-only send (room, RT): an id, no seq (nothing was stored).
+pub fn ack_live(reference: Option<&serde_json::Value>, id: u64) -> Bytes {
+    let mut s = String::from(r#"{"type":"ack","ref":"#);
+    s.push_str(&reference.map_or_else(|| "null".to_string(), |r| r.to_string()));
+    push_num(&mut s, ",\"id\":", id);
+    s.push('}');
+    Bytes::from(s)
+}
+
+/// `{"type":"room","ref":…,"room_id":N|null}`: the connection's room after `enter_room` or
+/// `leave_room`.
+pub fn room(reference: Option<&serde_json::Value>, room: Option<RoomId>) -> Bytes {
+    let mut s = String::from(r#"{"type":"room","ref":"#);
+    s.push_str(&reference.map_or_else(|| "null".to_string(), |r| r.to_string()));
+    match room {
+        Some(r) => push_num(&mut s, ",\"room_id\":", r.0),
+        None => s.push_str(",\"room_id\":null"),
+    }
     s.push('}');
     Bytes::from(s)
 }

@@ -13,12 +13,15 @@ mod group;
 mod groups;
 mod hub;
 mod inbound;
+mod live;
+mod live_requests;
 mod members;
 mod online;
 pub mod outbox;
 mod push_stream;
 mod registry;
 mod requests;
+pub mod rooms;
 mod send;
 mod session;
 mod unwritten;
@@ -33,6 +36,7 @@ pub use self::connection::{Accepted, ConnectionInfo};
 use self::frame::{Body, Kind, Spliced};
 pub use self::group::{GroupView, MemberSpec, MemberView};
 pub use self::groups::NewGroup;
+pub use self::live::RoomSend;
 use self::outbox::{CloseReason, Frame, Outbox};
 use self::registry::{Registry, SessionEntry};
 pub use self::send::content_text;
@@ -67,6 +71,10 @@ pub enum DispatchError {
     TooManyUserConnections,
     #[error("the server holds its maximum number of connections; retry later")]
     TooManyConnections,
+    #[error("this user is forbidden to speak in chat rooms")]
+    SpeakForbidden,
+    #[error("this connection is not in that room; enter it first")]
+    NotInRoom,
 }
 
 impl DispatchError {
@@ -85,6 +93,8 @@ impl DispatchError {
             DispatchError::NotAssigned => (403, "not_assigned"),
             DispatchError::TooManyUserConnections => (429, "too_many_connections"),
             DispatchError::TooManyConnections => (503, "too_many_connections"),
+            DispatchError::SpeakForbidden => (403, "speak_forbidden"),
+            DispatchError::NotInRoom => (403, "not_in_room"),
         }
     }
 }
@@ -143,6 +153,8 @@ struct Inner {
     connections: Arc<AtomicUsize>,
     /// What every group actor needs, shared.
     group_env: Arc<group::Env>,
+    /// Chat rooms on this node (`rooms.rs`).
+    rooms: rooms::Rooms,
 }
 
 /// A connection's entry in its worker's hub table and in its user's session. Dropped while
@@ -172,6 +184,7 @@ impl Registration {
     /// Unregisters now, waiting until the session has let go of the connection.
     pub(crate) async fn release(&mut self) {
         if self.armed {
+            self.dispatcher.inner.rooms.leave(self.id, None);
             self.dispatcher.disconnect(self.user, self.id).await;
             self.armed = false;
         }
@@ -184,6 +197,7 @@ impl Drop for Registration {
             return;
         }
         let inner = &self.dispatcher.inner;
+        inner.rooms.leave(self.id, None);
         inner.registry.hubs.detach(self.id);
         if self.in_session
             && let Some(entry) = inner.registry.session(self.user)
@@ -227,6 +241,7 @@ impl Dispatcher {
                 registry,
                 limits,
                 group_env,
+                rooms: rooms::Rooms::default(),
                 next_conn: AtomicU64::new(1),
                 connections: Arc::new(AtomicUsize::new(0)),
             }),

@@ -61,9 +61,20 @@ impl Connection {
             "peer" => frame::Kind::Peer,
             "customer" => frame::Kind::Customer,
             "group" => frame::Kind::Group,
+            "room" => {
+                return self
+                    .send_live(reference, frame::Kind::Room, to, &content)
+                    .await;
+            }
+            "rt" => {
+                return self
+                    .send_live(reference, frame::Kind::Rt, to, &content)
+                    .await;
+            }
             other => {
-                let msg =
-                    format!("unsupported send kind {other:?}; expected peer, group or customer");
+                let msg = format!(
+                    "unsupported send kind {other:?}; expected peer, group, customer, room or rt"
+                );
                 return self.bad_frame(reference, "invalid_frame", &msg);
             }
         };

@@ -23,6 +23,8 @@ mod messaging;
 mod openapi;
 mod process;
 mod push;
+mod rooms;
+mod rt;
 mod slow_clients;
 mod store_conformance;
 mod store_outcomes;

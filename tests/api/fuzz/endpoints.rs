@@ -105,6 +105,7 @@ pub const BODY_ENDPOINTS: &[Endpoint] = &[
         &[("group_id", Id), ("content", Content)],
     ),
     ep("POST", "/messages/customers", Auth::Server, PEER),
+    ep("POST", "/messages/rooms", Auth::Server, PEER),
     ep(
         "POST",
         "/groups",
@@ -200,6 +201,7 @@ pub const ROUTES: &[(&str, Auth)] = &[
     ("/messages/offline", Auth::Server),
     ("/messages/peers", Auth::Server),
     ("/messages/systems", Auth::Server),
+    ("/messages/rooms", Auth::Server),
     ("/messages/notifications", Auth::Server),
     ("/messages/groups", Auth::Server),
     ("/messages/groups/notifications", Auth::Server),
