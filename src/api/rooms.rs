@@ -7,11 +7,11 @@ use serde_json::{Value, json};
 
 use super::auth::ServerAuth;
 use super::body::JsonBody;
-use super::messages::{content, dispatch_error, take_send};
+use super::messages::{dispatch_error, draft, refused};
 use super::openapi::answers::NotificationSent;
 use super::openapi::schemas::Envelope;
-use crate::dispatch::RoomSend;
-use crate::domain::{RoomId, Uid};
+use crate::dispatch::SendRequest;
+use crate::domain::{MessageKind, RoomId, Uid};
 use crate::error::{ApiResult, ok};
 use crate::state::AppState;
 
@@ -37,17 +37,17 @@ pub async fn send(
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<RoomBody>,
 ) -> ApiResult<HttpResponse> {
-    take_send(&auth.0)?;
-    let content = content(&state, &body.content)?;
+    let draft = draft(
+        MessageKind::Room,
+        body.sender,
+        body.receiver.0,
+        &body.content,
+    );
+    let request =
+        SendRequest::prepare(&auth.0, state.settings.limits.content, draft).map_err(refused)?;
     let (id, devices) = state
         .dispatcher
-        .send_room(RoomSend {
-            app: auth.0.id,
-            sender: body.sender,
-            room: body.receiver,
-            content: &content,
-            origin: None,
-        })
+        .send_live(request)
         .await
         .map_err(dispatch_error)?;
     Ok(ok(json!({ "msg_id": id, "devices": devices })))

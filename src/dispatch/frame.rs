@@ -11,35 +11,8 @@ use bytes::Bytes;
 
 use crate::domain::{AppId, GroupId, RoomId, Uid};
 
-/// Message kinds of SPEC §5.2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Peer,
-    Group,
-    GroupNotification,
-    System,
-    Notification,
-    Customer,
-    /// A chat-room message: live only (`rooms.rs`).
-    Room,
-    /// A real-time peer message: live only, never stored or pushed.
-    Rt,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Peer => "peer",
-            Kind::Group => "group",
-            Kind::GroupNotification => "group_notification",
-            Kind::System => "system",
-            Kind::Notification => "notification",
-            Kind::Customer => "customer",
-            Kind::Room => "room",
-            Kind::Rt => "rt",
-        }
-    }
-}
+/// Message kinds of SPEC §5.2 (the type lives in `domain`).
+pub use crate::domain::MessageKind as Kind;
 
 /// The parts of a message that are the same for every recipient.
 pub struct Body<'a> {

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use super::frame::Kind;
 use super::outbox::Outbox;
+use super::prepare::SendRequest;
 use super::rooms::{LiveMessage, Member, Wire};
 use super::session::Deliver;
 use super::{DispatchError, Dispatcher};
-use crate::domain::{AppId, RoomId, Uid, UserKey, now_millis};
+use crate::domain::{AppId, MessageKind, RoomId, Uid, UserKey, now_millis};
 
 /// A message to a chat room.
 pub struct RoomSend<'a> {
@@ -99,6 +100,32 @@ impl Dispatcher {
             .publish(req.app, req.room, &msg, req.origin);
         metrics::counter!("imd_room_deliveries_total").increment(n as u64);
         Ok((msg.id, n))
+    }
+
+    /// A prepared live-only send (`Room` or `Rt`; the sending connection, if any, is
+    /// `origin`): the entry every protocol uses. Idempotency keys are ignored: nothing is
+    /// stored to answer a retry from.
+    pub async fn send_live(&self, req: SendRequest) -> Result<(u64, usize), DispatchError> {
+        match req.kind {
+            MessageKind::Room => {
+                self.send_room(RoomSend {
+                    app: req.app,
+                    sender: req.sender,
+                    room: RoomId(req.to),
+                    content: &req.content,
+                    origin: req.origin,
+                })
+                .await
+            }
+            MessageKind::Rt => {
+                self.send_rt(req.app, req.sender, Uid(req.to), &req.content)
+                    .await
+            }
+            other => Err(DispatchError::Invalid(format!(
+                "a {} message is not live-only",
+                other.as_str()
+            ))),
+        }
     }
 
     /// An RT message: to the receiver's open connections only. Returns (id, connections).

@@ -4,10 +4,10 @@
 use serde_json::Value;
 
 use super::connection::Connection;
-use super::frame::{self, Kind};
-use super::live::RoomSend;
+use super::frame;
+use super::prepare::SendRequest;
 use super::rooms::Wire;
-use crate::domain::{MAX_ID, RoomId, Uid};
+use crate::domain::{MAX_ID, RoomId};
 
 /// A room id from a frame: positive, at most `MAX_ID`; `Err` names the field and why.
 fn room_id(v: u64) -> Result<RoomId, String> {
@@ -54,33 +54,10 @@ impl Connection {
         self.reply(frame::room(reference, None));
     }
 
-    /// A `send` of kind `room` (to the connection's room) or `rt` (to a user's open
-    /// connections); `to` and `content` are already checked.
-    pub(super) async fn send_live(
-        &mut self,
-        reference: Option<&Value>,
-        kind: Kind,
-        to: u64,
-        content: &str,
-    ) {
-        if let Err(wait) = self.info.app.take_send() {
-            let msg = format!("this app's send rate is exceeded; retry in {wait} s");
-            return self.reply(frame::error(reference, "rate_limited", &msg));
-        }
-        let (app, uid) = (self.info.user.app, self.info.user.uid);
-        let result = match kind {
-            Kind::Room => {
-                let req = RoomSend {
-                    app,
-                    sender: uid,
-                    room: RoomId(to),
-                    content,
-                    origin: Some(self.registration.id()),
-                };
-                self.dispatcher.send_room(req).await
-            }
-            _ => self.dispatcher.send_rt(app, uid, Uid(to), content).await,
-        };
+    /// A prepared `send` of kind `room` (to the connection's room) or `rt` (to a user's open
+    /// connections), answered with an `ack` without seq or an `error`.
+    pub(super) async fn send_live(&mut self, reference: Option<&Value>, request: SendRequest) {
+        let result = self.dispatcher.send_live(request).await;
         match result {
             Ok((id, _)) => self.reply(frame::ack_live(reference, id)),
             Err(e) => {

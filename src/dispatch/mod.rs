@@ -18,6 +18,7 @@ mod live_requests;
 mod members;
 mod online;
 pub mod outbox;
+mod prepare;
 mod push_stream;
 mod registry;
 mod requests;
@@ -38,8 +39,8 @@ pub use self::group::{GroupView, MemberSpec, MemberView};
 pub use self::groups::NewGroup;
 pub use self::live::RoomSend;
 use self::outbox::{CloseReason, Frame, Outbox};
+pub use self::prepare::{Content, Draft, KeyScope, SendRefused, SendRequest, content_text};
 use self::registry::{Registry, SessionEntry};
-pub use self::send::content_text;
 use self::session::{
     CloseAll, ConnRef, Connect, Deliver, Disconnect, PushIntent, Reload, UserSession,
 };
@@ -124,7 +125,7 @@ impl Sent {
     }
 }
 
-/// A send request shared by the HTTP and WebSocket paths.
+/// A peer or customer send, as `Dispatcher::send` hands it on.
 pub struct PeerSend<'a> {
     /// `Peer`, or `Customer` between a customer and their supporter.
     pub kind: Kind,
