@@ -537,6 +537,11 @@ impl Dispatcher {
         self.inner.connections.load(Ordering::Relaxed)
     }
 
+    /// Users with a loaded session (connected, or recently sent to).
+    pub fn session_count(&self) -> usize {
+        self.inner.registry.session_count()
+    }
+
     /// Connections registered with a delivery hub; equal to `connection_count` unless a
     /// registration leaked (a gauge for tests).
     pub fn hub_connections(&self) -> usize {

@@ -16,6 +16,7 @@ mod faults;
 mod fuzz;
 mod groups;
 mod health;
+mod im_http;
 mod limits;
 mod loadgen;
 mod media;
