@@ -8,9 +8,8 @@ use serde_json::{Value, json};
 
 use super::data;
 use super::params::{Params, app};
-use super::send::prepare;
+use super::send::{prepare, send_stored};
 use crate::api::body::{RawBody, parse_json};
-use crate::api::messages::dispatch_error;
 use crate::dispatch::Content;
 use crate::domain::{AppId, GroupId, MessageKind, Uid};
 use crate::error::{ApiError, ApiResult};
@@ -46,12 +45,8 @@ pub async fn group_notification(
     let content = Content::Json(&b.notification);
     let request = prepare(&req, &state, app, "im_group_notification", target, content)
         .map_err(|e| rename_content(e, "notification"))?;
-    let sent = state
-        .dispatcher
-        .send(request)
-        .await
-        .map_err(dispatch_error)?;
-    Ok(data(json!({ "msg_id": sent.id })))
+    let id = send_stored(&state, request).await?;
+    Ok(data(json!({ "msg_id": id })))
 }
 
 /// The content refusals name the body's own field.
@@ -100,12 +95,7 @@ pub async fn system(
         let endpoint = format!("im_system:{uid}");
         let target = (MessageKind::System, Uid(0), uid.0);
         let request = prepare(&req, &state, app, &endpoint, target, content)?;
-        let sent = state
-            .dispatcher
-            .send(request)
-            .await
-            .map_err(dispatch_error)?;
-        ids.push(sent.id);
+        ids.push(send_stored(&state, request).await?);
     }
     Ok(data(json!({ "msg_ids": ids })))
 }
@@ -138,10 +128,6 @@ pub async fn customer(
     let target = (MessageKind::Customer, b.sender, b.receiver.0);
     let content = Content::Json(&b.content);
     let request = prepare(&req, &state, app, "im_customer", target, content)?;
-    let sent = state
-        .dispatcher
-        .send(request)
-        .await
-        .map_err(dispatch_error)?;
-    Ok(data(json!({ "msg_id": sent.id })))
+    let id = send_stored(&state, request).await?;
+    Ok(data(json!({ "msg_id": id })))
 }

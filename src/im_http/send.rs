@@ -36,6 +36,16 @@ pub(super) fn prepare(
     SendRequest::prepare(app, state.settings.limits.content, draft).map_err(refused)
 }
 
+/// A prepared stored send through the dispatcher: its message id.
+pub(super) async fn send_stored(state: &AppState, request: SendRequest) -> ApiResult<u64> {
+    let sent = state
+        .dispatcher
+        .send(request)
+        .await
+        .map_err(dispatch_error)?;
+    Ok(sent.id)
+}
+
 /// A stored send from the query's `sender` to its `receiver`: `{"data":{"msg_id"}}`.
 async fn stored(
     req: HttpRequest,
@@ -48,12 +58,8 @@ async fn stored(
     let app = p.app(&state)?;
     let target = (kind, Uid(p.id("sender")?), p.id("receiver")?);
     let request = prepare(&req, &state, app, endpoint, target, Content::Raw(&body.0))?;
-    let sent = state
-        .dispatcher
-        .send(request)
-        .await
-        .map_err(dispatch_error)?;
-    Ok(data(json!({ "msg_id": sent.id })))
+    let id = send_stored(&state, request).await?;
+    Ok(data(json!({ "msg_id": id })))
 }
 
 /// `/post_peer_message?appid&sender&receiver`, body = content.
