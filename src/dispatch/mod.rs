@@ -629,6 +629,7 @@ impl Dispatcher {
     /// Removes a connection from its session.
     /// Call on the connection's own thread (its hub's table is thread-local).
     pub async fn disconnect(&self, user: UserKey, conn: u64) {
+        self.inner.rooms.leave(conn, None);
         self.inner.registry.hubs.detach(conn);
         if let Some(entry) = self.inner.registry.session(user) {
             let _ = entry.addr.send(Disconnect(conn)).await;

@@ -6,7 +6,8 @@
 //! private address. Unlike the original, every send takes the REST API's path (membership,
 //! mute, the app's send budget, idempotency by `Idempotency-Key`, push), a bad parameter is a
 //! 4xx naming it, and a failed store is a 503, never a silent 200. Successes are
-//! `{"data":…}`, failures the REST API's error envelope. These routes are not in the REST
+//! `{"data":…}`, failures the REST API's error envelope; requests are logged and counted as the
+//! REST API's are (`imd_http_requests_total{route}`). These routes are not in the REST
 //! API's route table or OpenAPI document: README "The im server's HTTP API" lists them.
 
 mod json_sends;
@@ -59,6 +60,7 @@ pub fn server(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .wrap(actix_web::middleware::from_fn(crate::api::observe))
             .configure(routes)
             .default_service(web::to(crate::api::not_found))
     })
