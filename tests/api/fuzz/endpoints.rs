@@ -234,3 +234,50 @@ pub const QUERIES: &[(&str, Auth, &[&str])] = &[
     ("/supporters", Auth::Customer, &["store_id"]),
     ("/ws", Auth::Client, &["token", "platform_id", "device_id"]),
 ];
+
+/// The im server's HTTP API (README "The im server's HTTP API"): each route, the query keys it
+/// reads and the fields of its JSON body (`RAW`: the body is the content).
+const RAW: Fields = &[("content", Content)];
+
+pub const IM_ROUTES: &[(&str, &[&str], Fields)] = &[
+    ("/post_peer_message", &["sender", "receiver"], RAW),
+    ("/post_group_message", &["sender", "receiver"], RAW),
+    ("/post_notification", &["uid"], RAW),
+    ("/post_room_message", &["uid", "room"], RAW),
+    ("/post_realtime_message", &["sender", "receiver"], RAW),
+    (
+        "/post_group_notification",
+        &["appid"],
+        &[
+            ("appid", App),
+            ("group_id", Id),
+            ("notification", Content),
+            ("members", Members),
+            ("super", Flag),
+        ],
+    ),
+    (
+        "/post_system_message",
+        &["uid"],
+        &[("appid", App), ("receivers", Members), ("content", Content)],
+    ),
+    (
+        "/post_customer_message",
+        &["appid"],
+        &[
+            ("sender_appid", App),
+            ("sender", Id),
+            ("receiver_appid", App),
+            ("receiver", Id),
+            ("content", Content),
+        ],
+    ),
+    (
+        "/get_offline_count",
+        &["uid", "sync_key", "platform_id", "device_id"],
+        RAW,
+    ),
+    ("/load_latest_message", &["uid", "limit"], RAW),
+    ("/load_history_message", &["uid", "last_id"], RAW),
+    ("/summary", &["appid"], RAW),
+];
