@@ -18,6 +18,7 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub http: HttpSettings,
+    pub im_http: ImHttpSettings,
     pub store: StoreSettings,
     pub push: PushSettings,
     pub log: LogSettings,
@@ -85,6 +86,14 @@ pub struct HttpSettings {
     pub cors_origins: Vec<String>,
     /// A separate address for GET /metrics; empty = the main listener.
     pub metrics_listen: String,
+}
+
+/// The original im server's HTTP API on its own listener (README "The im server's HTTP API").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImHttpSettings {
+    /// Address to serve it on; empty = off. No authentication: a private address only.
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -51,6 +51,10 @@ id_type!(
     /// A group id (global; a group belongs to exactly one app).
     GroupId
 );
+id_type!(
+    /// A chat room id, chosen by the app (rooms are not stored; README "Chat rooms").
+    RoomId
+);
 
 /// Parses a positive decimal id, naming what is wrong.
 pub fn parse_id(s: &str) -> Result<u64, String> {
@@ -165,6 +169,10 @@ pub enum MessageKind {
     System,
     Notification,
     Customer,
+    /// A chat-room message: live only (README "Chat rooms").
+    Room,
+    /// A real-time peer message: live only, never stored or pushed.
+    Rt,
 }
 
 impl MessageKind {
@@ -177,6 +185,8 @@ impl MessageKind {
             MessageKind::System => "system",
             MessageKind::Notification => "notification",
             MessageKind::Customer => "customer",
+            MessageKind::Room => "room",
+            MessageKind::Rt => "rt",
         }
     }
 
@@ -189,6 +199,8 @@ impl MessageKind {
             MessageKind::System,
             MessageKind::Notification,
             MessageKind::Customer,
+            MessageKind::Room,
+            MessageKind::Rt,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)

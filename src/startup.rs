@@ -27,9 +27,11 @@ pub struct Application {
     /// The GoBelieve binary protocol's TCP listener, when `binary.listen` is set.
     binary_addr: Option<SocketAddr>,
     server: Server,
-    /// The separate /metrics listener, when `http.metrics_listen` is set, and its address.
-    metrics: Option<Server>,
+    /// The separate listeners (`/metrics` when `http.metrics_listen` is set, the im HTTP API
+    /// when `im_http.listen` is), started and stopped with the main one.
+    side: Vec<Server>,
     metrics_addr: Option<SocketAddr>,
+    im_http_addr: Option<SocketAddr>,
     state: web::Data<AppState>,
 }
 
@@ -161,12 +163,22 @@ impl Application {
             (None, None)
         };
         let (metrics, metrics_addr) = metrics;
+        let mut side: Vec<Server> = metrics.into_iter().collect();
+        let im_http_addr = match settings.im_http.listen.as_str() {
+            "" => None,
+            at => {
+                let (server, bound) = crate::im_http::server(state.clone(), at, workers)?;
+                side.push(server);
+                Some(bound)
+            }
+        };
         Ok(Application {
             addr,
             binary_addr,
             server,
-            metrics,
+            side,
             metrics_addr,
+            im_http_addr,
             state,
         })
     }
@@ -185,6 +197,11 @@ impl Application {
         self.metrics_addr
     }
 
+    /// Where the im HTTP API is served, when `im_http.listen` is set.
+    pub fn im_http_addr(&self) -> Option<SocketAddr> {
+        self.im_http_addr
+    }
+
     pub fn state(&self) -> web::Data<AppState> {
         self.state.clone()
     }
@@ -195,12 +212,9 @@ impl Application {
 
     /// Serves until the server is stopped through its handle.
     pub async fn run(self) -> std::io::Result<()> {
-        let metrics = self.metrics.map(|m| (m.handle(), actix_web::rt::spawn(m)));
+        let side = start_side(self.side);
         let r = self.server.await;
-        if let Some((handle, task)) = metrics {
-            handle.stop(false).await;
-            let _ = task.await;
-        }
+        stop_side(side).await;
         r
     }
 
@@ -208,7 +222,7 @@ impl Application {
     /// exits.
     pub async fn run_until_signal(self, signal: ShutdownSignal) -> anyhow::Result<()> {
         let handle = self.server.handle();
-        let metrics = self.metrics.map(|m| (m.handle(), actix_web::rt::spawn(m)));
+        let side = start_side(self.side);
         let server = actix_web::rt::spawn(self.server);
         let signal = signal.recv().await;
         tracing::info!(
@@ -228,12 +242,28 @@ impl Application {
         }
         self.state.dispatcher.flush_push(grace).await;
         let _ = server.await;
-        if let Some((handle, task)) = metrics {
-            handle.stop(false).await;
-            let _ = task.await;
-        }
+        stop_side(side).await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The separate listeners, running.
+type Running = Vec<(
+    ServerHandle,
+    actix_web::rt::task::JoinHandle<std::io::Result<()>>,
+)>;
+
+fn start_side(side: Vec<Server>) -> Running {
+    side.into_iter()
+        .map(|s| (s.handle(), actix_web::rt::spawn(s)))
+        .collect()
+}
+
+async fn stop_side(running: Running) {
+    for (handle, task) in running {
+        handle.stop(false).await;
+        let _ = task.await;
     }
 }
 

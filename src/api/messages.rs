@@ -101,7 +101,7 @@ pub(super) fn draft(kind: MessageKind, sender: Uid, to: u64, content: &Value) ->
 
 /// The idempotency key of a send: the `Idempotency-Key` header or the body's `client_msg_id`,
 /// namespaced by app and endpoint.
-pub(super) fn idempotency(
+pub(crate) fn idempotency(
     req: &HttpRequest,
     app: AppId,
     endpoint: &str,

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 
 use super::gob::message::Message;
-use crate::domain::{AppId, GroupId, Uid};
+use crate::domain::{AppId, GroupId, RoomId, Uid};
 
 /// Message kinds of SPEC §5.2 (the type lives in `domain`).
 pub use crate::domain::MessageKind as Kind;
@@ -162,6 +162,28 @@ pub fn ack(reference: Option<&serde_json::Value>, id: u64, seq: u64) -> Bytes {
     s.push_str(&reference.map_or_else(|| "null".to_string(), |r| r.to_string()));
     push_num(&mut s, ",\"id\":", id);
     push_num(&mut s, ",\"seq\":", seq);
+    s.push('}');
+    Bytes::from(s)
+}
+
+/// The ack of a live-only send (room, RT): an id, no seq (nothing was stored).
+pub fn ack_live(reference: Option<&serde_json::Value>, id: u64) -> Bytes {
+    let mut s = String::from(r#"{"type":"ack","ref":"#);
+    s.push_str(&reference.map_or_else(|| "null".to_string(), |r| r.to_string()));
+    push_num(&mut s, ",\"id\":", id);
+    s.push('}');
+    Bytes::from(s)
+}
+
+/// `{"type":"room","ref":…,"room_id":N|null}`: the connection's room after `enter_room` or
+/// `leave_room`.
+pub fn room(reference: Option<&serde_json::Value>, room: Option<RoomId>) -> Bytes {
+    let mut s = String::from(r#"{"type":"room","ref":"#);
+    s.push_str(&reference.map_or_else(|| "null".to_string(), |r| r.to_string()));
+    match room {
+        Some(r) => push_num(&mut s, ",\"room_id\":", r.0),
+        None => s.push_str(",\"room_id\":null"),
+    }
     s.push('}');
     Bytes::from(s)
 }

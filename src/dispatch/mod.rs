@@ -14,6 +14,8 @@ mod group;
 mod groups;
 mod hub;
 mod inbound;
+mod live;
+mod live_requests;
 mod members;
 mod online;
 pub mod outbox;
@@ -21,6 +23,7 @@ mod prepare;
 mod push_stream;
 mod registry;
 mod requests;
+pub mod rooms;
 mod send;
 mod session;
 mod socket;
@@ -39,6 +42,7 @@ use self::frame::{Body, Kind, Spliced};
 pub use self::gob::conn::{BinaryConnection, ResolveToken, TokenOwner};
 pub use self::group::{GroupView, MemberSpec, MemberView};
 pub use self::groups::NewGroup;
+pub use self::live::RoomSend;
 use self::outbox::{CloseReason, Frame, Outbox};
 pub use self::prepare::{Content, Draft, KeyScope, SendRefused, SendRequest, content_text};
 use self::registry::{Registry, SessionEntry};
@@ -74,6 +78,10 @@ pub enum DispatchError {
     TooManyUserConnections,
     #[error("the server holds its maximum number of connections; retry later")]
     TooManyConnections,
+    #[error("this user is forbidden to speak in chat rooms")]
+    SpeakForbidden,
+    #[error("this connection is not in that room; enter it first")]
+    NotInRoom,
 }
 
 impl DispatchError {
@@ -92,6 +100,8 @@ impl DispatchError {
             DispatchError::NotAssigned => (403, "not_assigned"),
             DispatchError::TooManyUserConnections => (429, "too_many_connections"),
             DispatchError::TooManyConnections => (503, "too_many_connections"),
+            DispatchError::SpeakForbidden => (403, "speak_forbidden"),
+            DispatchError::NotInRoom => (403, "not_in_room"),
         }
     }
 }
@@ -150,6 +160,8 @@ struct Inner {
     connections: Arc<AtomicUsize>,
     /// What every group actor needs, shared.
     group_env: Arc<group::Env>,
+    /// Chat rooms on this node (`rooms.rs`).
+    rooms: rooms::Rooms,
 }
 
 /// A connection's entry in its worker's hub table and in its user's session. Dropped while
@@ -179,6 +191,7 @@ impl Registration {
     /// Unregisters now, waiting until the session has let go of the connection.
     pub(crate) async fn release(&mut self) {
         if self.armed {
+            self.dispatcher.inner.rooms.leave(self.id, None);
             self.dispatcher.disconnect(self.user, self.id).await;
             self.armed = false;
         }
@@ -191,6 +204,7 @@ impl Drop for Registration {
             return;
         }
         let inner = &self.dispatcher.inner;
+        inner.rooms.leave(self.id, None);
         inner.registry.hubs.detach(self.id);
         if self.in_session
             && let Some(entry) = inner.registry.session(self.user)
@@ -234,6 +248,7 @@ impl Dispatcher {
                 registry,
                 limits,
                 group_env,
+                rooms: rooms::Rooms::default(),
                 next_conn: AtomicU64::new(1),
                 connections: Arc::new(AtomicUsize::new(0)),
             }),
@@ -476,9 +491,12 @@ impl Dispatcher {
             timestamp: now_millis(),
         });
         let msg = Deliver {
-            frame: Frame::Note {
+            frame: Frame::Dual {
                 json: frame::unstored_message(id, &body),
-                content: bytes::Bytes::copy_from_slice(content.as_bytes()),
+                binary: gob::Out::new(
+                    gob::cmd::NOTIFICATION,
+                    bytes::Bytes::copy_from_slice(content.as_bytes()),
+                ),
             },
             seq: None,
             exclude: None,
@@ -529,6 +547,11 @@ impl Dispatcher {
     /// Open WebSocket connections.
     pub fn connection_count(&self) -> usize {
         self.inner.connections.load(Ordering::Relaxed)
+    }
+
+    /// Users with a loaded session (connected, or recently sent to).
+    pub fn session_count(&self) -> usize {
+        self.inner.registry.session_count()
     }
 
     /// Connections registered with a delivery hub; equal to `connection_count` unless a
@@ -620,6 +643,7 @@ impl Dispatcher {
     /// Removes a connection from its session.
     /// Call on the connection's own thread (its hub's table is thread-local).
     pub async fn disconnect(&self, user: UserKey, conn: u64) {
+        self.inner.rooms.leave(conn, None);
         self.inner.registry.hubs.detach(conn);
         if let Some(entry) = self.inner.registry.session(user) {
             let _ = entry.addr.send(Disconnect(conn)).await;

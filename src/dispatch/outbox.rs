@@ -37,9 +37,12 @@ pub enum Frame {
     Pong(Bytes),
     /// A binary-protocol frame; the connection numbers and versions it when writing.
     Gob(super::gob::Out),
-    /// A message that is not stored (notification): its JSON frame, and its content for
-    /// binary connections.
-    Note { json: Bytes, content: Bytes },
+    /// A message that is not stored (notification, room, RT), in both protocols: its JSON
+    /// frame and its binary frame (their bodies are the same in every version).
+    Dual {
+        json: Bytes,
+        binary: super::gob::Out,
+    },
 }
 
 /// Why the server closes a connection (RFC 6455 close codes).

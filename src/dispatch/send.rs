@@ -34,8 +34,9 @@ impl Connection {
             Ok(d) => d,
             Err(Some(e)) => return self.refused(reference, &e),
             Err(None) => {
-                let msg =
-                    format!("unsupported send kind {kind:?}; expected peer, group or customer");
+                let msg = format!(
+                    "unsupported send kind {kind:?}; expected peer, group, customer, room or rt"
+                );
                 return self.bad_frame(reference, "invalid_frame", &msg);
             }
         };
@@ -44,6 +45,9 @@ impl Connection {
             Ok(r) => r,
             Err(e) => return self.refused(reference, &e),
         };
+        if matches!(request.kind, MessageKind::Room | MessageKind::Rt) {
+            return self.send_live(reference, request).await;
+        }
         match self.dispatcher.send(request).await {
             Ok(sent) if sent.timeline => {
                 self.reply(frame::ack_group(reference, sent.id, sent.seq));
@@ -78,7 +82,11 @@ impl Connection {
         let kind = MessageKind::parse(kind).ok_or(None)?;
         if !matches!(
             kind,
-            MessageKind::Peer | MessageKind::Group | MessageKind::Customer
+            MessageKind::Peer
+                | MessageKind::Group
+                | MessageKind::Customer
+                | MessageKind::Room
+                | MessageKind::Rt
         ) {
             return Err(None);
         }

@@ -137,6 +137,9 @@ pub struct TestApp {
     /// The GoBelieve binary protocol's TCP listener, if configured.
     #[allow(dead_code)]
     pub binary_addr: Option<std::net::SocketAddr>,
+    /// The im HTTP API's listener, if configured (`im_http.listen`).
+    #[allow(dead_code)]
+    pub im_http_addr: Option<std::net::SocketAddr>,
     pub client: awc::Client,
     handle: ServerHandle,
 }
@@ -169,6 +172,7 @@ pub async fn spawn_with(settings: Settings, redis_url: Option<String>) -> TestAp
     let addr = app.local_addr();
     let metrics_addr = app.metrics_addr();
     let binary_addr = app.binary_addr();
+    let im_http_addr = app.im_http_addr();
     let state = app.state();
     let handle = app.handle();
     actix_web::rt::spawn(app.run());
@@ -183,6 +187,7 @@ pub async fn spawn_with(settings: Settings, redis_url: Option<String>) -> TestAp
         redis_url,
         metrics_addr,
         binary_addr,
+        im_http_addr,
         client,
         handle,
     }
@@ -242,9 +247,30 @@ impl TestApp {
 
     /// Sends a request with a raw body and optional Authorization header.
     pub async fn raw(&self, method: &str, path: &str, auth: Option<&str>, body: &[u8]) -> Res {
+        self.raw_at(&self.base, method, path, auth, body).await
+    }
+
+    /// A request to the im HTTP API's listener (which must be configured), raw body.
+    #[allow(dead_code)]
+    pub async fn im(&self, method: &str, path: &str, body: &[u8]) -> Res {
+        let addr = self
+            .im_http_addr
+            .unwrap_or_else(|| panic!("im_http.listen is not set"));
+        self.raw_at(&format!("http://{addr}"), method, path, None, body)
+            .await
+    }
+
+    async fn raw_at(
+        &self,
+        base: &str,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: &[u8],
+    ) -> Res {
         let method =
             awc::http::Method::from_bytes(method.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        let mut req = self.client.request(method, format!("{base}{path}"));
         if let Some(auth) = auth {
             req = req.insert_header(("Authorization", auth));
         }

@@ -51,6 +51,8 @@ impl Message {
             MessageKind::System => cmd::SYSTEM,
             MessageKind::GroupNotification => cmd::GROUP_NOTIFICATION,
             MessageKind::Notification => cmd::NOTIFICATION,
+            // Never stored, never spliced: `rooms::LiveMessage` writes them.
+            MessageKind::Room | MessageKind::Rt => return None,
         };
         let receiver = r.receiver.or(r.group_id).unwrap_or(0);
         Some(Message {
