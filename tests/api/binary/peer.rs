@@ -125,6 +125,7 @@ async fn json_and_binary_clients_of_one_user_get_every_message_with_the_same_seq
         .await
         .data();
         peer.im(IM, 1, 2, 0, "by binary").await;
+        peer.until(ACK).await; // stored (and delivered) before the next send
         let mut other = app.online(1, 1, "phone").await;
         other
             .send(
