@@ -121,10 +121,17 @@ impl BinaryConnection {
             k => k,
         };
         let limit = self.page();
-        let Ok((records, last, more)) = self.dispatcher.sync_group(user, gid, key, limit).await
+        let Ok((records, mut last, more)) = self.dispatcher.sync_group(user, gid, key, limit).await
         else {
             return;
         };
+        if records.is_empty() {
+            // A key ahead of the timeline is brought back to its newest, as for SYNC.
+            let store = self.dispatcher.store();
+            if let Ok(newest) = store.timeline_seq(gid).await {
+                last = last.min(newest);
+            }
+        }
         self.reply(Out::new(cmd::SYNC_GROUP_BEGIN, group_key_body(group, key)));
         self.records(&records, wire);
         self.reply(Out::new(cmd::SYNC_GROUP_END, group_key_body(group, last)));
