@@ -95,6 +95,7 @@ async fn super_group_messages_use_the_group_key_and_sync_group() {
         );
         assert_eq!(im_fields(im, 1).4, "super hi");
         assert_eq!((notify.i64_at(0), notify.i64_at(8)), (gid as i64, gkey));
+        assert_eq!(notify.body.len(), 16, "group id and key");
         two.group_key(SYNC_GROUP, gid, 0).await;
         let frames = two.until(SYNC_GROUP_END).await;
         assert_eq!(frames[0].cmd, SYNC_GROUP_BEGIN);
