@@ -371,4 +371,12 @@ async fn binary_clients_get_every_fanout_and_peer_message_over_tcp_and_ws() {
     let r = run_binary(&app, peer, true).await;
     assert_eq!(r.clients_connected, 3);
     assert_all_delivered(&r, 30, 1);
+    // Idle binary connections over TCP, held and released (the per-connection memory figure).
+    let idle = Scenario::Idle(IdleArgs {
+        connections: 5,
+        hold: 0.3,
+    });
+    let r = run_binary(&app, idle, true).await;
+    assert_eq!((r.clients_connected, r.connect_failures), (5, 0), "{r:#?}");
+    assert_eq!(r.connections_dropped, 0);
 }
