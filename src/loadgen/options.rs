@@ -66,6 +66,10 @@ pub struct Common {
     /// frames on `/ws`, as the JS SDK.
     #[arg(long, global = true, value_name = "ADDR|ws")]
     pub binary: Option<String>,
+    /// With `--binary`: the share of receivers (by uid, 0–1) on the binary protocol; the rest
+    /// stay on JSON, so both kinds receive side by side.
+    #[arg(long, global = true, default_value_t = 1.0)]
+    pub binary_share: f64,
 }
 
 impl Common {
@@ -84,6 +88,7 @@ impl Common {
             drain: 10.0,
             request_timeout: 10.0,
             binary: None,
+            binary_share: 1.0,
         }
     }
 

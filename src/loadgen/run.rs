@@ -118,7 +118,7 @@ impl Run {
         );
         for (uid, platform) in clients {
             drop(self.pool.spawn(move |w| async move {
-                if w.shared.binary.is_some() {
+                if w.shared.binary_for(uid) {
                     if let Some(conn) = binary::connect(&w, uid, platform).await {
                         binary::receive(&w, conn).await;
                     }

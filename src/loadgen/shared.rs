@@ -33,8 +33,10 @@ pub struct Shared {
     pub stop: watch::Receiver<bool>,
     /// Permits for token grants + WebSocket handshakes in flight.
     pub connect_gate: Semaphore,
-    /// Receivers speak the binary protocol (`--binary`).
+    /// Receivers speak the binary protocol (`--binary`)…
     pub binary: Option<BinaryTarget>,
+    /// … those whose uid % 100 is below this (`--binary-share` × 100).
+    pub binary_percent: u64,
     /// The first few distinct error texts, for the report (errors are rare: a lock is fine).
     errors: Mutex<Vec<String>>,
 }
@@ -88,6 +90,7 @@ impl Shared {
         };
         Ok(Shared {
             binary,
+            binary_percent: (c.binary_share.clamp(0.0, 1.0) * 100.0).round() as u64,
             base: format!("http://{authority}"),
             ws_base: format!("ws://{authority}"),
             auth,
@@ -99,6 +102,11 @@ impl Shared {
             connect_gate: Semaphore::new(c.connect_concurrency.max(1)),
             errors: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Whether `uid` receives on the binary protocol.
+    pub fn binary_for(&self, uid: u64) -> bool {
+        self.binary.is_some() && uid % 100 < self.binary_percent
     }
 
     pub fn stopping(&self) -> bool {

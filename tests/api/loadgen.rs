@@ -371,6 +371,14 @@ async fn binary_clients_get_every_fanout_and_peer_message_over_tcp_and_ws() {
     let r = run_binary(&app, peer, true).await;
     assert_eq!(r.clients_connected, 3);
     assert_all_delivered(&r, 30, 1);
+    // Half the members on the binary protocol, half on JSON: every one gets every message.
+    let mut opts = options(&app, Scenario::Fanout(fanout(true)));
+    opts.common.binary = app.binary_addr.map(|a| a.to_string());
+    opts.common.binary_share = 0.5;
+    let r = loadgen::run(opts)
+        .await
+        .unwrap_or_else(|e| panic!("loadgen: {e:#}"));
+    assert_all_delivered(&r, 10, 6);
     // Idle binary connections over TCP, held and released (the per-connection memory figure).
     let idle = Scenario::Idle(IdleArgs {
         connections: 5,
