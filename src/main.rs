@@ -28,14 +28,14 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Generate load against a running server and report what it measured.
-    Loadgen(LoadOptions),
+    Loadgen(Box<LoadOptions>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config),
-        Command::Loadgen(opts) => loadgen(opts),
+        Command::Loadgen(opts) => loadgen(*opts),
     }
 }
 
