@@ -58,6 +58,7 @@ impl BinConn {
                         return Ok((cmd, body));
                     }
                 }
+                buf.reserve(8 * 1024);
                 if io.read_buf(buf).await.map_err(|e| e.to_string())? == 0 {
                     return Err("connection ended".into());
                 }
