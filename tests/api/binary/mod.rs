@@ -8,4 +8,5 @@ mod fuzz;
 mod groups;
 mod live;
 mod peer;
+mod push;
 mod sync;
