@@ -25,8 +25,17 @@ pub struct Settings {
     pub limits: Limits,
     pub customers: CustomerSettings,
     pub media: MediaSettings,
+    pub binary: BinarySettings,
     #[serde(default)]
     pub apps: Vec<AppSettings>,
+}
+
+/// The GoBelieve binary protocol's TCP listener (README "GoBelieve binary protocol").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BinarySettings {
+    /// Address of the TCP listener (the original's port is 23000); empty = off.
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +162,8 @@ pub struct Limits {
     pub inbox_len: u64,
     pub outbound_queue: usize,
     pub ws_idle_timeout_secs: u64,
+    /// Idle limit of binary-protocol connections: SDKs ping only every 180 s.
+    pub binary_idle_timeout_secs: u64,
     pub ws_ping_interval_secs: u64,
     pub ws_max_frame: usize,
     pub ws_max_bad_frames: u32,
@@ -337,6 +348,12 @@ impl Settings {
         }
         if l.idempotency_ttl_secs == 0 {
             return fail("limits.idempotency_ttl_secs must be at least 1".into());
+        }
+        if l.binary_idle_timeout_secs < 190 {
+            return fail(
+                "limits.binary_idle_timeout_secs must be at least 190: GoBelieve SDKs ping every 180 s"
+                    .into(),
+            );
         }
         if l.inbox_len == 0 || l.ws_idle_timeout_secs == 0 || l.ws_ping_interval_secs == 0 {
             return fail(

@@ -24,6 +24,8 @@ use crate::store::Store;
 
 pub struct Application {
     addr: SocketAddr,
+    /// The GoBelieve binary protocol's TCP listener, when `binary.listen` is set.
+    binary_addr: Option<SocketAddr>,
     server: Server,
     /// The separate listeners (`/metrics` when `http.metrics_listen` is set, the im HTTP API
     /// when `im_http.listen` is), started and stopped with the main one.
@@ -79,6 +81,15 @@ impl Application {
             shutting_down: Default::default(),
             settings: settings.clone(),
         });
+        let binary = match settings.binary.listen.as_str() {
+            "" => None,
+            at => {
+                let l = std::net::TcpListener::bind(at)
+                    .map_err(|e| anyhow::anyhow!("cannot listen on binary.listen {at}: {e}"))?;
+                Some(l)
+            }
+        };
+        let binary_addr = binary.as_ref().and_then(|l| l.local_addr().ok());
         let app_state = state.clone();
         let cors_origins = settings.http.cors_origins.clone();
         let metrics_apart = !settings.http.metrics_listen.is_empty();
@@ -115,9 +126,25 @@ impl Application {
                     }))
                     .finish(map_config(app, |_| AppConfig::default()))
                     .tcp()
-            })?
-            .run();
+            })?;
+        let server = match binary {
+            Some(listener) => {
+                let binary_state = state.clone();
+                server.listen("gobelieve-binary", listener, move || {
+                    let state = binary_state.clone();
+                    fn_service(move |io: tokio::net::TcpStream| {
+                        api::gobelieve::serve_tcp(state.clone(), io);
+                        async { Ok::<_, ()>(()) }
+                    })
+                })?
+            }
+            None => server,
+        }
+        .run();
         tracing::info!("listening on {addr}");
+        if let Some(at) = binary_addr {
+            tracing::info!("GoBelieve binary protocol on {at}");
+        }
         let metrics = if metrics_apart {
             let at = &settings.http.metrics_listen;
             let server = HttpServer::new(|| {
@@ -147,6 +174,7 @@ impl Application {
         };
         Ok(Application {
             addr,
+            binary_addr,
             server,
             side,
             metrics_addr,
@@ -157,6 +185,11 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where the binary protocol's TCP listener is, when `binary.listen` is set.
+    pub fn binary_addr(&self) -> Option<SocketAddr> {
+        self.binary_addr
     }
 
     /// Where `/metrics` is served when it has its own listener.

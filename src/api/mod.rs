@@ -17,6 +17,7 @@ macro_rules! on {
 pub mod auth;
 pub mod body;
 mod customers;
+pub mod gobelieve;
 mod groups;
 mod health;
 mod media;

@@ -5,10 +5,11 @@
 //! `{"type":"message","id":N,"seq":`, the recipient's seq and a comma. Recipients share the
 //! encoded bytes by reference count; only the seq digits differ per recipient.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
+use super::gob::message::Message;
 use crate::domain::{AppId, GroupId, RoomId, Uid};
 
 /// Message kinds of SPEC §5.2 (the type lives in `domain`).
@@ -66,6 +67,11 @@ pub struct Spliced {
     pub head: Bytes,
     /// `,"kind":…}`
     pub tail: Bytes,
+    /// The spliced field is a super group's `group_seq` (not an inbox `seq`).
+    pub timeline: bool,
+    /// The message's fields for binary-protocol connections, read from `tail` by the first
+    /// of them (`None`: a kind they have no frame for).
+    binary: OnceLock<Option<Message>>,
 }
 
 impl Spliced {
@@ -87,7 +93,21 @@ impl Spliced {
         Arc::new(Spliced {
             head: Bytes::from(head),
             tail: Bytes::from(tail),
+            timeline: field == "group_seq",
+            binary: OnceLock::new(),
         })
+    }
+
+    /// The message as binary-protocol connections write it, read once.
+    pub(super) fn binary(&self) -> Option<&Message> {
+        self.binary
+            .get_or_init(|| {
+                let mut json = Vec::with_capacity(self.tail.len());
+                json.push(b'{');
+                json.extend_from_slice(self.tail.get(1..).unwrap_or_default());
+                Message::parse(&json)
+            })
+            .as_ref()
     }
 
     /// The complete frame text for one value of the spliced field.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::frame::Kind;
 use super::outbox::Outbox;
 use super::prepare::SendRequest;
-use super::rooms::{LiveMessage, Member, Wire};
+use super::rooms::{LiveMessage, Member};
 use super::session::Deliver;
 use super::{DispatchError, Dispatcher};
 use crate::domain::{AppId, MessageKind, RoomId, Uid, UserKey, now_millis};
@@ -29,16 +29,10 @@ impl Dispatcher {
         &self,
         user: UserKey,
         conn: u64,
-        wire: Wire,
         outbox: Arc<Outbox>,
         room: RoomId,
     ) -> Option<RoomId> {
-        let member = Member {
-            conn,
-            uid: user.uid,
-            wire,
-            outbox,
-        };
+        let member = Member { conn, outbox };
         self.inner.rooms.enter(user.app, room, member)
     }
 
@@ -145,7 +139,7 @@ impl Dispatcher {
             timestamp: now_millis(),
         };
         let deliver = Deliver {
-            frame: msg.encode(Wire::Json),
+            frame: msg.frame(),
             seq: None,
             exclude: None,
             push: None,

@@ -9,6 +9,7 @@
 mod connection;
 mod fanout;
 pub mod frame;
+mod gob;
 mod group;
 mod groups;
 mod hub;
@@ -22,10 +23,13 @@ mod prepare;
 mod push_stream;
 mod registry;
 mod requests;
-pub mod rooms;
+mod rooms;
 mod send;
 mod session;
+mod socket;
+mod transport;
 mod unwritten;
+mod wire;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -35,6 +39,7 @@ use actix::prelude::SendError;
 
 pub use self::connection::{Accepted, ConnectionInfo};
 use self::frame::{Body, Kind, Spliced};
+pub use self::gob::conn::{BinaryConnection, ResolveToken, TokenOwner};
 pub use self::group::{GroupView, MemberSpec, MemberView};
 pub use self::groups::NewGroup;
 pub use self::live::RoomSend;
@@ -44,6 +49,7 @@ use self::registry::{Registry, SessionEntry};
 use self::session::{
     CloseAll, ConnRef, Connect, Deliver, Disconnect, PushIntent, Reload, UserSession,
 };
+pub use self::wire::Transport;
 use crate::config::Limits;
 use crate::domain::{AppId, Uid, UserKey, now_millis};
 use crate::push::{PushJob, PushQueue};
@@ -485,7 +491,10 @@ impl Dispatcher {
             timestamp: now_millis(),
         });
         let msg = Deliver {
-            frame: Frame::Text(frame::unstored_message(id, &body)),
+            frame: Frame::Note {
+                json: frame::unstored_message(id, &body),
+                content: bytes::Bytes::copy_from_slice(content.as_bytes()),
+            },
             seq: None,
             exclude: None,
             push: None,
@@ -557,16 +566,19 @@ impl Dispatcher {
         platform: crate::domain::Platform,
         outbox: Arc<Outbox>,
     ) -> Result<(u64, u64), DispatchError> {
-        let (registration, seq) = self.register(user, platform, outbox).await?;
+        let hello = |seq| Frame::Text(frame::hello(user.app, user.uid, seq));
+        let (registration, seq) = self.register(user, platform, outbox, hello).await?;
         Ok((registration.keep(), seq))
     }
 
-    /// `connect`, with the registration held by a guard that undoes it when dropped.
+    /// `connect`, with the registration held by a guard that undoes it when dropped; `hello`
+    /// makes the first frame from the seq live delivery starts after.
     async fn register(
         &self,
         user: UserKey,
         platform: crate::domain::Platform,
         outbox: Arc<Outbox>,
+        hello: impl FnOnce(u64) -> Frame,
     ) -> Result<(Registration, u64), DispatchError> {
         let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let conn = ConnRef {
@@ -615,8 +627,7 @@ impl Dispatcher {
                 registry
                     .online
                     .enter(user, &groups, || registry.connected(user));
-                let hello = Frame::Text(frame::hello(user.app, user.uid, seq));
-                outbox.start_live(seq, hello);
+                outbox.start_live(seq, hello(seq));
                 Ok((registration, seq))
             }
             Err(e) => {

@@ -61,6 +61,11 @@ pub struct Common {
     /// Timeout in seconds of one HTTP request, WebSocket handshake or hello frame.
     #[arg(long, global = true, default_value_t = 10.0)]
     pub request_timeout: f64,
+    /// Receivers speak the GoBelieve binary protocol (version 2, as the native SDKs) instead
+    /// of JSON: over TCP to this address (the server's `binary.listen`), or `ws` for binary
+    /// frames on `/ws`, as the JS SDK.
+    #[arg(long, global = true, value_name = "ADDR|ws")]
+    pub binary: Option<String>,
 }
 
 impl Common {
@@ -78,6 +83,7 @@ impl Common {
             connect_concurrency: 64,
             drain: 10.0,
             request_timeout: 10.0,
+            binary: None,
         }
     }
 

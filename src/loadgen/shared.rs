@@ -33,8 +33,18 @@ pub struct Shared {
     pub stop: watch::Receiver<bool>,
     /// Permits for token grants + WebSocket handshakes in flight.
     pub connect_gate: Semaphore,
+    /// Receivers speak the binary protocol (`--binary`).
+    pub binary: Option<BinaryTarget>,
     /// The first few distinct error texts, for the report (errors are rare: a lock is fine).
     errors: Mutex<Vec<String>>,
+}
+
+/// Where binary-protocol receivers connect.
+#[derive(Debug, Clone, Copy)]
+pub enum BinaryTarget {
+    Tcp(std::net::SocketAddr),
+    /// `/ws` without a token.
+    WebSocket,
 }
 
 /// Most distinct error texts kept.
@@ -69,7 +79,15 @@ impl Shared {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{}:{digest}", c.app))
         );
+        let binary = match c.binary.as_deref() {
+            None => None,
+            Some("ws") => Some(BinaryTarget::WebSocket),
+            Some(addr) => Some(BinaryTarget::Tcp(addr.parse().with_context(|| {
+                format!("--binary {addr:?} is neither `ws` nor a host:port address")
+            })?)),
+        };
         Ok(Shared {
+            binary,
             base: format!("http://{authority}"),
             ws_base: format!("ws://{authority}"),
             auth,

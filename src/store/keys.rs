@@ -34,6 +34,15 @@ pub fn statistics_users(app: AppId) -> String {
     format!("statistics_users_{app}")
 }
 
+/// The user-hash field of a binary client's confirmed sync key (original names): `sync_key`,
+/// or `group_sync_key_<gid>` for a super group.
+pub fn sync_key_field(group: Option<GroupId>) -> String {
+    match group {
+        None => "sync_key".to_string(),
+        Some(g) => format!("group_sync_key_{g}"),
+    }
+}
+
 /// `peer_<uid>` field of the user hash.
 pub fn peer_field(peer: Uid) -> String {
     format!("peer_{peer}")

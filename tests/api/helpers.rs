@@ -73,6 +73,7 @@ pub fn signed_registration(customer_id: &str) -> Value {
 pub fn test_settings(backend: Backend) -> (Settings, Option<String>) {
     let mut s = Settings::load(None).unwrap_or_else(|e| panic!("default settings: {e}"));
     s.http.listen = "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"));
+    s.binary.listen = "127.0.0.1:0".into();
     s.http.workers = 2;
     s.http.shutdown_timeout_secs = 1;
     s.log.level = "warn".into();
@@ -136,6 +137,9 @@ pub struct TestApp {
     /// The im HTTP API's listener, if configured (`im_http.listen`).
     #[allow(dead_code)]
     pub im_http_addr: Option<std::net::SocketAddr>,
+    /// The GoBelieve binary protocol's TCP listener, if configured.
+    #[allow(dead_code)]
+    pub binary_addr: Option<std::net::SocketAddr>,
     pub client: awc::Client,
     handle: ServerHandle,
 }
@@ -168,6 +172,7 @@ pub async fn spawn_with(settings: Settings, redis_url: Option<String>) -> TestAp
     let addr = app.local_addr();
     let metrics_addr = app.metrics_addr();
     let im_http_addr = app.im_http_addr();
+    let binary_addr = app.binary_addr();
     let state = app.state();
     let handle = app.handle();
     actix_web::rt::spawn(app.run());
@@ -182,6 +187,7 @@ pub async fn spawn_with(settings: Settings, redis_url: Option<String>) -> TestAp
         redis_url,
         metrics_addr,
         im_http_addr,
+        binary_addr,
         client,
         handle,
     }
@@ -401,6 +407,15 @@ impl TestApp {
 }
 
 impl Ws {
+    /// Wraps a connection as it is (no `hello` expected).
+    #[allow(dead_code)]
+    pub fn from_raw(framed: actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>) -> Ws {
+        Ws {
+            framed,
+            hello: Value::Null,
+        }
+    }
+
     /// Wraps a connection made elsewhere; waits for `hello`.
     #[allow(dead_code)]
     pub async fn from_framed(framed: actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>) -> Ws {

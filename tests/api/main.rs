@@ -7,6 +7,7 @@ mod redis_server;
 mod security;
 
 mod auth;
+mod binary;
 mod cli;
 mod compat;
 mod conventions;

@@ -21,6 +21,7 @@ mod groups;
 mod members;
 mod messages;
 mod scripts;
+mod sync_keys;
 
 use super::{StoreError, StoreResult, UserPatch, UserRecord, keys, sort_tokens};
 use crate::config::StoreSettings;
