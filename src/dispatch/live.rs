@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::frame::Kind;
 use super::outbox::{Frame, Outbox};
 use super::prepare::SendRequest;
-use super::rooms::{LiveMessage, Member};
+use super::rooms::{LiveMessage, Member, Wire};
 use super::session::Deliver;
 use super::{DispatchError, Dispatcher};
 use crate::domain::{AppId, MessageKind, RoomId, Uid, UserKey, now_millis};
@@ -29,10 +29,16 @@ impl Dispatcher {
         &self,
         user: UserKey,
         conn: u64,
+        wire: Wire,
         outbox: Arc<Outbox>,
         room: RoomId,
     ) -> Option<RoomId> {
-        let member = Member { conn, outbox };
+        let member = Member {
+            conn,
+            uid: user.uid,
+            wire,
+            outbox,
+        };
         self.inner.rooms.enter(user.app, room, member)
     }
 
@@ -138,7 +144,7 @@ impl Dispatcher {
             content: content.into(),
             timestamp: now_millis(),
         };
-        let n = self.deliver_unstored(UserKey::new(app, receiver), msg.frame());
+        let n = self.deliver_unstored(UserKey::new(app, receiver), msg.dual());
         Ok((msg.id, n))
     }
 

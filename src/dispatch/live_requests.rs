@@ -6,6 +6,7 @@ use serde_json::Value;
 use super::connection::Connection;
 use super::frame;
 use super::prepare::SendRequest;
+use super::rooms::Wire;
 use crate::domain::{MAX_ID, RoomId};
 
 /// A room id from a frame: positive, at most `MAX_ID`; `Err` names the field and why.
@@ -33,7 +34,7 @@ impl Connection {
         }
         let conn = self.registration.id();
         self.dispatcher
-            .enter_room(self.info.user, conn, self.outbox.clone(), room);
+            .enter_room(self.info.user, conn, Wire::Json, self.outbox.clone(), room);
         self.reply(frame::room(reference, Some(room)));
     }
 

@@ -23,7 +23,7 @@ mod prepare;
 mod push_stream;
 mod registry;
 mod requests;
-mod rooms;
+pub mod rooms;
 mod send;
 mod session;
 mod socket;
@@ -490,9 +490,12 @@ impl Dispatcher {
             content,
             timestamp: now_millis(),
         });
-        let note = Frame::Note {
+        let note = Frame::Dual {
             json: frame::unstored_message(id, &body),
-            content: bytes::Bytes::copy_from_slice(content.as_bytes()),
+            binary: gob::Out::new(
+                gob::cmd::NOTIFICATION,
+                bytes::Bytes::copy_from_slice(content.as_bytes()),
+            ),
         };
         let devices = self.deliver_unstored(UserKey::new(app, receiver), note);
         Ok((id, devices))

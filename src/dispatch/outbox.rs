@@ -37,12 +37,9 @@ pub enum Frame {
     Pong(Bytes),
     /// A binary-protocol frame; the connection numbers and versions it when writing.
     Gob(super::gob::Out),
-    /// A message that is not stored (notification): its JSON frame, and its content for
-    /// binary connections.
-    Note { json: Bytes, content: Bytes },
-    /// A live-only message (room, RT): its JSON frame, and its binary frame (RT or ROOM_IM,
-    /// the same body in every version).
-    Live {
+    /// A message that is not stored (notification, room, RT), in both protocols: its JSON
+    /// frame and its binary frame (their bodies are the same in every version).
+    Dual {
         json: Bytes,
         binary: super::gob::Out,
     },

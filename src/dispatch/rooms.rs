@@ -3,24 +3,32 @@
 //! A room is a set of connections of one app, named by a room id the app chooses; nothing
 //! about it is stored. A connection is in at most one room: entering another leaves the first,
 //! and a connection that ends leaves its room (`Registration` does that, however it ends). A
-//! room message is encoded once — its JSON frame and its binary ROOM_IM body, one `Frame` —
-//! and that frame is queued on every member's outbox except the sending connection's; each
-//! connection's `Wire` writes the form it speaks. Rooms are per node for now: two nodes behind
-//! one balancer have two rooms of the same id.
+//! room message is encoded once per wire format present in the room and queued on every
+//! member's outbox except the sending connection's. Rooms are per node for now: two nodes
+//! behind one balancer have two rooms of the same id.
 //!
 //! This is the interface every protocol uses: the JSON channel (`live_requests.rs`), the HTTP
-//! APIs and the binary protocol (through `Dispatcher::enter_room` / `leave_room` /
-//! `send_live`, `live.rs`).
+//! APIs, and the binary codec, which registers its connections with their `Wire`.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use dashmap::DashMap;
 
 use super::frame::{self, Body, Kind};
-use super::gob;
+use super::gob::{self, Out};
 use super::outbox::{Frame, Outbox};
 use crate::domain::{AppId, RoomId, Uid};
+
+/// How a member's connection wants its frames; a room message is encoded once per variant
+/// present among the recipients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Wire {
+    /// SPEC §5.2 JSON text frames.
+    Json,
+    /// GoBelieve binary frames (ROOM_IM and RT bodies are the same in every version).
+    Binary,
+}
 
 /// A live-only message (room or RT): never stored, so it has an id but no seq.
 #[derive(Debug, Clone)]
@@ -37,18 +45,34 @@ pub struct LiveMessage {
 }
 
 impl LiveMessage {
-    /// The frame every connection gets: the JSON `message` and the binary RT / ROOM_IM frame
-    /// (flag 0, no METADATA: nothing stored), each encoded once.
-    pub fn frame(&self) -> Frame {
-        let cmd = match self.kind {
-            Kind::Room => gob::cmd::ROOM_IM,
-            _ => gob::cmd::RT,
-        };
-        let body = gob::message::live_body(self.sender.0, self.receiver, &self.content);
-        Frame::Live {
-            json: self.json(),
-            binary: gob::Out::new(cmd, body),
+    /// The frame for one wire format.
+    pub fn encode(&self, wire: Wire) -> Frame {
+        match wire {
+            Wire::Json => Frame::Text(self.json()),
+            Wire::Binary => Frame::Gob(self.binary()),
         }
+    }
+
+    /// Both forms, for recipients whose protocol is not known here (an RT message to all of
+    /// a user's connections).
+    pub fn dual(&self) -> Frame {
+        Frame::Dual {
+            json: self.json(),
+            binary: self.binary(),
+        }
+    }
+
+    /// ROOM_IM / RT: sender i64, receiver (room or uid) i64, content.
+    pub fn binary(&self) -> Out {
+        let cmd = match self.kind {
+            Kind::Rt => gob::cmd::RT,
+            _ => gob::cmd::ROOM_IM,
+        };
+        let mut b = BytesMut::with_capacity(16 + self.content.len());
+        b.put_i64(self.sender.0 as i64);
+        b.put_i64(self.receiver as i64);
+        b.put_slice(self.content.as_bytes());
+        Out::new(cmd, b.freeze())
     }
 
     /// `{"type":"message","id":…,"kind":"room"|"rt","sender":…,"receiver":…,…}`.
@@ -70,6 +94,8 @@ impl LiveMessage {
 pub struct Member {
     /// The connection id (`Registration::id`).
     pub conn: u64,
+    pub uid: Uid,
+    pub wire: Wire,
     pub outbox: Arc<Outbox>,
 }
 
@@ -122,8 +148,8 @@ impl Rooms {
         });
     }
 
-    /// Queues `msg` (encoded once) on every member of the room except the connection
-    /// `exclude`. Returns the connections it was queued on.
+    /// Queues `msg` on every member of the room except the connection `exclude`, encoding it
+    /// once per wire format. Returns the connections it was queued on.
     pub fn publish(
         &self,
         app: AppId,
@@ -134,11 +160,22 @@ impl Rooms {
         let Some(members) = self.rooms.get(&(app, room)) else {
             return 0;
         };
-        let frame = msg.frame();
-        members
-            .iter()
-            .filter(|m| Some(m.conn) != exclude && m.outbox.push(frame.clone()))
-            .count()
+        let mut encoded: Vec<(Wire, Frame)> = Vec::with_capacity(1);
+        let mut n = 0;
+        for m in members.iter().filter(|m| Some(m.conn) != exclude) {
+            let frame = match encoded.iter().find(|(w, _)| *w == m.wire) {
+                Some((_, f)) => f.clone(),
+                None => {
+                    let f = msg.encode(m.wire);
+                    encoded.push((m.wire, f.clone()));
+                    f
+                }
+            };
+            if m.outbox.push(frame) {
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Connections in the room on this node.
@@ -154,47 +191,9 @@ mod tests {
     fn member(conn: u64) -> Member {
         Member {
             conn,
+            uid: Uid(conn),
+            wire: Wire::Json,
             outbox: Outbox::new(16),
-        }
-    }
-
-    #[test]
-    fn a_room_message_is_one_frame_json_for_json_connections_room_im_for_binary_ones() {
-        use super::super::wire::{Codec, Transport, Wire};
-        let msg = LiveMessage {
-            id: 9,
-            kind: Kind::Room,
-            sender: Uid(1),
-            receiver: 5,
-            content: "hé".into(),
-            timestamp: 7000,
-        };
-        let frame = msg.frame();
-        let mut json = Wire::JSON_WS;
-        let mut buf = bytes::BytesMut::new();
-        json.encode(&frame, &mut buf);
-        let v: serde_json::Value = serde_json::from_slice(&buf[2..]).unwrap();
-        assert_eq!(
-            (v["kind"].as_str(), v["receiver"].as_u64()),
-            (Some("room"), Some(5))
-        );
-        for version in [0, 1, 2] {
-            let mut tcp = Wire {
-                transport: Transport::Tcp,
-                codec: Codec::Binary {
-                    version,
-                    seq: 0,
-                    app: AppId(7),
-                },
-            };
-            let mut buf = bytes::BytesMut::new();
-            tcp.encode(&frame, &mut buf);
-            let body_len = 16 + "hé".len();
-            assert_eq!(&buf[..4], &(body_len as i32).to_be_bytes());
-            assert_eq!((buf[8], buf[9], buf[10]), (gob::cmd::ROOM_IM, version, 0));
-            assert_eq!(&buf[12..20], &1i64.to_be_bytes());
-            assert_eq!(&buf[20..28], &5i64.to_be_bytes());
-            assert_eq!(&buf[28..], "hé".as_bytes());
         }
     }
 

@@ -66,19 +66,15 @@ impl Wire {
                 write_ws(buf, 0xA, &[b]);
             }
             (Frame::Text(b), Codec::Json) => write_ws(buf, 0x1, &[b]),
-            (Frame::Note { json, .. }, Codec::Json) => write_ws(buf, 0x1, &[json]),
-            (Frame::Live { json, .. }, Codec::Json) => write_ws(buf, 0x1, &[json]),
+            (Frame::Dual { json, .. }, Codec::Json) => write_ws(buf, 0x1, &[json]),
             (Frame::Spliced(parts, seq), Codec::Json) => {
                 let mut digits = itoa::Buffer::new();
                 let digits = digits.format(*seq).as_bytes();
                 write_ws(buf, 0x1, &[&parts.head, digits, &parts.tail]);
             }
             (Frame::Gob(out), Codec::Binary { .. }) => self.gob(buf, out),
-            (Frame::Note { content, .. }, Codec::Binary { .. }) => {
-                self.gob(buf, &gob::Out::new(cmd::NOTIFICATION, content.clone()));
-            }
+            (Frame::Dual { binary, .. }, Codec::Binary { .. }) => self.gob(buf, binary),
             (Frame::Spliced(parts, seq), Codec::Binary { .. }) => self.live(buf, parts, *seq),
-            (Frame::Live { binary, .. }, Codec::Binary { .. }) => self.gob(buf, binary),
             _ => {}
         }
     }
@@ -164,11 +160,7 @@ impl Wire {
             return None;
         }
         let parts = match frame {
-            Frame::Text(b) | Frame::Note { json: b, .. } | Frame::Live { json: b, .. }
-                if b.len() >= LARGE =>
-            {
-                vec![b.clone()]
-            }
+            Frame::Text(b) | Frame::Dual { json: b, .. } if b.len() >= LARGE => vec![b.clone()],
             Frame::Spliced(p, seq) if p.head.len() + p.tail.len() >= LARGE => {
                 let digits = Bytes::copy_from_slice(itoa::Buffer::new().format(*seq).as_bytes());
                 vec![p.head.clone(), digits, p.tail.clone()]

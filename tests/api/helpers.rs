@@ -134,12 +134,12 @@ pub struct TestApp {
     /// The separate metrics listener, if configured.
     #[allow(dead_code)]
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// The im HTTP API's listener, if configured (`im_http.listen`).
-    #[allow(dead_code)]
-    pub im_http_addr: Option<std::net::SocketAddr>,
     /// The GoBelieve binary protocol's TCP listener, if configured.
     #[allow(dead_code)]
     pub binary_addr: Option<std::net::SocketAddr>,
+    /// The im HTTP API's listener, if configured (`im_http.listen`).
+    #[allow(dead_code)]
+    pub im_http_addr: Option<std::net::SocketAddr>,
     pub client: awc::Client,
     handle: ServerHandle,
 }
@@ -171,8 +171,8 @@ pub async fn spawn_with(settings: Settings, redis_url: Option<String>) -> TestAp
         .unwrap_or_else(|e| panic!("build: {e:#}"));
     let addr = app.local_addr();
     let metrics_addr = app.metrics_addr();
-    let im_http_addr = app.im_http_addr();
     let binary_addr = app.binary_addr();
+    let im_http_addr = app.im_http_addr();
     let state = app.state();
     let handle = app.handle();
     actix_web::rt::spawn(app.run());
@@ -186,8 +186,8 @@ pub async fn spawn_with(settings: Settings, redis_url: Option<String>) -> TestAp
         state,
         redis_url,
         metrics_addr,
-        im_http_addr,
         binary_addr,
+        im_http_addr,
         client,
         handle,
     }

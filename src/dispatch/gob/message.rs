@@ -51,8 +51,8 @@ impl Message {
             MessageKind::System => cmd::SYSTEM,
             MessageKind::GroupNotification => cmd::GROUP_NOTIFICATION,
             MessageKind::Notification => cmd::NOTIFICATION,
-            MessageKind::Room => cmd::ROOM_IM,
-            MessageKind::Rt => cmd::RT,
+            // Never stored, never spliced: `rooms::LiveMessage` writes them.
+            MessageKind::Room | MessageKind::Rt => return None,
         };
         let receiver = r.receiver.or(r.group_id).unwrap_or(0);
         Some(Message {
@@ -94,10 +94,6 @@ impl Message {
                 }
                 b.put_i32(0); // msgid: not kept (README "GoBelieve binary protocol")
             }
-            cmd::RT | cmd::ROOM_IM => {
-                b.put_i64(self.sender as i64);
-                b.put_i64(self.receiver as i64);
-            }
             cmd::CUSTOMER_V2 => {
                 b.put_i64(app.0 as i64);
                 b.put_i64(self.sender as i64);
@@ -110,16 +106,6 @@ impl Message {
         b.put_slice(&self.content);
         b.freeze()
     }
-}
-
-/// The body of a live-only RT or ROOM_IM frame: sender i64, receiver (uid or room id) i64,
-/// content — the same in every version.
-pub fn live_body(sender: u64, receiver: u64, content: &str) -> Bytes {
-    let mut b = BytesMut::with_capacity(content.len() + 16);
-    b.put_i64(sender as i64);
-    b.put_i64(receiver as i64);
-    b.put_slice(content.as_bytes());
-    b.freeze()
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 
 pub(super) mod codec;
 pub(super) mod conn;
+mod live;
 pub(super) mod message;
 mod requests;
 mod send;

@@ -1,4 +1,4 @@
-//! What an authenticated binary client asks for besides sending: SYNC (its inbox after a key),
+//! What an authenticated binary client asks for (sends: `send.rs`, rooms and RT: `live.rs`): SYNC (its inbox after a key),
 //! SYNC_GROUP (a super group's timeline), the keys it confirms (SYNC_KEY, GROUP_SYNC_KEY, kept
 //! where the original kept them) and UNREAD_COUNT. Sync keys are our inbox seqs and
 //! `group_seq`s. A store failure drops the request (the client syncs again on the next
@@ -9,7 +9,7 @@ use super::conn::BinaryConnection;
 use super::message::Message;
 use super::{Header, Out, cmd, group_key_body, key_body};
 use crate::dispatch::wire::{Codec, Wire};
-use crate::domain::{AppId, GroupId};
+use crate::domain::{AppId, GroupId, MessageKind};
 use crate::store::stored_seq;
 
 impl BinaryConnection {
@@ -68,8 +68,26 @@ impl BinaryConnection {
                 };
                 return self.send_customer(h, im).await;
             }
-            // Rooms and RT (README "GoBelieve binary protocol").
-            _ => return,
+            Command::EnterRoom(room) => return self.enter_room(room),
+            Command::LeaveRoom(room) => return self.leave_room(room),
+            Command::RoomIm {
+                sender,
+                room,
+                content,
+            } => {
+                let kind = MessageKind::Room;
+                return self.send_live(h, kind, sender, room, content).await;
+            }
+            Command::Rt {
+                sender,
+                receiver,
+                content,
+            } => {
+                let kind = MessageKind::Rt;
+                return self.send_live(h, kind, sender, receiver, content).await;
+            }
+            // Handled before authentication is checked.
+            Command::Auth { .. } | Command::Ping | Command::Ignored => return,
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, "binary request failed");

@@ -5,5 +5,6 @@
 mod client;
 mod fuzz;
 mod groups;
+mod live;
 mod peer;
 mod sync;
