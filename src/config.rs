@@ -300,6 +300,12 @@ impl Settings {
         if self.store.pool_size == 0 {
             return fail("store.pool_size must be at least 1".into());
         }
+        let binary = &self.binary.listen;
+        if !binary.is_empty() && binary.parse::<SocketAddr>().is_err() {
+            return fail(format!(
+                "binary.listen must be empty (off) or an address like 0.0.0.0:23000, got {binary:?}"
+            ));
+        }
         if self.store.timeout_ms == 0 {
             return fail("store.timeout_ms must be at least 1".into());
         }

@@ -83,8 +83,42 @@ impl Peer {
     }
 }
 
+/// What the loop does after a pass.
+enum Step {
+    /// Write again before waiting (more than a chunk was queued).
+    Again,
+    /// Wait for the socket, the outbox or a timer.
+    Wait,
+    /// The connection is over.
+    End,
+}
+
+/// One connection's socket and the loop's state.
+struct Socket {
+    io: TcpStream,
+    /// Read, not yet decoded.
+    rbuf: BytesMut,
+    /// Encoded, not yet taken by the socket.
+    wbuf: Unwritten,
+    reader: Reader,
+    wire: Wire,
+    outbox: Arc<Outbox>,
+    idle_timeout: Duration,
+    ping_every: Duration,
+    last_seen: Instant,
+    last_ping: Instant,
+    /// Set while `wbuf` holds bytes: when the socket last took some.
+    write_stalled_since: Option<Instant>,
+    /// Set once closing is seen: when the close frame is given up on.
+    close_deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// The client closed its side.
+    peer_gone: bool,
+    /// The close frame did not get out in time.
+    gave_up: bool,
+}
+
 /// Runs one connection until it ends. `rbuf`: what was read past the handshake.
-pub(super) async fn run(mut peer: Peer, mut io: TcpStream, mut rbuf: BytesMut, mut wire: Wire) {
+pub(super) async fn run(mut peer: Peer, io: TcpStream, rbuf: BytesMut, wire: Wire) {
     let gauge = match wire.transport {
         Transport::WebSocket => "imd_ws_connections",
         Transport::Tcp => "imd_tcp_connections",
@@ -92,74 +126,121 @@ pub(super) async fn run(mut peer: Peer, mut io: TcpStream, mut rbuf: BytesMut, m
     metrics::gauge!(gauge).increment(1.0);
     // Frames are coalesced here already; Nagle would only add delay.
     let _ = io.set_nodelay(true);
-    let outbox = peer.outbox().clone();
     let limits = match &peer {
         Peer::Json(c) => c.dispatcher.limits().clone(),
         Peer::Binary(c) => c.dispatcher.limits().clone(),
     };
-    let mut reader = match wire.transport {
-        Transport::WebSocket => Reader::websocket(limits.ws_max_frame),
-        Transport::Tcp => Reader::Tcp,
-    };
-    let idle_timeout = peer.idle_timeout();
     let ping_every = Duration::from_secs(limits.ws_ping_interval_secs);
+    let mut s = Socket {
+        io,
+        rbuf,
+        wbuf: Unwritten::default(),
+        reader: match wire.transport {
+            Transport::WebSocket => Reader::websocket(limits.ws_max_frame),
+            Transport::Tcp => Reader::Tcp,
+        },
+        wire,
+        outbox: peer.outbox().clone(),
+        idle_timeout: peer.idle_timeout(),
+        ping_every,
+        last_seen: Instant::now(),
+        last_ping: Instant::now(),
+        write_stalled_since: None,
+        close_deadline: None,
+        peer_gone: false,
+        gave_up: false,
+    };
     let mut tick = tokio::time::interval(ping_every.min(Duration::from_secs(5)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut last_seen, mut last_ping) = (Instant::now(), Instant::now());
-    let mut wbuf = Unwritten::default();
-    // Set while `wbuf` holds bytes: when the socket last took some.
-    let mut write_stalled_since: Option<Instant> = None;
-    // Set once closing is seen: when the close frame is given up on.
-    let mut close_deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
-    let mut peer_gone = false;
-    let mut gave_up = false;
     loop {
-        // Everything complete in the read buffer first; nothing more once closing.
+        let closing = s.read_pass(&mut peer).await;
+        match s.write_pass() {
+            Step::Again => continue,
+            Step::End => break,
+            Step::Wait => {}
+        }
+        if s.wait(&mut tick, closing).await {
+            break;
+        }
+    }
+    if !s.peer_gone && !s.gave_up {
+        linger(&mut s.io).await;
+    }
+    Box::pin(peer.release()).await;
+    metrics::gauge!(gauge).decrement(1.0);
+}
+
+impl Socket {
+    /// Everything complete in the read buffer first; nothing more once closing. Whether the
+    /// connection is closing.
+    async fn read_pass(&mut self, peer: &mut Peer) -> bool {
         let closing = loop {
-            if outbox.is_closing() {
+            if self.outbox.is_closing() {
                 break true;
             }
-            match reader.next(&mut rbuf) {
-                Ok(Some(msg)) => peer.on_inbound(msg, &mut wire).await,
+            match self.reader.next(&mut self.rbuf) {
+                Ok(Some(msg)) => peer.on_inbound(msg, &mut self.wire).await,
                 Ok(None) => break false,
-                Err(ReadError::TooBig) => outbox.close(CloseReason::TooBig, "frame too large"),
-                Err(ReadError::Protocol) => outbox.close(CloseReason::Protocol, "protocol error"),
+                Err(ReadError::TooBig) => self.outbox.close(CloseReason::TooBig, "frame too large"),
+                Err(ReadError::Protocol) => {
+                    self.outbox.close(CloseReason::Protocol, "protocol error")
+                }
             }
         };
         if closing {
             // What a closing connection reads is never decoded: discard it, so a client
             // that keeps sending cannot grow the buffer.
-            rbuf.clear();
-            if close_deadline.is_none() {
-                close_deadline = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
+            self.rbuf.clear();
+            if self.close_deadline.is_none() {
+                self.close_deadline = Some(Box::pin(tokio::time::sleep(CLOSE_GRACE)));
             }
         }
-        if rbuf.is_empty() && rbuf.capacity() > 0 {
-            rbuf = BytesMut::new();
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+            self.rbuf = BytesMut::new();
         }
-        let drained = match write(&outbox, &io, &mut wbuf, &mut wire) {
+        closing
+    }
+
+    /// Then everything queued (`write`), and what to do next.
+    fn write_pass(&mut self) -> Step {
+        let drained = match write(&self.outbox, &self.io, &mut self.wbuf, &mut self.wire) {
             Ok((d, progressed)) => {
                 if progressed {
-                    write_stalled_since = None; // restarted below if bytes remain
+                    self.write_stalled_since = None; // restarted below if bytes remain
                 }
                 d
             }
-            Err(()) => break,
+            Err(()) => return Step::End,
         };
-        if wbuf.is_empty() {
-            write_stalled_since = None;
-        } else if write_stalled_since.is_none() {
-            write_stalled_since = Some(Instant::now());
+        if !self.wbuf.is_empty() {
+            self.write_stalled_since.get_or_insert_with(Instant::now);
+            return Step::Wait;
         }
-        if wbuf.is_empty() {
-            match drained {
-                Drained::Finished => break,
-                _ if peer_gone => break,
-                // More than a chunk was queued: write the rest before waiting on anything.
-                Drained::More => continue,
-                Drained::Idle | Drained::Large(_) => wbuf = Unwritten::default(),
+        self.write_stalled_since = None;
+        match drained {
+            Drained::Finished => Step::End,
+            _ if self.peer_gone => Step::End,
+            // More than a chunk was queued: write the rest before waiting on anything.
+            Drained::More => Step::Again,
+            Drained::Idle | Drained::Large(_) => {
+                self.wbuf = Unwritten::default();
+                Step::Wait
             }
         }
+    }
+
+    /// Waits for the first of: the close deadline, a tick, readable bytes, room to write, new
+    /// frames. True when the connection is over.
+    async fn wait(&mut self, tick: &mut tokio::time::Interval, closing: bool) -> bool {
+        let Socket {
+            io,
+            rbuf,
+            wbuf,
+            outbox,
+            close_deadline,
+            peer_gone,
+            ..
+        } = self;
         // poll_read_ready / poll_write_ready, not readable() / writable(): they wait in the
         // socket's single reader/writer slot, replacing the waker actix-http's connection
         // task left there before the upgrade. Otherwise that finished task (3.7 KB) stays
@@ -174,51 +255,60 @@ pub(super) async fn run(mut peer: Peer, mut io: TcpStream, mut rbuf: BytesMut, m
                 }
             }, if close_deadline.is_some() => {
                 // The close frame did not get out in time (the client stopped reading).
-                gave_up = true;
-                break;
+                self.gave_up = true;
+                true
             }
             _ = tick.tick() => {
-                if last_seen.elapsed() >= idle_timeout {
-                    outbox.close(CloseReason::Normal, "idle timeout");
-                } else if write_stalled_since.is_some_and(|t| t.elapsed() >= idle_timeout) {
-                    // The client sends but has not read anything for as long: it would hold
-                    // its slot until its queue overflowed, possibly never.
-                    outbox.close(CloseReason::Normal, "write timeout");
-                } else if last_ping.elapsed() >= ping_every && wire.transport == Transport::WebSocket {
-                    outbox.push(Frame::Ping);
-                    last_ping = Instant::now();
-                }
-                outbox.release_stale(MAX_HOLD);
+                self.on_tick();
+                false
             }
-            ready = std::future::poll_fn(|cx| io.poll_read_ready(cx)), if !peer_gone => {
+            ready = std::future::poll_fn(|cx| io.poll_read_ready(cx)), if !*peer_gone => {
                 if ready.is_err() {
-                    break;
+                    return true;
                 }
                 rbuf.reserve(READ_CHUNK);
-                match io.try_read_buf(&mut rbuf) {
+                match io.try_read_buf(rbuf) {
                     Ok(0) => {
-                        peer_gone = true;
+                        *peer_gone = true;
                         outbox.close(CloseReason::Normal, "");
+                        false
                     }
-                    Ok(_) if closing => {} // discarded on the next pass
-                    Ok(_) => last_seen = Instant::now(),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(_) => break,
+                    Ok(_) if closing => false, // discarded on the next pass
+                    Ok(_) => {
+                        self.last_seen = Instant::now();
+                        false
+                    }
+                    Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
                 }
             }
             ready = std::future::poll_fn(|cx| io.poll_write_ready(cx)), if !wbuf.is_empty() => {
-                if ready.is_err() {
-                    break;
-                }
+                ready.is_err()
             }
-            _ = outbox.notified() => {}
+            _ = outbox.notified() => false,
         }
     }
-    if !peer_gone && !gave_up {
-        linger(&mut io).await;
+
+    /// The idle limit, the write stall limit, the keep-alive ping, held frames given up on.
+    fn on_tick(&mut self) {
+        let outbox = &self.outbox;
+        if self.last_seen.elapsed() >= self.idle_timeout {
+            outbox.close(CloseReason::Normal, "idle timeout");
+        } else if self
+            .write_stalled_since
+            .is_some_and(|t| t.elapsed() >= self.idle_timeout)
+        {
+            // The client sends but has not read anything for as long: it would hold its slot
+            // until its queue overflowed, possibly never.
+            outbox.close(CloseReason::Normal, "write timeout");
+        } else if self.last_ping.elapsed() >= self.ping_every
+            && self.wire.transport == Transport::WebSocket
+        {
+            // TCP clients have no ping: the binary protocol's own PING keeps them alive.
+            outbox.push(Frame::Ping);
+            self.last_ping = Instant::now();
+        }
+        outbox.release_stale(MAX_HOLD);
     }
-    Box::pin(peer.release()).await;
-    metrics::gauge!(gauge).decrement(1.0);
 }
 
 /// Everything queued, in as few writes as the socket takes. Frames are encoded into this

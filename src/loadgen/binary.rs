@@ -16,8 +16,7 @@ use tokio::net::TcpStream;
 use super::payload::Payload;
 use super::pool::Worker;
 use super::shared::BinaryTarget;
-use super::stats::Counters;
-use super::ws::{delivered, dropped, token};
+use super::ws::{counted, delivered, dropped, token};
 
 const AUTH_STATUS: u8 = 3;
 const IM: u8 = 4;
@@ -143,22 +142,11 @@ async fn open(w: &Worker, uid: u64, token: &str, platform: u8) -> Result<BinConn
 
 /// Token + connection + AUTH_STATUS for `uid`; failures are counted and kept as samples.
 pub async fn connect(w: &Worker, uid: u64, platform: u8) -> Option<BinConn> {
-    let c = &w.shared.counters;
     let result = match token(w, uid).await {
         Ok(t) => open(w, uid, &t, platform).await,
         Err(e) => Err(e),
     };
-    match result {
-        Ok(conn) => {
-            Counters::bump(&c.connected);
-            Some(conn)
-        }
-        Err(e) => {
-            Counters::bump(&c.connect_failed);
-            w.shared.error(e);
-            None
-        }
-    }
+    counted(w, result)
 }
 
 /// Reads frames until the run stops or the server ends the connection.

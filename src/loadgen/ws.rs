@@ -109,11 +109,16 @@ fn is_hello(text: &[u8]) -> bool {
 
 /// Token + WebSocket + hello for `uid`; failures are counted and kept as error samples.
 pub async fn connect(w: &Worker, uid: u64, platform: u8) -> Option<impl WsConn + use<>> {
-    let c = &w.shared.counters;
     let result = match token(w, uid).await {
         Ok(t) => open(w, uid, &t, platform).await,
         Err(e) => Err(e),
     };
+    counted(w, result)
+}
+
+/// A connection attempt's outcome, counted (and a failure kept as an error sample).
+pub(super) fn counted<C>(w: &Worker, result: Result<C, String>) -> Option<C> {
+    let c = &w.shared.counters;
     match result {
         Ok(conn) => {
             Counters::bump(&c.connected);

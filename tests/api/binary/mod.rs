@@ -3,6 +3,7 @@
 //! version's byte layout; JSON and binary clients of one user together; bad and fuzzed frames.
 
 mod client;
+mod customer;
 mod fuzz;
 mod groups;
 mod live;
