@@ -81,14 +81,7 @@ impl Application {
             shutting_down: Default::default(),
             settings: settings.clone(),
         });
-        let binary = match settings.binary.listen.as_str() {
-            "" => None,
-            at => {
-                let l = std::net::TcpListener::bind(at)
-                    .map_err(|e| anyhow::anyhow!("cannot listen on binary.listen {at}: {e}"))?;
-                Some(l)
-            }
-        };
+        let binary = bind_binary(&settings.binary.listen)?;
         let binary_addr = binary.as_ref().and_then(|l| l.local_addr().ok());
         let app_state = state.clone();
         let cors_origins = settings.http.cors_origins.clone();
@@ -128,16 +121,7 @@ impl Application {
                     .tcp()
             })?;
         let server = match binary {
-            Some(listener) => {
-                let binary_state = state.clone();
-                server.listen("gobelieve-binary", listener, move || {
-                    let state = binary_state.clone();
-                    fn_service(move |io: tokio::net::TcpStream| {
-                        api::gobelieve::serve_tcp(state.clone(), io);
-                        async { Ok::<_, ()>(()) }
-                    })
-                })?
-            }
+            Some(listener) => listen_binary(server, listener, state.clone())?,
             None => server,
         }
         .run();
@@ -265,6 +249,32 @@ async fn stop_side(running: Running) {
         handle.stop(false).await;
         let _ = task.await;
     }
+}
+
+/// The binary protocol's TCP listener (`binary.listen`; empty: none).
+fn bind_binary(at: &str) -> anyhow::Result<Option<std::net::TcpListener>> {
+    if at.is_empty() {
+        return Ok(None);
+    }
+    std::net::TcpListener::bind(at)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("cannot listen on binary.listen {at}: {e}"))
+}
+
+/// Serves the binary protocol on `listener`, on the HTTP server's workers (each connection
+/// runs on the worker that accepted it, beside that worker's delivery hub).
+fn listen_binary(
+    server: actix_server::ServerBuilder,
+    listener: std::net::TcpListener,
+    state: web::Data<AppState>,
+) -> std::io::Result<actix_server::ServerBuilder> {
+    server.listen("gobelieve-binary", listener, move || {
+        let state = state.clone();
+        fn_service(move |io: tokio::net::TcpStream| {
+            api::gobelieve::serve_tcp(state.clone(), io);
+            async { Ok::<_, ()>(()) }
+        })
+    })
 }
 
 /// SIGINT/SIGTERM, listened for from the moment this is created (before anything is logged

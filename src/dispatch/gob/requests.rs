@@ -14,69 +14,22 @@ use crate::store::stored_seq;
 
 impl BinaryConnection {
     pub(super) async fn request(&mut self, h: &Header, command: Command<'_>, wire: &mut Wire) {
-        let Some(user) = self.authed.as_ref().map(|a| a.info.user) else {
-            return;
-        };
-        let store = self.dispatcher.store().clone();
-        let result = match command {
-            Command::Sync(key) => return self.sync(key, wire).await,
-            Command::SyncGroup { group, key } => return self.sync_group(group, key, wire).await,
-            Command::SyncKey(key) => {
-                let device = self.authed.as_ref().map(|a| a.device.clone());
-                let acked = match device {
-                    Some(d) => store.set_ack(user, &d, key).await,
-                    None => Ok(()),
-                };
-                acked.and(store.set_sync_key(user, None, key).await)
+        match command {
+            Command::Sync(key) => self.sync(key, wire).await,
+            Command::SyncGroup { group, key } => self.sync_group(group, key, wire).await,
+            Command::SyncKey(_) | Command::GroupSyncKey { .. } | Command::UnreadCount(_) => {
+                self.reported(command).await
             }
-            Command::GroupSyncKey { group, key } => {
-                store.set_sync_key(user, Some(GroupId(group)), key).await
-            }
-            Command::UnreadCount(n) => store.set_unread(user, n).await,
-            Command::Im {
-                group,
-                sender,
-                receiver,
-                msgid,
-                content,
-            } => {
-                let im = super::send::Im {
-                    group,
-                    sender,
-                    receiver,
-                    msgid,
-                    content,
-                };
-                return self.send_im(h, im).await;
-            }
-            Command::Customer {
-                sender_app,
-                sender,
-                receiver_app,
-                receiver,
-                content,
-            } => {
-                if sender_app != user.app.0 || receiver_app != user.app.0 {
-                    return; // one app: customer service across apps is not ours
-                }
-                let im = super::send::Im {
-                    group: false,
-                    sender,
-                    receiver,
-                    msgid: 0,
-                    content,
-                };
-                return self.send_customer(h, im).await;
-            }
-            Command::EnterRoom(room) => return self.enter_room(room),
-            Command::LeaveRoom(room) => return self.leave_room(room),
+            Command::Im { .. } | Command::Customer { .. } => self.send_command(h, command).await,
+            Command::EnterRoom(room) => self.enter_room(room),
+            Command::LeaveRoom(room) => self.leave_room(room),
             Command::RoomIm {
                 sender,
                 room,
                 content,
             } => {
                 let kind = MessageKind::Room;
-                return self.send_live(h, kind, sender, room, content).await;
+                self.send_live(h, kind, sender, room, content).await
             }
             Command::Rt {
                 sender,
@@ -84,13 +37,31 @@ impl BinaryConnection {
                 content,
             } => {
                 let kind = MessageKind::Rt;
-                return self.send_live(h, kind, sender, receiver, content).await;
+                self.send_live(h, kind, sender, receiver, content).await
             }
             // Handled before authentication is checked.
-            Command::Auth { .. } | Command::Ping | Command::Ignored => return,
+            Command::Auth { .. } | Command::Ping | Command::Ignored => {}
+        }
+    }
+
+    /// What the client reports: its confirmed keys (the personal one also moves this device's
+    /// offline count) and its unread count.
+    async fn reported(&self, command: Command<'_>) {
+        let Some(a) = &self.authed else { return };
+        let (user, store) = (a.info.user, self.dispatcher.store());
+        let result = match command {
+            Command::SyncKey(key) => match store.set_ack(user, &a.device, key).await {
+                Ok(()) => store.set_sync_key(user, None, key).await,
+                Err(e) => Err(e),
+            },
+            Command::GroupSyncKey { group, key } => {
+                store.set_sync_key(user, Some(GroupId(group)), key).await
+            }
+            Command::UnreadCount(n) => store.set_unread(user, n).await,
+            _ => Ok(()),
         };
         if let Err(e) = result {
-            tracing::debug!(error = %e, "binary request failed");
+            tracing::debug!(error = %e, "binary report not stored");
         }
     }
 
@@ -150,10 +121,17 @@ impl BinaryConnection {
             k => k,
         };
         let limit = self.page();
-        let Ok((records, last, more)) = self.dispatcher.sync_group(user, gid, key, limit).await
+        let Ok((records, mut last, more)) = self.dispatcher.sync_group(user, gid, key, limit).await
         else {
             return;
         };
+        if records.is_empty() {
+            // A key ahead of the timeline is brought back to its newest, as for SYNC.
+            let store = self.dispatcher.store();
+            if let Ok(newest) = store.timeline_seq(gid).await {
+                last = last.min(newest);
+            }
+        }
         self.reply(Out::new(cmd::SYNC_GROUP_BEGIN, group_key_body(group, key)));
         self.records(&records, wire);
         self.reply(Out::new(cmd::SYNC_GROUP_END, group_key_body(group, last)));

@@ -8,6 +8,7 @@
 //! group that does not exist; a group message the store refused is acknowledged (status 0,
 //! no METADATA).
 
+use super::codec::Command;
 use super::conn::BinaryConnection;
 use super::{Header, Out, flag, status};
 use crate::dispatch::outbox::Frame;
@@ -15,8 +16,7 @@ use crate::dispatch::{Content, DispatchError, Draft, KeyScope, SendRequest, Sent
 use crate::domain::MessageKind;
 
 /// The fields of a client IM (CUSTOMER_V2 without its app ids).
-pub(super) struct Im<'a> {
-    pub group: bool,
+struct Im<'a> {
     pub sender: u64,
     pub receiver: u64,
     pub msgid: i32,
@@ -24,17 +24,52 @@ pub(super) struct Im<'a> {
 }
 
 impl BinaryConnection {
-    pub(super) async fn send_im(&mut self, h: &Header, im: Im<'_>) {
-        let kind = if im.group {
-            MessageKind::Group
-        } else {
-            MessageKind::Peer
+    /// IM, GROUP_IM or CUSTOMER_V2 (within the connection's app).
+    pub(super) async fn send_command(&mut self, h: &Header, command: Command<'_>) {
+        let Some(app) = self.authed.as_ref().map(|a| a.info.user.app.0) else {
+            return;
+        };
+        let (kind, im) = match command {
+            Command::Im {
+                group,
+                sender,
+                receiver,
+                msgid,
+                content,
+            } => {
+                let kind = if group {
+                    MessageKind::Group
+                } else {
+                    MessageKind::Peer
+                };
+                (
+                    kind,
+                    Im {
+                        sender,
+                        receiver,
+                        msgid,
+                        content,
+                    },
+                )
+            }
+            Command::Customer {
+                sender_app,
+                sender,
+                receiver_app,
+                receiver,
+                content,
+            } if sender_app == app && receiver_app == app => {
+                let im = Im {
+                    sender,
+                    receiver,
+                    msgid: 0,
+                    content,
+                };
+                (MessageKind::Customer, im)
+            }
+            _ => return,
         };
         self.send(h, kind, im).await;
-    }
-
-    pub(super) async fn send_customer(&mut self, h: &Header, im: Im<'_>) {
-        self.send(h, MessageKind::Customer, im).await;
     }
 
     async fn send(&mut self, h: &Header, kind: MessageKind, im: Im<'_>) {

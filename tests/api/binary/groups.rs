@@ -95,6 +95,7 @@ async fn super_group_messages_use_the_group_key_and_sync_group() {
         );
         assert_eq!(im_fields(im, 1).4, "super hi");
         assert_eq!((notify.i64_at(0), notify.i64_at(8)), (gid as i64, gkey));
+        assert_eq!(notify.body.len(), 16, "group id and key");
         two.group_key(SYNC_GROUP, gid, 0).await;
         let frames = two.until(SYNC_GROUP_END).await;
         assert_eq!(frames[0].cmd, SYNC_GROUP_BEGIN);
@@ -113,6 +114,10 @@ async fn super_group_messages_use_the_group_key_and_sync_group() {
         two.group_key(SYNC_GROUP, gid, 0).await;
         let frames = two.until(SYNC_GROUP_END).await;
         assert!(frames.iter().all(|f| f.cmd != GROUP_IM), "{frames:?}");
+        // A key ahead of the timeline is brought back to its newest.
+        two.group_key(SYNC_GROUP, gid, 999).await;
+        let end = two.until(SYNC_GROUP_END).await.pop();
+        assert_eq!(end.map(|f| f.i64_at(8)), Some(gkey));
         if backend == Backend::Redis {
             let stored: String = redis::cmd("HGET")
                 .arg(format!("users_{APP_A}_2"))

@@ -48,6 +48,7 @@ async fn room_messages_reach_binary_and_json_members_except_the_sender() {
     // A JSON member and an app server speak: binary members hear both.
     c.send(json!({"type": "send", "kind": "room", "to": 5, "content": "from json", "ref": 1}))
         .await;
+    c.recv_type("ack").await; // sent before the app server's
     app.post(
         "/messages/rooms",
         json!({"sender": 9, "receiver": 5, "content": "from http"}),

@@ -125,6 +125,7 @@ async fn json_and_binary_clients_of_one_user_get_every_message_with_the_same_seq
         .await
         .data();
         peer.im(IM, 1, 2, 0, "by binary").await;
+        peer.until(ACK).await; // stored (and delivered) before the next send
         let mut other = app.online(1, 1, "phone").await;
         other
             .send(
@@ -181,4 +182,31 @@ async fn a_resent_msgid_is_stored_once_and_acked_twice() {
         .map(|f| im_fields(f, 1).4)
         .collect();
     assert_eq!(ims, vec!["once".to_string()]);
+}
+
+#[actix_web::test]
+async fn a_token_minted_in_redis_as_existing_deployments_did_authenticates() {
+    let app = spawn_app(Backend::Redis).await;
+    let token = "abcdefghijklmnopqrstuvwxyz0123"; // 30 chars, as the Python test clients mint
+    let () = redis::cmd("HSET")
+        .arg(format!("access_token_{token}"))
+        .arg("user_id")
+        .arg(42)
+        .arg("user_name")
+        .arg("")
+        .arg("app_id")
+        .arg(APP_A)
+        .query(&mut app.redis())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut c = Client::connect(&app, Over::Tcp, 1).await;
+    c.auth(2, token, "f9d2a7c2-701a-11e5-9c3e-34363bd464b2")
+        .await;
+    let st = c.recv().await;
+    assert_eq!((st.cmd, st.i32_at(0), st.version), (AUTH_STATUS, 0, 1));
+    let seq = c.im(IM, 42, 43, 0, "from an old token").await;
+    let frames = c.until(ACK).await;
+    assert_eq!(
+        frames.last().map(|f| f.body.clone()),
+        Some(seq.to_be_bytes().to_vec())
+    );
 }

@@ -34,6 +34,11 @@ async fn sync_pages_the_inbox_and_sync_key_is_kept_for_the_next_connection() {
             "synced: no PUSH flag"
         );
         assert_eq!(frames[4].i64_at(0), 3, "SYNC_END carries the newest key");
+        assert_eq!(
+            (frames[0].body.len(), frames[4].body.len()),
+            (8, 8),
+            "i64 keys"
+        );
         c.key(SYNC_KEY, 3).await;
         c.key(SYNC_KEY, 1).await; // never backwards
         c.send(PING, 0, &[]).await;
