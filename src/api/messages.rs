@@ -64,7 +64,7 @@ pub(super) fn content(state: &AppState, v: &Value) -> ApiResult<String> {
 
 /// A stored send through the one send preparation: the idempotency key of `endpoint` (header
 /// or `client_msg_id`), the content, the budget; then the dispatcher. The message's id.
-pub(super) async fn send_stored(
+pub(crate) async fn send_stored(
     req: &HttpRequest,
     state: &AppState,
     app: &crate::apps::App,
@@ -88,7 +88,7 @@ pub(super) async fn send_stored(
 }
 
 /// A draft of a stored send from `sender` to `to`, its idempotency key still to be added.
-pub(super) fn draft(kind: MessageKind, sender: Uid, to: u64, content: &Value) -> Draft<'_> {
+pub(crate) fn draft(kind: MessageKind, sender: Uid, to: u64, content: &Value) -> Draft<'_> {
     Draft {
         kind,
         sender,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::frame::Kind;
-use super::outbox::Outbox;
+use super::outbox::{Frame, Outbox};
 use super::prepare::SendRequest;
 use super::rooms::{LiveMessage, Member, Wire};
 use super::session::Deliver;
@@ -144,23 +144,25 @@ impl Dispatcher {
             content: content.into(),
             timestamp: now_millis(),
         };
+        let n = self.deliver_unstored(UserKey::new(app, receiver), msg.dual());
+        Ok((msg.id, n))
+    }
+
+    /// Queues an unstored frame (notification, RT) on the user's open connections: no push
+    /// decision, so the session's published view delivers it on this thread. A user without a
+    /// loaded session has no connection. Returns the connections reached.
+    pub(super) fn deliver_unstored(&self, user: UserKey, frame: Frame) -> usize {
         let deliver = Deliver {
-            frame: msg.dual(),
+            frame,
             seq: None,
             exclude: None,
             push: None,
         };
-        // No push decision: `handle` delivers from the published view. A user without a
-        // loaded session has no connection.
         let push = &self.inner.push;
-        let n = self
-            .inner
+        self.inner
             .registry
-            .with_session(UserKey::new(app, receiver), |s| {
-                s.handle(&deliver, push, false)
-            })
+            .with_session(user, |s| s.handle(&deliver, push, false))
             .flatten()
-            .unwrap_or(0);
-        Ok((msg.id, n))
+            .unwrap_or(0)
     }
 }

@@ -490,28 +490,14 @@ impl Dispatcher {
             content,
             timestamp: now_millis(),
         });
-        let msg = Deliver {
-            frame: Frame::Dual {
-                json: frame::unstored_message(id, &body),
-                binary: gob::Out::new(
-                    gob::cmd::NOTIFICATION,
-                    bytes::Bytes::copy_from_slice(content.as_bytes()),
-                ),
-            },
-            seq: None,
-            exclude: None,
-            push: None,
+        let note = Frame::Dual {
+            json: frame::unstored_message(id, &body),
+            binary: gob::Out::new(
+                gob::cmd::NOTIFICATION,
+                bytes::Bytes::copy_from_slice(content.as_bytes()),
+            ),
         };
-        // Straight to the session's published connections: without a push decision no
-        // settings are needed, so `handle` always delivers. A user without a loaded session
-        // has no connection: 0 devices.
-        let push = &self.inner.push;
-        let devices = self
-            .inner
-            .registry
-            .with_session(UserKey::new(app, receiver), |s| s.handle(&msg, push, false))
-            .flatten()
-            .unwrap_or(0);
+        let devices = self.deliver_unstored(UserKey::new(app, receiver), note);
         Ok((id, devices))
     }
 

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 
 use super::data;
 use super::params::{Params, app};
-use super::send::{prepare, send_stored};
 use crate::api::body::{RawBody, parse_json};
-use crate::dispatch::Content;
+use crate::api::messages::{draft, send_stored};
+use crate::dispatch::{Content, Draft};
 use crate::domain::{AppId, GroupId, MessageKind, Uid};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -41,11 +41,16 @@ pub async fn group_notification(
 ) -> ApiResult<HttpResponse> {
     let b: GroupNotification = parse_json(&body.0)?;
     let app = app(&state, b.appid, "appid")?;
-    let target = (MessageKind::GroupNotification, Uid(0), b.group_id.0);
-    let content = Content::Json(&b.notification);
-    let request = prepare(&req, &state, app, "im_group_notification", target, content)
+    let draft = draft(
+        MessageKind::GroupNotification,
+        Uid(0),
+        b.group_id.0,
+        &b.notification,
+    );
+    let endpoint = "im_group_notification";
+    let id = send_stored(&req, &state, app, endpoint, draft, &None)
+        .await
         .map_err(|e| rename_content(e, "notification"))?;
-    let id = send_stored(&state, request).await?;
     Ok(data(json!({ "msg_id": id })))
 }
 
@@ -93,9 +98,15 @@ pub async fn system(
     let mut ids = Vec::with_capacity(receivers.len());
     for uid in receivers {
         let endpoint = format!("im_system:{uid}");
-        let target = (MessageKind::System, Uid(0), uid.0);
-        let request = prepare(&req, &state, app, &endpoint, target, content)?;
-        ids.push(send_stored(&state, request).await?);
+        let draft = Draft {
+            kind: MessageKind::System,
+            sender: Uid(0),
+            to: uid.0,
+            content,
+            idempotency: None,
+            origin: None,
+        };
+        ids.push(send_stored(&req, &state, app, &endpoint, draft, &None).await?);
     }
     Ok(data(json!({ "msg_ids": ids })))
 }
@@ -125,9 +136,7 @@ pub async fn customer(
         ));
     }
     let app = app(&state, b.sender_appid, "sender_appid")?;
-    let target = (MessageKind::Customer, b.sender, b.receiver.0);
-    let content = Content::Json(&b.content);
-    let request = prepare(&req, &state, app, "im_customer", target, content)?;
-    let id = send_stored(&state, request).await?;
+    let draft = draft(MessageKind::Customer, b.sender, b.receiver.0, &b.content);
+    let id = send_stored(&req, &state, app, "im_customer", draft, &None).await?;
     Ok(data(json!({ "msg_id": id })))
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::data;
 use super::params::Params;
 use crate::api::body::RawBody;
-use crate::api::messages::{dispatch_error, idempotency, refused};
+use crate::api::messages::{dispatch_error, idempotency, refused, send_stored};
 use crate::apps::App;
 use crate::dispatch::{Content, Draft, SendRequest};
 use crate::domain::{MessageKind, Uid};
@@ -36,16 +36,6 @@ pub(super) fn prepare(
     SendRequest::prepare(app, state.settings.limits.content, draft).map_err(refused)
 }
 
-/// A prepared stored send through the dispatcher: its message id.
-pub(super) async fn send_stored(state: &AppState, request: SendRequest) -> ApiResult<u64> {
-    let sent = state
-        .dispatcher
-        .send(request)
-        .await
-        .map_err(dispatch_error)?;
-    Ok(sent.id)
-}
-
 /// A stored send from the query's `sender` to its `receiver`: `{"data":{"msg_id"}}`.
 async fn stored(
     req: HttpRequest,
@@ -56,9 +46,15 @@ async fn stored(
 ) -> ApiResult<HttpResponse> {
     let p = Params::of(&req)?;
     let app = p.app(&state)?;
-    let target = (kind, Uid(p.id("sender")?), p.id("receiver")?);
-    let request = prepare(&req, &state, app, endpoint, target, Content::Raw(&body.0))?;
-    let id = send_stored(&state, request).await?;
+    let draft = Draft {
+        kind,
+        sender: Uid(p.id("sender")?),
+        to: p.id("receiver")?,
+        content: Content::Raw(&body.0),
+        idempotency: None,
+        origin: None,
+    };
+    let id = send_stored(&req, &state, app, endpoint, draft, &None).await?;
     Ok(data(json!({ "msg_id": id })))
 }
 
