@@ -198,6 +198,11 @@ impl BinaryConnection {
             .await;
         match registered {
             Ok((registration, _)) => {
+                // As the original: a fresh login resets the reported unread count.
+                let store = self.dispatcher.store();
+                if let Err(e) = store.set_unread(info.user, 0).await {
+                    tracing::debug!(error = %e, "unread count not reset");
+                }
                 if let Codec::Binary {
                     version: v, app, ..
                 } = &mut wire.codec

@@ -109,6 +109,16 @@ async fn system_messages_are_announced_and_synced_and_notifications_are_live() {
         .query(&mut app.redis())
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(unread, "5");
+    // A new login resets it, as the original does.
+    let mut again = Client::online(&app, 2, Over::Ws, 1).await;
+    again.send(PING, 0, &[]).await;
+    again.until(PONG).await;
+    let unread: String = redis::cmd("HGET")
+        .arg(format!("users_{APP_A}_2"))
+        .arg("unread")
+        .query(&mut app.redis())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(unread, "0");
 }
 
 #[actix_web::test]
