@@ -280,3 +280,13 @@ pub fn metadata(f: &Got) -> (i64, i64) {
     assert_eq!(&f.body[16..], &[0u8; 16]);
     (f.i64_at(0), f.i64_at(8))
 }
+
+/// A field of user `uid`'s hash `users_<appid>_<uid>` (redis-backed apps), where the original
+/// kept sync keys and unread counts.
+pub fn user_field(app: &TestApp, uid: u64, field: &str) -> String {
+    redis::cmd("HGET")
+        .arg(format!("users_{}_{uid}", crate::helpers::APP_A))
+        .arg(field)
+        .query(&mut app.redis())
+        .unwrap_or_else(|e| panic!("{e}"))
+}

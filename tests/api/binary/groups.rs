@@ -119,11 +119,7 @@ async fn super_group_messages_use_the_group_key_and_sync_group() {
         let end = two.until(SYNC_GROUP_END).await.pop();
         assert_eq!(end.map(|f| f.i64_at(8)), Some(gkey));
         if backend == Backend::Redis {
-            let stored: String = redis::cmd("HGET")
-                .arg(format!("users_{APP_A}_2"))
-                .arg(format!("group_sync_key_{gid}"))
-                .query(&mut app.redis())
-                .unwrap_or_else(|e| panic!("{e}"));
+            let stored = user_field(&app, 2, &format!("group_sync_key_{gid}"));
             assert_eq!(stored, gkey.to_string());
         }
     }

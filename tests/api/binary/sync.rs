@@ -44,13 +44,7 @@ async fn sync_pages_the_inbox_and_sync_key_is_kept_for_the_next_connection() {
         c.send(PING, 0, &[]).await;
         c.until(PONG).await;
         if backend == Backend::Redis {
-            let mut r = app.redis();
-            let key: String = redis::cmd("HGET")
-                .arg(format!("users_{APP_A}_2"))
-                .arg("sync_key")
-                .query(&mut r)
-                .unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(key, "3", "the original's field");
+            assert_eq!(user_field(&app, 2, "sync_key"), "3", "the original's field");
         }
         // A new device syncing from 0 starts at the confirmed key.
         let mut d = Client::online(&app, 2, Over::Ws, 2).await;
@@ -103,22 +97,12 @@ async fn system_messages_are_announced_and_synced_and_notifications_are_live() {
     c.send(UNREAD_COUNT, 0, &5i32.to_be_bytes()).await;
     c.send(PING, 0, &[]).await;
     c.until(PONG).await;
-    let unread: String = redis::cmd("HGET")
-        .arg(format!("users_{APP_A}_2"))
-        .arg("unread")
-        .query(&mut app.redis())
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(unread, "5");
+    assert_eq!(user_field(&app, 2, "unread"), "5");
     // A new login resets it, as the original does.
     let mut again = Client::online(&app, 2, Over::Ws, 1).await;
     again.send(PING, 0, &[]).await;
     again.until(PONG).await;
-    let unread: String = redis::cmd("HGET")
-        .arg(format!("users_{APP_A}_2"))
-        .arg("unread")
-        .query(&mut app.redis())
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(unread, "0");
+    assert_eq!(user_field(&app, 2, "unread"), "0");
 }
 
 #[actix_web::test]
