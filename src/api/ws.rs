@@ -52,7 +52,7 @@ fn query(q: Option<&str>) -> ApiResult<WsQuery> {
     get, path = "/ws", tag = "websocket", security(("client" = []), ("token_query" = [])),
     params(WsQuery),
     responses(
-        (status = 101, description = "switched to the WebSocket protocol (README \"WebSocket protocol\")"),
+        (status = 101, description = "switched to the WebSocket protocol: with a token, the JSON protocol (README \"WebSocket protocol\"); without one, the GoBelieve binary protocol, authenticated by its first frame (README \"GoBelieve binary protocol\")"),
     ),
 )]
 pub async fn connect(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
