@@ -2,7 +2,8 @@
 //! router: the handler authenticates (401 before the upgrade), registers the connection, answers
 //! 101 on the raw socket and hands the socket to the dispatcher's lean connection loop — no
 //! HTTP-layer buffers stay behind a WebSocket. A plain GET /ws (no upgrade) is routed normally
-//! and answered 400.
+//! and answered 400. An upgrade without a token is the GoBelieve binary protocol (the JS SDK
+//! sends none): accepted unauthenticated, its first frame is AUTH_TOKEN (`dispatch::gob`).
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
