@@ -196,3 +196,58 @@ fn write_ws_header(buf: &mut BytesMut, opcode: u8, len: usize) {
         buf.put_u64(len as u64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binary(transport: Transport, version: u8) -> Wire {
+        Wire {
+            transport,
+            codec: Codec::Binary {
+                version,
+                seq: 0,
+                app: AppId(7),
+            },
+        }
+    }
+
+    #[test]
+    fn an_ack_with_metadata_is_two_numbered_frames_in_the_connections_version() {
+        for (version, ack_len) in [(1u8, 4usize), (2, 5)] {
+            let mut wire = binary(Transport::Tcp, version);
+            let mut buf = BytesMut::new();
+            let ack = gob::Out::ack(9, 0, 0, Some((5, 4)));
+            wire.encode(&Frame::Gob(ack), &mut buf);
+            assert_eq!(buf.len(), 12 + 32 + 12 + ack_len, "v{version}");
+            assert_eq!(
+                &buf[..12],
+                &[0, 0, 0, 32, 0, 0, 0, 1, cmd::METADATA, version, 0, 0]
+            );
+            let h = &buf[44..56];
+            assert_eq!(
+                h,
+                &[0, 0, 0, ack_len as u8, 0, 0, 0, 2, cmd::ACK, version, 0, 0]
+            );
+            assert_eq!(&buf[56..60], &9i32.to_be_bytes());
+        }
+    }
+
+    #[test]
+    fn on_a_websocket_each_binary_frame_is_its_own_message_and_json_is_skipped() {
+        let mut wire = binary(Transport::WebSocket, 1);
+        let mut buf = BytesMut::new();
+        wire.encode(&Frame::Text(Bytes::from_static(b"{}")), &mut buf);
+        assert!(buf.is_empty(), "a JSON frame has no binary form");
+        wire.encode(
+            &Frame::Gob(gob::Out::new(cmd::PONG, Bytes::new())),
+            &mut buf,
+        );
+        assert_eq!(
+            &buf[..2],
+            &[0x82, 12],
+            "a final binary message of one 12-byte frame"
+        );
+        assert_eq!(buf.len(), 14);
+    }
+}
