@@ -18,6 +18,7 @@ const DEFAULTS: &str = include_str!("../config/default.toml");
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub http: HttpSettings,
+    pub im_http: ImHttpSettings,
     pub store: StoreSettings,
     #[serde(default)]
     pub node: NodeSettings,
@@ -26,8 +27,17 @@ pub struct Settings {
     pub limits: Limits,
     pub customers: CustomerSettings,
     pub media: MediaSettings,
+    pub binary: BinarySettings,
     #[serde(default)]
     pub apps: Vec<AppSettings>,
+}
+
+/// The GoBelieve binary protocol's TCP listener (README "GoBelieve binary protocol").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BinarySettings {
+    /// Address of the TCP listener (the original's port is 23000); empty = off.
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,6 +88,14 @@ pub struct HttpSettings {
     pub cors_origins: Vec<String>,
     /// A separate address for GET /metrics; empty = the main listener.
     pub metrics_listen: String,
+}
+
+/// The original im server's HTTP API on its own listener (README "The im server's HTTP API").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImHttpSettings {
+    /// Address to serve it on; empty = off. No authentication: a private address only.
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -157,6 +175,8 @@ pub struct Limits {
     pub inbox_len: u64,
     pub outbound_queue: usize,
     pub ws_idle_timeout_secs: u64,
+    /// Idle limit of binary-protocol connections: SDKs ping only every 180 s.
+    pub binary_idle_timeout_secs: u64,
     pub ws_ping_interval_secs: u64,
     pub ws_max_frame: usize,
     pub ws_max_bad_frames: u32,
@@ -306,6 +326,12 @@ impl Settings {
         if self.store.pool_size == 0 {
             return fail("store.pool_size must be at least 1".into());
         }
+        let binary = &self.binary.listen;
+        if !binary.is_empty() && binary.parse::<SocketAddr>().is_err() {
+            return fail(format!(
+                "binary.listen must be empty (off) or an address like 0.0.0.0:23000, got {binary:?}"
+            ));
+        }
         if self.store.timeout_ms == 0 {
             return fail("store.timeout_ms must be at least 1".into());
         }
@@ -354,6 +380,12 @@ impl Settings {
         }
         if l.idempotency_ttl_secs == 0 {
             return fail("limits.idempotency_ttl_secs must be at least 1".into());
+        }
+        if l.binary_idle_timeout_secs < 190 {
+            return fail(
+                "limits.binary_idle_timeout_secs must be at least 190: GoBelieve SDKs ping every 180 s"
+                    .into(),
+            );
         }
         if l.inbox_len == 0 || l.ws_idle_timeout_secs == 0 || l.ws_ping_interval_secs == 0 {
             return fail(

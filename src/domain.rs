@@ -52,6 +52,10 @@ id_type!(
     /// (`GroupKey` names one).
     GroupId
 );
+id_type!(
+    /// A chat room id, chosen by the app (rooms are not stored; README "Chat rooms").
+    RoomId
+);
 
 /// Parses a positive decimal id, naming what is wrong.
 pub fn parse_id(s: &str) -> Result<u64, String> {
@@ -152,6 +156,55 @@ impl<'de> Deserialize<'de> for Flag {
             }
         }
         d.deserialize_any(V).map(Flag)
+    }
+}
+
+/// What a message is (SPEC §5.2): decides who receives it, whether it is stored and pushed,
+/// and how each protocol writes it. Every entry point (HTTP, JSON WebSocket, binary) names
+/// the kind with this one type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageKind {
+    Peer,
+    Group,
+    GroupNotification,
+    System,
+    Notification,
+    Customer,
+    /// A chat-room message: live only (README "Chat rooms").
+    Room,
+    /// A real-time peer message: live only, never stored or pushed.
+    Rt,
+}
+
+impl MessageKind {
+    /// The `kind` of the JSON wire and of stored records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Peer => "peer",
+            MessageKind::Group => "group",
+            MessageKind::GroupNotification => "group_notification",
+            MessageKind::System => "system",
+            MessageKind::Notification => "notification",
+            MessageKind::Customer => "customer",
+            MessageKind::Room => "room",
+            MessageKind::Rt => "rt",
+        }
+    }
+
+    /// The kind named `s` (the JSON wire's `kind`), if any.
+    pub fn parse(s: &str) -> Option<MessageKind> {
+        [
+            MessageKind::Peer,
+            MessageKind::Group,
+            MessageKind::GroupNotification,
+            MessageKind::System,
+            MessageKind::Notification,
+            MessageKind::Customer,
+            MessageKind::Room,
+            MessageKind::Rt,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod dispatch;
 pub mod domain;
 pub mod error;
+pub mod im_http;
 pub mod loadgen;
 pub mod media;
 pub mod push;

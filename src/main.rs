@@ -31,14 +31,14 @@ enum Command {
         node_id: Option<String>,
     },
     /// Generate load against a running server and report what it measured.
-    Loadgen(LoadOptions),
+    Loadgen(Box<LoadOptions>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config, node_id } => serve(config, node_id),
-        Command::Loadgen(opts) => loadgen(opts),
+        Command::Loadgen(opts) => loadgen(*opts),
     }
 }
 

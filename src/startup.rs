@@ -24,10 +24,14 @@ use crate::store::Store;
 
 pub struct Application {
     addr: SocketAddr,
+    /// The GoBelieve binary protocol's TCP listener, when `binary.listen` is set.
+    binary_addr: Option<SocketAddr>,
     server: Server,
-    /// The separate /metrics listener, when `http.metrics_listen` is set, and its address.
-    metrics: Option<Server>,
+    /// The separate listeners (`/metrics` when `http.metrics_listen` is set, the im HTTP API
+    /// when `im_http.listen` is), started and stopped with the main one.
+    side: Vec<Server>,
     metrics_addr: Option<SocketAddr>,
+    im_http_addr: Option<SocketAddr>,
     state: web::Data<AppState>,
 }
 
@@ -82,6 +86,8 @@ impl Application {
             shutting_down: Default::default(),
             settings: settings.clone(),
         });
+        let binary = bind_binary(&settings.binary.listen)?;
+        let binary_addr = binary.as_ref().and_then(|l| l.local_addr().ok());
         let app_state = state.clone();
         let cors_origins = settings.http.cors_origins.clone();
         let metrics_apart = !settings.http.metrics_listen.is_empty();
@@ -118,9 +124,16 @@ impl Application {
                     }))
                     .finish(map_config(app, |_| AppConfig::default()))
                     .tcp()
-            })?
-            .run();
+            })?;
+        let server = match binary {
+            Some(listener) => listen_binary(server, listener, state.clone())?,
+            None => server,
+        }
+        .run();
         tracing::info!("listening on {addr}");
+        if let Some(at) = binary_addr {
+            tracing::info!("GoBelieve binary protocol on {at}");
+        }
         let metrics = if metrics_apart {
             let at = &settings.http.metrics_listen;
             let server = HttpServer::new(|| {
@@ -139,11 +152,22 @@ impl Application {
             (None, None)
         };
         let (metrics, metrics_addr) = metrics;
+        let mut side: Vec<Server> = metrics.into_iter().collect();
+        let im_http_addr = match settings.im_http.listen.as_str() {
+            "" => None,
+            at => {
+                let (server, bound) = crate::im_http::server(state.clone(), at, workers)?;
+                side.push(server);
+                Some(bound)
+            }
+        };
         Ok(Application {
             addr,
+            binary_addr,
             server,
-            metrics,
+            side,
             metrics_addr,
+            im_http_addr,
             state,
         })
     }
@@ -152,9 +176,19 @@ impl Application {
         self.addr
     }
 
+    /// Where the binary protocol's TCP listener is, when `binary.listen` is set.
+    pub fn binary_addr(&self) -> Option<SocketAddr> {
+        self.binary_addr
+    }
+
     /// Where `/metrics` is served when it has its own listener.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Where the im HTTP API is served, when `im_http.listen` is set.
+    pub fn im_http_addr(&self) -> Option<SocketAddr> {
+        self.im_http_addr
     }
 
     pub fn state(&self) -> web::Data<AppState> {
@@ -167,12 +201,9 @@ impl Application {
 
     /// Serves until the server is stopped through its handle.
     pub async fn run(self) -> std::io::Result<()> {
-        let metrics = self.metrics.map(|m| (m.handle(), actix_web::rt::spawn(m)));
+        let side = start_side(self.side);
         let r = self.server.await;
-        if let Some((handle, task)) = metrics {
-            handle.stop(false).await;
-            let _ = task.await;
-        }
+        stop_side(side).await;
         r
     }
 
@@ -180,7 +211,7 @@ impl Application {
     /// exits.
     pub async fn run_until_signal(self, signal: ShutdownSignal) -> anyhow::Result<()> {
         let handle = self.server.handle();
-        let metrics = self.metrics.map(|m| (m.handle(), actix_web::rt::spawn(m)));
+        let side = start_side(self.side);
         let server = actix_web::rt::spawn(self.server);
         let signal = signal.recv().await;
         tracing::info!(
@@ -201,10 +232,7 @@ impl Application {
         self.state.dispatcher.flush_push(grace).await;
         self.state.store.leave().await;
         let _ = server.await;
-        if let Some((handle, task)) = metrics {
-            handle.stop(false).await;
-            let _ = task.await;
-        }
+        stop_side(side).await;
         tracing::info!("stopped");
         Ok(())
     }
@@ -221,6 +249,51 @@ fn node_name(id: &str) -> String {
     }
     let base = if id.is_empty() { "node" } else { id };
     format!("{base}-{:02x}{:02x}{:02x}", b[0], b[1], b[2])
+}
+
+/// The separate listeners, running.
+type Running = Vec<(
+    ServerHandle,
+    actix_web::rt::task::JoinHandle<std::io::Result<()>>,
+)>;
+
+fn start_side(side: Vec<Server>) -> Running {
+    side.into_iter()
+        .map(|s| (s.handle(), actix_web::rt::spawn(s)))
+        .collect()
+}
+
+async fn stop_side(running: Running) {
+    for (handle, task) in running {
+        handle.stop(false).await;
+        let _ = task.await;
+    }
+}
+
+/// The binary protocol's TCP listener (`binary.listen`; empty: none).
+fn bind_binary(at: &str) -> anyhow::Result<Option<std::net::TcpListener>> {
+    if at.is_empty() {
+        return Ok(None);
+    }
+    std::net::TcpListener::bind(at)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("cannot listen on binary.listen {at}: {e}"))
+}
+
+/// Serves the binary protocol on `listener`, on the HTTP server's workers (each connection
+/// runs on the worker that accepted it, beside that worker's delivery hub).
+fn listen_binary(
+    server: actix_server::ServerBuilder,
+    listener: std::net::TcpListener,
+    state: web::Data<AppState>,
+) -> std::io::Result<actix_server::ServerBuilder> {
+    server.listen("gobelieve-binary", listener, move || {
+        let state = state.clone();
+        fn_service(move |io: tokio::net::TcpStream| {
+            api::gobelieve::serve_tcp(state.clone(), io);
+            async { Ok::<_, ()>(()) }
+        })
+    })
 }
 
 /// SIGINT/SIGTERM, listened for from the moment this is created (before anything is logged

@@ -58,6 +58,20 @@ impl<T: DeserializeOwned + 'static> FromRequest for MembersDoc<T> {
     }
 }
 
+/// A request body as it is (the im server's HTTP API takes raw content), read under
+/// `limits.request_body`.
+pub struct RawBody(pub bytes::Bytes);
+
+impl FromRequest for RawBody {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_body(req, payload);
+        Box::pin(async move { Ok(RawBody(body.await?.freeze())) })
+    }
+}
+
 /// Reads the whole body under `limits.request_body` (see `read_limited`).
 fn read_body(
     req: &HttpRequest,

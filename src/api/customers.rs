@@ -7,14 +7,12 @@ use serde_json::{Value, json};
 
 use super::auth::{ClientAuth, ServerAuth};
 use super::body::{JsonBody, check_name, path_id};
-use super::messages::{dispatch_error, prepare_send};
+use super::messages::{draft, send_stored};
 use super::openapi::IdempotencyKey;
 use super::openapi::answers::{MsgId, MySupporter, Removed, SupporterAdded, SupporterRow};
 use super::openapi::schemas::Envelope;
 use crate::apps::App;
-use crate::dispatch::PeerSend;
-use crate::dispatch::frame::Kind;
-use crate::domain::{AppId, Uid, UserKey, parse_id};
+use crate::domain::{AppId, MessageKind, Uid, UserKey, parse_id};
 use crate::error::{ApiError, ApiResult, ok};
 use crate::state::AppState;
 use crate::store::Supporter;
@@ -232,26 +230,7 @@ pub async fn send(
     state: web::Data<AppState>,
     JsonBody(b): JsonBody<CustomerMessageBody>,
 ) -> ApiResult<HttpResponse> {
-    let (content, idem) = prepare_send(
-        &req,
-        &state,
-        &auth.0,
-        "customers",
-        &b.content,
-        &b.client_msg_id,
-    )?;
-    let sent = state
-        .dispatcher
-        .send_peer(PeerSend {
-            kind: Kind::Customer,
-            app: auth.0.id,
-            sender: b.sender,
-            receiver: b.receiver,
-            content: &content,
-            idempotency: idem,
-            origin: None,
-        })
-        .await
-        .map_err(dispatch_error)?;
-    Ok(ok(json!({ "msg_id": sent.id })))
+    let draft = draft(MessageKind::Customer, b.sender, b.receiver.0, &b.content);
+    let id = send_stored(&req, &state, &auth.0, "customers", draft, &b.client_msg_id).await?;
+    Ok(ok(json!({ "msg_id": id })))
 }

@@ -6,12 +6,12 @@ use serde_json::{Value, json};
 
 use super::auth::ServerAuth;
 use super::body::{JsonBody, MembersDoc, check_name, path_id};
-use super::messages::{dispatch_error, prepare_send};
+use super::messages::{dispatch_error, draft, send_stored};
 use super::openapi::IdempotencyKey;
 use super::openapi::answers::{Added, GroupCreated, GroupInfo, MsgId, Removed, Upgraded};
 use super::openapi::schemas::{AddMembers, Envelope, Null, RemoveMembers};
 use crate::dispatch::{MemberSpec, NewGroup};
-use crate::domain::{Flag, GroupId, Uid};
+use crate::domain::{Flag, GroupId, MessageKind, Uid};
 use crate::error::{ApiError, ApiResult, ok, ok_empty};
 use crate::state::AppState;
 use crate::store::MemberPatch;
@@ -399,20 +399,9 @@ pub async fn send(
     state: web::Data<AppState>,
     JsonBody(b): JsonBody<GroupMessageBody>,
 ) -> ApiResult<HttpResponse> {
-    let (content, idem) = prepare_send(
-        &req,
-        &state,
-        &auth.0,
-        "groups",
-        &b.content,
-        &b.client_msg_id,
-    )?;
-    let sent = state
-        .dispatcher
-        .send_group(auth.0.id, b.sender, b.receiver, &content, idem, None)
-        .await
-        .map_err(dispatch_error)?;
-    Ok(ok(json!({ "msg_id": sent.id })))
+    let draft = draft(MessageKind::Group, b.sender, b.receiver.0, &b.content);
+    let id = send_stored(&req, &state, &auth.0, "groups", draft, &b.client_msg_id).await?;
+    Ok(ok(json!({ "msg_id": id })))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -436,18 +425,14 @@ pub async fn notify(
     state: web::Data<AppState>,
     JsonBody(b): JsonBody<GroupNotificationBody>,
 ) -> ApiResult<HttpResponse> {
-    let (content, idem) = prepare_send(
-        &req,
-        &state,
-        &auth.0,
-        "group_notifications",
+    // No sender: the notification is the group's (the draft's sender is not used).
+    let draft = draft(
+        MessageKind::GroupNotification,
+        Uid(0),
+        b.group_id.0,
         &b.content,
-        &b.client_msg_id,
-    )?;
-    let sent = state
-        .dispatcher
-        .send_group_notification(auth.0.id, b.group_id, &content, idem)
-        .await
-        .map_err(dispatch_error)?;
-    Ok(ok(json!({ "msg_id": sent.id })))
+    );
+    let endpoint = "group_notifications";
+    let id = send_stored(&req, &state, &auth.0, endpoint, draft, &b.client_msg_id).await?;
+    Ok(ok(json!({ "msg_id": id })))
 }

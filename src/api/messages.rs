@@ -9,9 +9,10 @@ use super::body::JsonBody;
 use super::openapi::IdempotencyKey;
 use super::openapi::answers::{Dequeued, MsgId, NotificationSent, Offline};
 use super::openapi::schemas::{Envelope, StoredMessage};
-use crate::dispatch::frame::Kind;
-use crate::dispatch::{DispatchError, PeerSend};
-use crate::domain::{AppId, Uid, UserKey};
+use crate::dispatch::{
+    Content, DispatchError, Draft, KeyScope, SendRefused, SendRequest, content_text,
+};
+use crate::domain::{AppId, MessageKind, Uid, UserKey};
 use crate::error::{ApiError, ApiResult, ok};
 use crate::state::AppState;
 use crate::store::device_key;
@@ -34,6 +35,23 @@ pub fn dispatch_error(e: DispatchError) -> ApiError {
     }
 }
 
+/// Maps a refused send to the HTTP error.
+pub fn refused(e: SendRefused) -> ApiError {
+    match e {
+        SendRefused::RateLimited(wait) => ApiError::rate_limited(wait),
+        SendRefused::ContentTooLarge { .. } => ApiError::too_large(e.code(), e.to_string()),
+        SendRefused::ContentNotText | SendRefused::ContentNotUtf8 => {
+            ApiError::invalid_field("content", "must be a string or a JSON object")
+        }
+        SendRefused::InvalidTarget => ApiError::invalid_field("receiver", "must be a positive id"),
+        SendRefused::InvalidIdempotencyKey => ApiError::bad_request(
+            "invalid_idempotency_key",
+            "the idempotency key must be 1 to 128 characters",
+        ),
+        SendRefused::CustomerOnly(_) => ApiError::forbidden(e.code(), e.to_string()),
+    }
+}
+
 /// One send from the app's per-second budget (429 with `Retry-After` when spent).
 pub(super) fn take_send(app: &crate::apps::App) -> ApiResult<()> {
     app.take_send().map_err(ApiError::rate_limited)
@@ -41,33 +59,49 @@ pub(super) fn take_send(app: &crate::apps::App) -> ApiResult<()> {
 
 /// `content` as stored text: a string, or an object's JSON text; 413 past the limit.
 pub(super) fn content(state: &AppState, v: &Value) -> ApiResult<String> {
-    crate::dispatch::content_text(v, state.settings.limits.content).map_err(
-        |(code, msg)| match code {
-            "content_too_large" => ApiError::too_large(code, msg),
-            _ => ApiError::invalid_field("content", "must be a string or a JSON object"),
-        },
-    )
+    content_text(Content::Json(v), state.settings.limits.content).map_err(refused)
 }
 
-/// The common start of a stored send: one unit of the app's budget, the content as stored
-/// text, and the idempotency key for `endpoint`.
-pub(super) fn prepare_send(
+/// A stored send through the one send preparation: the idempotency key of `endpoint` (header
+/// or `client_msg_id`), the content, the budget; then the dispatcher. The message's id.
+pub(crate) async fn send_stored(
     req: &HttpRequest,
     state: &AppState,
     app: &crate::apps::App,
     endpoint: &str,
-    content_value: &Value,
+    draft: Draft<'_>,
     client_msg_id: &Option<Value>,
-) -> ApiResult<(String, Option<String>)> {
-    take_send(app)?;
-    let text = content(state, content_value)?;
-    let key = idempotency(req, app.id, endpoint, client_msg_id)?;
-    Ok((text, key))
+) -> ApiResult<u64> {
+    let idempotency = idempotency(req, app.id, endpoint, client_msg_id)?;
+    let draft = Draft {
+        idempotency,
+        ..draft
+    };
+    let request =
+        SendRequest::prepare(app, state.settings.limits.content, draft).map_err(refused)?;
+    let sent = state
+        .dispatcher
+        .send(request)
+        .await
+        .map_err(dispatch_error)?;
+    Ok(sent.id)
+}
+
+/// A draft of a stored send from `sender` to `to`, its idempotency key still to be added.
+pub(crate) fn draft(kind: MessageKind, sender: Uid, to: u64, content: &Value) -> Draft<'_> {
+    Draft {
+        kind,
+        sender,
+        to,
+        content: Content::Json(content),
+        idempotency: None,
+        origin: None,
+    }
 }
 
 /// The idempotency key of a send: the `Idempotency-Key` header or the body's `client_msg_id`,
 /// namespaced by app and endpoint.
-pub(super) fn idempotency(
+pub(crate) fn idempotency(
     req: &HttpRequest,
     app: AppId,
     endpoint: &str,
@@ -90,14 +124,9 @@ pub(super) fn idempotency(
             ));
         }
     };
-    match key {
-        Some(k) if k.is_empty() || k.len() > 128 => Err(ApiError::bad_request(
-            "invalid_idempotency_key",
-            "the idempotency key must be 1 to 128 characters",
-        )),
-        Some(k) => Ok(Some(format!("http:{app}:{endpoint}:{k}"))),
-        None => Ok(None),
-    }
+    key.map(|k| KeyScope::Http { app, endpoint }.key(&k))
+        .transpose()
+        .map_err(refused)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -122,28 +151,14 @@ pub async fn peers(
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<PeerBody>,
 ) -> ApiResult<HttpResponse> {
-    let (content, idempotency) = prepare_send(
-        &req,
-        &state,
-        &auth.0,
-        "peers",
+    let draft = draft(
+        MessageKind::Peer,
+        body.sender,
+        body.receiver.0,
         &body.content,
-        &body.client_msg_id,
-    )?;
-    let sent = state
-        .dispatcher
-        .send_peer(PeerSend {
-            kind: Kind::Peer,
-            app: auth.0.id,
-            sender: body.sender,
-            receiver: body.receiver,
-            content: &content,
-            idempotency,
-            origin: None,
-        })
-        .await
-        .map_err(dispatch_error)?;
-    Ok(ok(json!({ "msg_id": sent.id })))
+    );
+    let id = send_stored(&req, &state, &auth.0, "peers", draft, &body.client_msg_id).await?;
+    Ok(ok(json!({ "msg_id": id })))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -167,20 +182,15 @@ pub async fn systems(
     state: web::Data<AppState>,
     JsonBody(body): JsonBody<ToUserBody>,
 ) -> ApiResult<HttpResponse> {
-    let (content, idempotency) = prepare_send(
-        &req,
-        &state,
-        &auth.0,
-        "systems",
+    // A system message has no sender; the receiver stands in (never shown: no `sender`).
+    let draft = draft(
+        MessageKind::System,
+        body.receiver,
+        body.receiver.0,
         &body.content,
-        &body.client_msg_id,
-    )?;
-    let sent = state
-        .dispatcher
-        .send_system(auth.0.id, body.receiver, &content, idempotency)
-        .await
-        .map_err(dispatch_error)?;
-    Ok(ok(json!({ "msg_id": sent.id })))
+    );
+    let id = send_stored(&req, &state, &auth.0, "systems", draft, &body.client_msg_id).await?;
+    Ok(ok(json!({ "msg_id": id })))
 }
 
 /// POST /messages/notifications (S): online devices only, not stored.

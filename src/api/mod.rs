@@ -17,12 +17,14 @@ macro_rules! on {
 pub mod auth;
 pub mod body;
 mod customers;
+pub mod gobelieve;
 mod groups;
 mod health;
 mod media;
 pub mod messages;
 pub mod openapi;
 mod registration;
+mod rooms;
 mod users;
 pub mod ws;
 
@@ -186,6 +188,7 @@ pub fn table(with_metrics: bool) -> Vec<Entry> {
         Entry::new("/messages/customers", vec![on!(POST, customers::send)]),
         Entry::new("/messages/offline", vec![on!(GET, messages::offline)]),
         Entry::new("/messages/systems", vec![on!(POST, messages::systems)]),
+        Entry::new("/messages/rooms", vec![on!(POST, rooms::send)]),
         Entry::new(
             "/messages/notifications",
             vec![on!(POST, messages::notifications)],

@@ -2,7 +2,8 @@
 //! router: the handler authenticates (401 before the upgrade), registers the connection, answers
 //! 101 on the raw socket and hands the socket to the dispatcher's lean connection loop — no
 //! HTTP-layer buffers stay behind a WebSocket. A plain GET /ws (no upgrade) is routed normally
-//! and answered 400.
+//! and answered 400. An upgrade without a token is the GoBelieve binary protocol (the JS SDK
+//! sends none): accepted unauthenticated, its first frame is AUTH_TOKEN (`dispatch::gob`).
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -16,8 +17,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::auth::authenticate_token;
+use super::gobelieve::resolver;
 use super::messages::dispatch_error;
-use crate::dispatch::{Accepted, ConnectionInfo};
+use crate::dispatch::{Accepted, BinaryConnection, ConnectionInfo, Transport};
 use crate::domain::Platform;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -51,7 +53,7 @@ fn query(q: Option<&str>) -> ApiResult<WsQuery> {
     get, path = "/ws", tag = "websocket", security(("client" = []), ("token_query" = [])),
     params(WsQuery),
     responses(
-        (status = 101, description = "switched to the WebSocket protocol (README \"WebSocket protocol\")"),
+        (status = 101, description = "switched to the WebSocket protocol: with a token, the JSON protocol (README \"WebSocket protocol\"); without one, the GoBelieve binary protocol, authenticated by its first frame (README \"GoBelieve binary protocol\")"),
     ),
 )]
 pub async fn connect(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
@@ -81,9 +83,11 @@ pub async fn upgrade(
             let head = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: {key}\r\n\r\n"
             );
-            match io.write_all(head.as_bytes()).await {
-                Ok(()) => accepted.run(io, read),
-                Err(_) => accepted.abandon().await,
+            match (io.write_all(head.as_bytes()).await, accepted) {
+                (Ok(()), Upgraded::Json(a)) => a.run(io, read),
+                (Ok(()), Upgraded::Binary(c)) => c.run(io, read),
+                (Err(_), Upgraded::Json(a)) => a.abandon().await,
+                (Err(_), Upgraded::Binary(_)) => {}
             }
             101
         }
@@ -118,8 +122,17 @@ pub async fn upgrade(
     Ok(())
 }
 
+/// An upgraded connection's protocol.
+enum Upgraded {
+    /// Our JSON protocol: authenticated by the upgrade request's token.
+    Json(Accepted),
+    /// No token on the upgrade (the GoBelieve JS SDK sends none): the binary protocol, whose
+    /// first frame is AUTH_TOKEN. A text frame on it closes the connection.
+    Binary(BinaryConnection),
+}
+
 /// Checks the upgrade request and registers the connection; the `Sec-WebSocket-Accept` value.
-async fn accept(state: &AppState, req: &Request) -> ApiResult<(Accepted, String)> {
+async fn accept(state: &web::Data<AppState>, req: &Request) -> ApiResult<(Upgraded, String)> {
     if req.path() != "/ws" {
         return Err(ApiError::not_found(
             "not_found",
@@ -145,7 +158,15 @@ async fn accept(state: &AppState, req: &Request) -> ApiResult<(Accepted, String)
         return Err(refuse());
     }
     let q = query(req.uri().query())?;
-    let auth = authenticate_token(state, &token(req.headers(), &q)?).await?;
+    let key = handshake_key(req)?;
+    let Ok(token) = token(req.headers(), &q) else {
+        let conn = state
+            .dispatcher
+            .accept_binary(Transport::WebSocket, resolver(state.clone()))
+            .map_err(dispatch_error)?;
+        return Ok((Upgraded::Binary(conn), key));
+    };
+    let auth = authenticate_token(state, &token).await?;
     let device_id = q.device_id.unwrap_or_default();
     if device_id.len() > 128 {
         return Err(ApiError::bad_request(
@@ -153,15 +174,6 @@ async fn accept(state: &AppState, req: &Request) -> ApiResult<(Accepted, String)
             "`device_id` is longer than 128 bytes",
         ));
     }
-    actix_http::ws::verify_handshake(req.head()).map_err(|e| {
-        ApiError::bad_request("not_websocket", format!("bad WebSocket handshake: {e}"))
-    })?;
-    let key = req
-        .headers()
-        .get(actix_web::http::header::SEC_WEBSOCKET_KEY)
-        .map(|k| actix_http::ws::hash_key(k.as_bytes()))
-        .ok_or_else(|| ApiError::bad_request("not_websocket", "Sec-WebSocket-Key is missing"))?;
-    let key = String::from_utf8_lossy(&key).into_owned();
     let info = ConnectionInfo {
         user: auth.user,
         app: auth.app,
@@ -179,5 +191,18 @@ async fn accept(state: &AppState, req: &Request) -> ApiResult<(Accepted, String)
         accepted.abandon().await;
         return Err(refuse());
     }
-    Ok((accepted, key))
+    Ok((Upgraded::Json(accepted), key))
+}
+
+/// The `Sec-WebSocket-Accept` value of a valid handshake.
+fn handshake_key(req: &Request) -> ApiResult<String> {
+    actix_http::ws::verify_handshake(req.head()).map_err(|e| {
+        ApiError::bad_request("not_websocket", format!("bad WebSocket handshake: {e}"))
+    })?;
+    let key = req
+        .headers()
+        .get(actix_web::http::header::SEC_WEBSOCKET_KEY)
+        .map(|k| actix_http::ws::hash_key(k.as_bytes()))
+        .ok_or_else(|| ApiError::bad_request("not_websocket", "Sec-WebSocket-Key is missing"))?;
+    Ok(String::from_utf8_lossy(&key).into_owned())
 }

@@ -17,13 +17,12 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::Dispatcher;
-use super::frame::{self, Spliced};
+use super::frame::Spliced;
 use super::group::Relay;
 use super::outbox::{CloseReason, Frame, Outbox};
 use super::session::{Deliver, Reload};
 use crate::domain::{GroupKey, UserKey};
 use crate::store::cluster::{BusEvent, BusStatus};
-use crate::store::stored_seq;
 
 /// Events waiting for the consumer; past this the subscriber waits (and Redis buffers).
 const EVENTS: usize = 8192;
@@ -233,8 +232,8 @@ async fn fill(store: &crate::store::Store, user: UserKey, outbox: &Outbox, from:
         Ok(records) => {
             metrics::counter!("imd_messages_repaired_total").increment(records.len() as u64);
             for r in &records {
-                if let Some(seq) = stored_seq(r) {
-                    outbox.push_seq(seq, Frame::Text(frame::stored_message(r)));
+                if let Some((parts, seq)) = Spliced::from_stored(r, "seq") {
+                    outbox.push_seq(seq, Frame::Spliced(parts, seq));
                 }
             }
         }

@@ -5,35 +5,15 @@
 //! `{"type":"message","id":N,"seq":`, the recipient's seq and a comma. Recipients share the
 //! encoded bytes by reference count; only the seq digits differ per recipient.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
-use crate::domain::{AppId, GroupId, Uid};
+use super::gob::message::Message;
+use crate::domain::{AppId, GroupId, RoomId, Uid};
 
-/// Message kinds of SPEC §5.2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Peer,
-    Group,
-    GroupNotification,
-    System,
-    Notification,
-    Customer,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Peer => "peer",
-            Kind::Group => "group",
-            Kind::GroupNotification => "group_notification",
-            Kind::System => "system",
-            Kind::Notification => "notification",
-            Kind::Customer => "customer",
-        }
-    }
-}
+/// Message kinds of SPEC §5.2 (the type lives in `domain`).
+pub use crate::domain::MessageKind as Kind;
 
 /// The parts of a message that are the same for every recipient.
 pub struct Body<'a> {
@@ -87,6 +67,11 @@ pub struct Spliced {
     pub head: Bytes,
     /// `,"kind":…}`
     pub tail: Bytes,
+    /// The spliced field is a super group's `group_seq` (not an inbox `seq`).
+    pub timeline: bool,
+    /// The message's fields for binary-protocol connections, read from `tail` by the first
+    /// of them (`None`: a kind they have no frame for).
+    binary: OnceLock<Option<Message>>,
 }
 
 impl Spliced {
@@ -108,7 +93,38 @@ impl Spliced {
         Arc::new(Spliced {
             head: Bytes::from(head),
             tail: Bytes::from(tail),
+            timeline: field == "group_seq",
+            binary: OnceLock::new(),
         })
+    }
+
+    /// A stored record (`{"id":N,"<field>":M,<body>`, as the store writes it) as a shared frame
+    /// and its seq, so a message read back from the store (gap repair) reaches every codec in
+    /// its own form. `None` for a record not in that shape.
+    pub fn from_stored(stored: &str, field: &str) -> Option<(Arc<Spliced>, u64)> {
+        let rest = stored.strip_prefix("{\"id\":")?;
+        let (id, rest) = rest.split_once(',')?;
+        let rest = rest
+            .strip_prefix('"')?
+            .strip_prefix(field)?
+            .strip_prefix("\":")?;
+        let (seq, body) = rest.split_once(',')?;
+        Some((
+            Self::with_field(id.parse().ok()?, field, body),
+            seq.parse().ok()?,
+        ))
+    }
+
+    /// The message as binary-protocol connections write it, read once.
+    pub(super) fn binary(&self) -> Option<&Message> {
+        self.binary
+            .get_or_init(|| {
+                let mut json = Vec::with_capacity(self.tail.len());
+                json.push(b'{');
+                json.extend_from_slice(self.tail.get(1..).unwrap_or_default());
+                Message::parse(&json)
+            })
+            .as_ref()
     }
 
     /// The complete frame text for one value of the spliced field.
@@ -163,6 +179,28 @@ pub fn ack(reference: Option<&serde_json::Value>, id: u64, seq: u64) -> Bytes {
     s.push_str(&reference.map_or_else(|| "null".to_string(), |r| r.to_string()));
     push_num(&mut s, ",\"id\":", id);
     push_num(&mut s, ",\"seq\":", seq);
+    s.push('}');
+    Bytes::from(s)
+}
+
+/// The ack of a live-only send (room, RT): an id, no seq (nothing was stored).
+pub fn ack_live(reference: Option<&serde_json::Value>, id: u64) -> Bytes {
+    let mut s = String::from(r#"{"type":"ack","ref":"#);
+    s.push_str(&reference.map_or_else(|| "null".to_string(), |r| r.to_string()));
+    push_num(&mut s, ",\"id\":", id);
+    s.push('}');
+    Bytes::from(s)
+}
+
+/// `{"type":"room","ref":…,"room_id":N|null}`: the connection's room after `enter_room` or
+/// `leave_room`.
+pub fn room(reference: Option<&serde_json::Value>, room: Option<RoomId>) -> Bytes {
+    let mut s = String::from(r#"{"type":"room","ref":"#);
+    s.push_str(&reference.map_or_else(|| "null".to_string(), |r| r.to_string()));
+    match room {
+        Some(r) => push_num(&mut s, ",\"room_id\":", r.0),
+        None => s.push_str(",\"room_id\":null"),
+    }
     s.push('}');
     Bytes::from(s)
 }
@@ -224,5 +262,23 @@ mod tests {
             serde_json::from_slice::<serde_json::Value>(&stored_message(&stored)).unwrap(),
             v
         );
+    }
+
+    #[test]
+    fn a_stored_record_read_back_is_the_same_shared_frame() {
+        let b = body(&Body {
+            kind: Kind::Group,
+            sender: Some(Uid(1)),
+            receiver: 7,
+            group_id: Some(crate::domain::GroupId(7)),
+            content: "x",
+            timestamp: 5,
+        });
+        let live = Spliced::with_field(9, "group_seq", &b).render(42);
+        let stored = format!("{{\"id\":9,\"group_seq\":42,{b}");
+        let (parts, seq) = Spliced::from_stored(&stored, "group_seq").unwrap();
+        assert_eq!((parts.render(seq), parts.timeline), (live, true));
+        assert!(Spliced::from_stored(&stored, "seq").is_none());
+        assert!(Spliced::from_stored("{\"id\":x", "seq").is_none());
     }
 }

@@ -7,9 +7,8 @@
 //! kept sending. The length is in the first 2–10 bytes, so it is checked there, before the
 //! codec sees the frame, and the connection is closed (1009) at once.
 
-use actix_http::ws::{Codec, Frame as WsFrame, Item, ProtocolError};
+use actix_http::ws::{Frame as WsFrame, Item};
 use bytes::BytesMut;
-use tokio_util::codec::Decoder;
 
 use super::connection::Connection;
 use super::outbox::{CloseReason, Frame};
@@ -26,20 +25,6 @@ pub(super) fn declared_len(buf: &[u8]) -> Option<u64> {
 }
 
 impl Connection {
-    /// The next complete frame in `rbuf`, refusing (`Overflow`) a frame whose header declares
-    /// more than `limits.ws_max_frame` before any of its payload is buffered.
-    pub(super) fn decode(
-        &self,
-        codec: &mut Codec,
-        rbuf: &mut BytesMut,
-    ) -> Result<Option<WsFrame>, ProtocolError> {
-        let limit = self.dispatcher.limits().ws_max_frame as u64;
-        if declared_len(rbuf).is_some_and(|n| n > limit) {
-            return Err(ProtocolError::Overflow);
-        }
-        codec.decode(rbuf)
-    }
-
     /// One decoded client frame.
     pub(super) async fn on_frame(&mut self, f: WsFrame) {
         match f {

@@ -10,19 +10,27 @@ mod cluster;
 mod connection;
 mod fanout;
 pub mod frame;
+mod gob;
 mod group;
 mod groups;
 mod hub;
 mod inbound;
+mod live;
+mod live_requests;
 mod members;
 mod online;
 pub mod outbox;
+mod prepare;
 mod push_stream;
 mod registry;
 mod requests;
+pub mod rooms;
 mod send;
 mod session;
+mod socket;
+mod transport;
 mod unwritten;
+mod wire;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -32,14 +40,17 @@ use actix::prelude::SendError;
 
 pub use self::connection::{Accepted, ConnectionInfo};
 use self::frame::{Body, Kind, Spliced};
+pub use self::gob::conn::{BinaryConnection, ResolveToken, TokenOwner};
 pub use self::group::{GroupView, MemberSpec, MemberView};
 pub use self::groups::NewGroup;
+pub use self::live::RoomSend;
 use self::outbox::{CloseReason, Frame, Outbox};
+pub use self::prepare::{Content, Draft, KeyScope, SendRefused, SendRequest, content_text};
 use self::registry::{Registry, SessionEntry};
-pub use self::send::content_text;
 use self::session::{
     CloseAll, ConnRef, Connect, Deliver, Disconnect, PushIntent, Reload, UserSession,
 };
+pub use self::wire::Transport;
 use crate::config::Limits;
 use crate::domain::{AppId, Uid, UserKey, now_millis};
 use crate::push::{PushJob, PushQueue};
@@ -70,6 +81,10 @@ pub enum DispatchError {
     TooManyUserConnections,
     #[error("the server holds its maximum number of connections; retry later")]
     TooManyConnections,
+    #[error("this user is forbidden to speak in chat rooms")]
+    SpeakForbidden,
+    #[error("this connection is not in that room; enter it first")]
+    NotInRoom,
 }
 
 impl DispatchError {
@@ -89,6 +104,8 @@ impl DispatchError {
             DispatchError::StaleGroup => (503, "group_changed"),
             DispatchError::TooManyUserConnections => (429, "too_many_connections"),
             DispatchError::TooManyConnections => (503, "too_many_connections"),
+            DispatchError::SpeakForbidden => (403, "speak_forbidden"),
+            DispatchError::NotInRoom => (403, "not_in_room"),
         }
     }
 }
@@ -118,7 +135,7 @@ impl Sent {
     }
 }
 
-/// A send request shared by the HTTP and WebSocket paths.
+/// A peer or customer send, as `Dispatcher::send` hands it on.
 pub struct PeerSend<'a> {
     /// `Peer`, or `Customer` between a customer and their supporter.
     pub kind: Kind,
@@ -149,6 +166,8 @@ struct Inner {
     group_env: Arc<group::Env>,
     /// The pub/sub link, once this node has joined others (`cluster.rs`).
     bus: std::sync::OnceLock<Arc<crate::store::cluster::BusStatus>>,
+    /// Chat rooms on this node (`rooms.rs`).
+    rooms: rooms::Rooms,
 }
 
 /// A connection's entry in its worker's hub table and in its user's session. Dropped while
@@ -178,6 +197,7 @@ impl Registration {
     /// Unregisters now, waiting until the session has let go of the connection.
     pub(crate) async fn release(&mut self) {
         if self.armed {
+            self.dispatcher.inner.rooms.leave(self.id, None);
             self.dispatcher.disconnect(self.user, self.id).await;
             self.armed = false;
         }
@@ -190,6 +210,7 @@ impl Drop for Registration {
             return;
         }
         let inner = &self.dispatcher.inner;
+        inner.rooms.leave(self.id, None);
         inner.registry.hubs.detach(self.id);
         if self.in_session
             && let Some(entry) = inner.registry.session(self.user)
@@ -233,6 +254,7 @@ impl Dispatcher {
                 registry,
                 limits,
                 group_env,
+                rooms: rooms::Rooms::default(),
                 next_conn: AtomicU64::new(1),
                 connections: Arc::new(AtomicUsize::new(0)),
                 bus: std::sync::OnceLock::new(),
@@ -498,23 +520,14 @@ impl Dispatcher {
             content,
             timestamp: now_millis(),
         });
-        let msg = Deliver {
-            frame: Frame::Text(frame::unstored_message(id, &body)),
-            seq: None,
-            exclude: None,
-            push: None,
-            elsewhere: false,
+        let note = Frame::Dual {
+            json: frame::unstored_message(id, &body),
+            binary: gob::Out::new(
+                gob::cmd::NOTIFICATION,
+                bytes::Bytes::copy_from_slice(content.as_bytes()),
+            ),
         };
-        // Straight to the session's published connections: without a push decision no
-        // settings are needed, so `handle` always delivers. A user without a loaded session
-        // has no connection: 0 devices.
-        let push = &self.inner.push;
-        let devices = self
-            .inner
-            .registry
-            .with_session(UserKey::new(app, receiver), |s| s.handle(&msg, push, false))
-            .flatten()
-            .unwrap_or(0);
+        let devices = self.deliver_unstored(UserKey::new(app, receiver), note);
         Ok((id, devices))
     }
 
@@ -569,6 +582,11 @@ impl Dispatcher {
         self.inner.connections.load(Ordering::Relaxed)
     }
 
+    /// Users with a loaded session (connected, or recently sent to).
+    pub fn session_count(&self) -> usize {
+        self.inner.registry.session_count()
+    }
+
     /// Connections registered with a delivery hub; equal to `connection_count` unless a
     /// registration leaked (a gauge for tests).
     pub fn hub_connections(&self) -> usize {
@@ -584,16 +602,19 @@ impl Dispatcher {
         platform: crate::domain::Platform,
         outbox: Arc<Outbox>,
     ) -> Result<(u64, u64), DispatchError> {
-        let (registration, seq) = self.register(user, platform, outbox).await?;
+        let hello = |seq| Frame::Text(frame::hello(user.app, user.uid, seq));
+        let (registration, seq) = self.register(user, platform, outbox, hello).await?;
         Ok((registration.keep(), seq))
     }
 
-    /// `connect`, with the registration held by a guard that undoes it when dropped.
+    /// `connect`, with the registration held by a guard that undoes it when dropped; `hello`
+    /// makes the first frame from the seq live delivery starts after.
     async fn register(
         &self,
         user: UserKey,
         platform: crate::domain::Platform,
         outbox: Arc<Outbox>,
+        hello: impl FnOnce(u64) -> Frame,
     ) -> Result<(Registration, u64), DispatchError> {
         let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
         if self.inner.bus.get().is_some() {
@@ -659,8 +680,7 @@ impl Dispatcher {
                 registry
                     .online
                     .enter(user, &groups, || registry.connected(user));
-                let hello = Frame::Text(frame::hello(user.app, user.uid, seq));
-                outbox.start_live(seq, hello);
+                outbox.start_live(seq, hello(seq));
                 Ok((registration, seq))
             }
             Err(e) => {
@@ -673,6 +693,7 @@ impl Dispatcher {
     /// Removes a connection from its session.
     /// Call on the connection's own thread (its hub's table is thread-local).
     pub async fn disconnect(&self, user: UserKey, conn: u64) {
+        self.inner.rooms.leave(conn, None);
         self.inner.registry.hubs.detach(conn);
         if let Some(entry) = self.inner.registry.session(user) {
             let _ = entry.addr.send(Disconnect(conn)).await;

@@ -18,10 +18,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 
 use super::frame::Spliced;
+use super::wire::Wire;
 
 /// One queued frame.
 #[derive(Debug, Clone)]
@@ -34,6 +35,14 @@ pub enum Frame {
     Ping,
     /// WebSocket-level pong answering a client ping.
     Pong(Bytes),
+    /// A binary-protocol frame; the connection numbers and versions it when writing.
+    Gob(super::gob::Out),
+    /// A message that is not stored (notification, room, RT), in both protocols: its JSON
+    /// frame and its binary frame (their bodies are the same in every version).
+    Dual {
+        json: Bytes,
+        binary: super::gob::Out,
+    },
 }
 
 /// Why the server closes a connection (RFC 6455 close codes).
@@ -54,7 +63,7 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    fn code(self) -> u16 {
+    pub(super) fn code(self) -> u16 {
         match self {
             CloseReason::Normal => 1000,
             CloseReason::GoingAway => 1001,
@@ -322,11 +331,6 @@ fn oldest(held: &BTreeMap<u64, (Frame, Instant)>) -> Option<Instant> {
 /// Most bytes one drain encodes before the socket loop writes them.
 const MAX_CHUNK: usize = 256 * 1024;
 
-/// Frames from this size on are not copied into the write buffer: they are written from their
-/// shared bytes (`Drained::Large`), so a 1 MB notification queued on 10,000 connections is
-/// held once, whatever their sockets take.
-const LARGE: usize = 16 * 1024;
-
 /// What a drain left behind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Drained {
@@ -345,13 +349,13 @@ impl Outbox {
     /// Encodes every queued frame (up to a chunk) into `buf` — a burst becomes one write — and,
     /// once the queue is empty and a close is pending, the close frame. A large frame is
     /// handed over by reference instead, on its own (`Drained::Large`).
-    pub fn drain_into(&self, buf: &mut BytesMut) -> Drained {
+    pub fn drain_into(&self, buf: &mut BytesMut, wire: &mut Wire) -> Drained {
         let mut st = self.lock();
         if st.finished {
             return Drained::Finished;
         }
         while let Some(frame) = st.queue.front() {
-            if let Some(parts) = large_parts(frame) {
+            if let Some(parts) = wire.large_parts(frame) {
                 if !buf.is_empty() {
                     return Drained::More; // what is encoded goes first
                 }
@@ -359,7 +363,7 @@ impl Outbox {
                 return Drained::Large(parts);
             }
             if let Some(frame) = st.queue.pop_front() {
-                encode(&frame, buf);
+                wire.encode(&frame, buf);
             }
             if buf.len() >= MAX_CHUNK {
                 return Drained::More;
@@ -370,10 +374,7 @@ impl Outbox {
         }
         match &st.close {
             Some((reason, text)) => {
-                let mut payload = reason.code().to_be_bytes().to_vec();
-                payload.extend_from_slice(text.as_bytes());
-                payload.truncate(123);
-                write_frame(buf, 0x8, &[&payload]);
+                wire.close(*reason, text, buf);
                 st.finished = true;
                 Drained::Finished
             }
@@ -382,61 +383,10 @@ impl Outbox {
     }
 }
 
-/// A large text frame as (header, shared parts…), or `None` for a small one.
-fn large_parts(frame: &Frame) -> Option<Vec<Bytes>> {
-    let parts = match frame {
-        Frame::Text(b) if b.len() >= LARGE => vec![b.clone()],
-        Frame::Spliced(p, seq) if p.head.len() + p.tail.len() >= LARGE => {
-            let digits = Bytes::copy_from_slice(itoa::Buffer::new().format(*seq).as_bytes());
-            vec![p.head.clone(), digits, p.tail.clone()]
-        }
-        _ => return None,
-    };
-    let mut header = BytesMut::with_capacity(10);
-    write_header(&mut header, 0x1, parts.iter().map(Bytes::len).sum());
-    Some(std::iter::once(header.freeze()).chain(parts).collect())
-}
-
-/// Encodes one frame (server frames are not masked, RFC 6455 §5.1).
-fn encode(frame: &Frame, buf: &mut BytesMut) {
-    match frame {
-        Frame::Text(b) => write_frame(buf, 0x1, &[b]),
-        Frame::Spliced(parts, seq) => {
-            let mut digits = itoa::Buffer::new();
-            let digits = digits.format(*seq).as_bytes();
-            write_frame(buf, 0x1, &[&parts.head, digits, &parts.tail]);
-        }
-        Frame::Ping => write_frame(buf, 0x9, &[]),
-        Frame::Pong(b) => write_frame(buf, 0xA, &[b]),
-    }
-}
-
-fn write_frame(buf: &mut BytesMut, opcode: u8, parts: &[&[u8]]) {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
-    buf.reserve(len + 10);
-    write_header(buf, opcode, len);
-    for p in parts {
-        buf.put_slice(p);
-    }
-}
-
-/// A final, unmasked frame header for a payload of `len` bytes.
-fn write_header(buf: &mut BytesMut, opcode: u8, len: usize) {
-    buf.put_u8(0x80 | opcode);
-    if len < 126 {
-        buf.put_u8(len as u8);
-    } else if len <= 0xFFFF {
-        buf.put_u8(126);
-        buf.put_u16(len as u16);
-    } else {
-        buf.put_u8(127);
-        buf.put_u64(len as u64);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dispatch::wire::LARGE;
 
     fn text(s: &'static str) -> Frame {
         Frame::Text(Bytes::from_static(s.as_bytes()))
@@ -508,11 +458,15 @@ mod tests {
         o.push(text("small"));
         o.push(Frame::Text(big.clone()));
         o.push(text("after"));
-        let mut buf = BytesMut::new();
-        assert_eq!(o.drain_into(&mut buf), Drained::More, "the small one first");
+        let (mut buf, mut wire) = (BytesMut::new(), Wire::JSON_WS);
+        assert_eq!(
+            o.drain_into(&mut buf, &mut wire),
+            Drained::More,
+            "the small one first"
+        );
         assert_eq!(&buf[2..], b"small");
         buf.clear();
-        let Drained::Large(parts) = o.drain_into(&mut buf) else {
+        let Drained::Large(parts) = o.drain_into(&mut buf, &mut wire) else {
             panic!("expected the large frame");
         };
         assert!(buf.is_empty());
@@ -522,7 +476,7 @@ mod tests {
             big.as_ptr(),
             "the shared bytes, not a copy"
         );
-        assert_eq!(o.drain_into(&mut buf), Drained::Idle);
+        assert_eq!(o.drain_into(&mut buf, &mut wire), Drained::Idle);
         assert_eq!(&buf[2..], b"after");
     }
 

@@ -33,6 +33,12 @@ enum ClientFrame {
         to: u64,
         content: Value,
     },
+    EnterRoom {
+        room_id: u64,
+    },
+    LeaveRoom {
+        room_id: Option<u64>,
+    },
 }
 
 impl Connection {
@@ -84,10 +90,10 @@ impl Connection {
         };
         if !matches!(
             kind.as_str(),
-            "sync" | "sync_group" | "ack" | "ping" | "send"
+            "sync" | "sync_group" | "ack" | "ping" | "send" | "enter_room" | "leave_room"
         ) {
             let msg = format!(
-                "unknown frame type {kind:?}; expected sync, sync_group, ack, ping or send"
+                "unknown frame type {kind:?}; expected sync, sync_group, ack, ping, send, enter_room or leave_room"
             );
             return self.bad_frame(reference.as_ref(), "unknown_type", &msg);
         }
@@ -111,6 +117,8 @@ impl Connection {
             ClientFrame::Send { kind, to, content } => {
                 self.send(reference, &kind, to, content).await
             }
+            ClientFrame::EnterRoom { room_id } => self.enter_room(reference, room_id),
+            ClientFrame::LeaveRoom { room_id } => self.leave_room(reference, room_id),
         }
     }
 

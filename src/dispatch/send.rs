@@ -1,12 +1,13 @@
 //! A client's `send` frame (SPEC §5.4): who may send what, the idempotency key of its `ref`,
-//! the same send path as HTTP, and the `ack` or `error` that answers it.
+//! the one send preparation (`prepare.rs`) and path shared with HTTP, and the `ack` or `error` that answers it.
 
 use serde_json::Value;
 
 use super::connection::Connection;
+use super::frame;
 use super::outbox::Frame;
-use super::{PeerSend, frame};
-use crate::domain::{GroupId, Uid};
+use super::prepare::{Content, Draft, KeyScope, SendRefused, SendRequest};
+use crate::domain::MessageKind;
 
 /// Longest string `ref` a frame may carry, bytes (numbers are accepted as they are).
 pub(super) const MAX_REF: usize = 128;
@@ -21,16 +22,6 @@ pub(super) fn valid_ref(r: &Value) -> bool {
 }
 
 impl Connection {
-    /// The idempotency key of a (valid) `ref`: the same ref from the same user is one send.
-    fn idempotency_key(&self, reference: Option<&Value>) -> Option<String> {
-        let user = self.info.user;
-        match reference? {
-            Value::String(s) => Some(format!("ws:{}:{}:{s}", user.app, user.uid)),
-            Value::Number(n) => Some(format!("ws:{}:{}:{n}", user.app, user.uid)),
-            _ => None,
-        }
-    }
-
     pub(super) async fn send(
         &mut self,
         reference: Option<Value>,
@@ -39,63 +30,25 @@ impl Connection {
         content: Value,
     ) {
         let reference = reference.as_ref();
-        if self.info.customer && kind != "customer" {
-            // Customers talk to their assigned supporter and to no one else (SPEC §4.4).
-            let msg = format!(
-                "a customer sends only `kind: \"customer\"` messages, to their assigned supporter; not {kind:?}"
-            );
-            return self.reply(frame::error(reference, "customer_only", &msg));
-        }
-        let content = match content_text(&content, self.dispatcher.limits().content) {
-            Ok(c) => c,
-            Err((code, msg)) => return self.bad_frame(reference, code, &msg),
-        };
-        if to == 0 || to > crate::domain::MAX_ID {
-            return self.bad_frame(
-                reference,
-                "invalid_frame",
-                "`to` must be a positive integer",
-            );
-        }
-        let kind = match kind {
-            "peer" => frame::Kind::Peer,
-            "customer" => frame::Kind::Customer,
-            "group" => frame::Kind::Group,
-            other => {
-                let msg =
-                    format!("unsupported send kind {other:?}; expected peer, group or customer");
+        let draft = match self.draft(reference, kind, to, &content) {
+            Ok(d) => d,
+            Err(Some(e)) => return self.refused(reference, &e),
+            Err(None) => {
+                let msg = format!(
+                    "unsupported send kind {kind:?}; expected peer, group, customer, room or rt"
+                );
                 return self.bad_frame(reference, "invalid_frame", &msg);
             }
         };
-        if let Err(wait) = self.info.app.take_send() {
-            let msg = format!("this app's send rate is exceeded; retry in {wait} s");
-            return self.reply(frame::error(reference, "rate_limited", &msg));
-        }
-        let idempotency = self.idempotency_key(reference);
-        let (app, uid) = (self.info.user.app, self.info.user.uid);
-        let origin = Some(self.registration.id());
-        let result = match kind {
-            frame::Kind::Group => {
-                let gid = GroupId(to);
-                self.dispatcher
-                    .send_group(app, uid, gid, &content, idempotency, origin)
-                    .await
-            }
-            kind => {
-                self.dispatcher
-                    .send_peer(PeerSend {
-                        kind,
-                        app,
-                        sender: uid,
-                        receiver: Uid(to),
-                        content: &content,
-                        idempotency,
-                        origin,
-                    })
-                    .await
-            }
+        let limit = self.dispatcher.limits().content;
+        let request = match SendRequest::prepare(&self.info.app, limit, draft) {
+            Ok(r) => r,
+            Err(e) => return self.refused(reference, &e),
         };
-        match result {
+        if matches!(request.kind, MessageKind::Room | MessageKind::Rt) {
+            return self.send_live(reference, request).await;
+        }
+        match self.dispatcher.send(request).await {
             Ok(sent) if sent.timeline => {
                 self.reply(frame::ack_group(reference, sent.id, sent.seq));
             }
@@ -113,25 +66,60 @@ impl Connection {
             }
         }
     }
-}
 
-/// `content` as the text to store: a string as is, an object as its JSON text.
-pub fn content_text(content: &Value, limit: usize) -> Result<String, (&'static str, String)> {
-    let text = match content {
-        Value::String(s) => s.clone(),
-        Value::Object(_) => content.to_string(),
-        _ => {
-            return Err((
-                "invalid_content",
-                "`content` must be a string or a JSON object".into(),
-            ));
+    /// The send a `send` frame describes; `Err(None)` for a kind it cannot send.
+    fn draft<'a>(
+        &self,
+        reference: Option<&Value>,
+        kind: &str,
+        to: u64,
+        content: &'a Value,
+    ) -> Result<Draft<'a>, Option<SendRefused>> {
+        if self.info.customer && kind != MessageKind::Customer.as_str() {
+            // Customers talk to their assigned supporter and to no one else (SPEC §4.4).
+            return Err(Some(SendRefused::CustomerOnly(kind.to_string())));
         }
-    };
-    if text.len() > limit {
-        return Err((
-            "content_too_large",
-            format!("`content` is {} bytes; the limit is {limit}", text.len()),
-        ));
+        let kind = MessageKind::parse(kind).ok_or(None)?;
+        if !matches!(
+            kind,
+            MessageKind::Peer
+                | MessageKind::Group
+                | MessageKind::Customer
+                | MessageKind::Room
+                | MessageKind::Rt
+        ) {
+            return Err(None);
+        }
+        let idempotency = self
+            .idempotency_key(reference)
+            .map(|k| KeyScope::Socket(self.info.user).key(&k))
+            .transpose()
+            .map_err(Some)?;
+        Ok(Draft {
+            kind,
+            sender: self.info.user.uid,
+            to,
+            content: Content::Json(content),
+            idempotency,
+            origin: Some(self.registration.id()),
+        })
     }
-    Ok(text)
+
+    /// A refused send: an `error` frame; a malformed one counts as a bad frame.
+    fn refused(&mut self, reference: Option<&Value>, e: &SendRefused) {
+        if e.is_malformed() {
+            self.bad_frame(reference, e.code(), &e.to_string());
+        } else {
+            self.reply(frame::error(reference, e.code(), &e.to_string()));
+        }
+    }
+
+    /// The client's idempotency key: a (valid) `ref`, string or number.
+    fn idempotency_key(&self, reference: Option<&Value>) -> Option<String> {
+        match reference? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
 }

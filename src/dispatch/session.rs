@@ -158,6 +158,8 @@ impl SessionShared {
 struct Settings {
     dnd_peers: HashSet<Uid>,
     tokens: Vec<DeviceToken>,
+    /// May not speak in chat rooms.
+    forbidden: bool,
 }
 
 impl SessionShared {
@@ -166,6 +168,12 @@ impl SessionShared {
             .read()
             .map(|s| s.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// The user's `forbidden` (no speaking in rooms); `None` while the settings are not
+    /// loaded — also right after the users API changed them, until they are reloaded.
+    pub fn forbidden(&self) -> Option<bool> {
+        self.settings().map(|s| s.forbidden)
     }
 
     fn set_settings(&self, settings: Settings) {
@@ -266,6 +274,7 @@ impl UserSession {
                         act.shared.set_settings(Settings {
                             dnd_peers: record.dnd_peers.into_iter().collect(),
                             tokens: record.device_tokens,
+                            forbidden: record.forbidden,
                         });
                     }
                     Err(e) => tracing::warn!(error = %e, "session: could not load user settings"),

@@ -14,6 +14,7 @@
 //!          └─ Pool::shutdown (merge Stats) ─ Report::build
 //! ```
 
+mod binary;
 mod client;
 pub mod options;
 mod payload;

@@ -71,6 +71,15 @@ pub struct Common {
     /// Timeout in seconds of one HTTP request, WebSocket handshake or hello frame.
     #[arg(long, global = true, default_value_t = 10.0)]
     pub request_timeout: f64,
+    /// Receivers speak the GoBelieve binary protocol (version 2, as the native SDKs) instead
+    /// of JSON: over TCP to this address (the server's `binary.listen`), or `ws` for binary
+    /// frames on `/ws`, as the JS SDK.
+    #[arg(long, global = true, value_name = "ADDR|ws")]
+    pub binary: Option<String>,
+    /// With `--binary`: the share of receivers (by uid, 0–1) on the binary protocol; the rest
+    /// stay on JSON, so both kinds receive side by side.
+    #[arg(long, global = true, default_value_t = 1.0)]
+    pub binary_share: f64,
 }
 
 impl Common {
@@ -90,6 +99,8 @@ impl Common {
             connect_concurrency: 64,
             drain: 10.0,
             request_timeout: 10.0,
+            binary: None,
+            binary_share: 1.0,
         }
     }
 

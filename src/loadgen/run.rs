@@ -19,7 +19,7 @@ use super::procfs::{self, Sample};
 use super::progress::Progress;
 use super::shared::Shared;
 use super::stats::Counters;
-use super::ws;
+use super::{binary, ws};
 
 /// How often the coordinator looks at the counters.
 const POLL: Duration = Duration::from_millis(20);
@@ -127,7 +127,11 @@ impl Run {
         );
         for (uid, platform) in clients {
             drop(self.pool.spawn(move |w| async move {
-                if let Some(conn) = ws::connect(&w, uid, platform).await {
+                if w.shared.binary_for(uid) {
+                    if let Some(conn) = binary::connect(&w, uid, platform).await {
+                        binary::receive(&w, conn).await;
+                    }
+                } else if let Some(conn) = ws::connect(&w, uid, platform).await {
                     ws::receive(&w, conn).await;
                 }
             }));

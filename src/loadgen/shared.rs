@@ -33,8 +33,20 @@ pub struct Shared {
     pub stop: watch::Receiver<bool>,
     /// Permits for token grants + WebSocket handshakes in flight.
     pub connect_gate: Semaphore,
+    /// Receivers speak the binary protocol (`--binary`)…
+    pub binary: Option<BinaryTarget>,
+    /// … those whose uid % 100 is below this (`--binary-share` × 100).
+    pub binary_percent: u64,
     /// The first few distinct error texts, for the report (errors are rare: a lock is fine).
     errors: Mutex<Vec<String>>,
+}
+
+/// Where binary-protocol receivers connect.
+#[derive(Debug, Clone, Copy)]
+pub enum BinaryTarget {
+    Tcp(std::net::SocketAddr),
+    /// `/ws` without a token.
+    WebSocket,
 }
 
 /// Most distinct error texts kept.
@@ -82,7 +94,16 @@ impl Shared {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{}:{digest}", c.app))
         );
+        let binary = match c.binary.as_deref() {
+            None => None,
+            Some("ws") => Some(BinaryTarget::WebSocket),
+            Some(addr) => Some(BinaryTarget::Tcp(addr.parse().with_context(|| {
+                format!("--binary {addr:?} is neither `ws` nor a host:port address")
+            })?)),
+        };
         Ok(Shared {
+            binary,
+            binary_percent: (c.binary_share.clamp(0.0, 1.0) * 100.0).round() as u64,
             base: format!("http://{authority}"),
             ws_bases,
             auth,
@@ -100,6 +121,11 @@ impl Shared {
     pub fn ws_base(&self, uid: u64) -> &str {
         let i = (uid % self.ws_bases.len().max(1) as u64) as usize;
         self.ws_bases.get(i).map_or("", String::as_str)
+    }
+
+    /// Whether `uid` receives on the binary protocol.
+    pub fn binary_for(&self, uid: u64) -> bool {
+        self.binary.is_some() && uid % 100 < self.binary_percent
     }
 
     pub fn stopping(&self) -> bool {

@@ -109,11 +109,16 @@ fn is_hello(text: &[u8]) -> bool {
 
 /// Token + WebSocket + hello for `uid`; failures are counted and kept as error samples.
 pub async fn connect(w: &Worker, uid: u64, platform: u8) -> Option<impl WsConn + use<>> {
-    let c = &w.shared.counters;
     let result = match token(w, uid).await {
         Ok(t) => open(w, uid, &t, platform).await,
         Err(e) => Err(e),
     };
+    counted(w, result)
+}
+
+/// A connection attempt's outcome, counted (and a failure kept as an error sample).
+pub(super) fn counted<C>(w: &Worker, result: Result<C, String>) -> Option<C> {
+    let c = &w.shared.counters;
     match result {
         Ok(conn) => {
             Counters::bump(&c.connected);
@@ -152,7 +157,7 @@ pub async fn receive(w: &Worker, mut conn: impl WsConn) {
     }
 }
 
-fn dropped(w: &Worker, why: String) {
+pub(super) fn dropped(w: &Worker, why: String) {
     if !w.shared.stopping() {
         Counters::bump(&w.shared.counters.dropped);
         w.shared.error(why);
@@ -169,14 +174,19 @@ struct Incoming<'a> {
 }
 
 fn on_text(w: &Worker, seen: &mut HashSet<u64>, text: &[u8]) {
-    let now = unix_micros();
-    let shared = &w.shared;
-    let mut stats = w.stats.borrow_mut();
     let payload = match serde_json::from_slice::<Incoming<'_>>(text) {
         Ok(m) if m.ty != "message" => return, // pong, sync_end, …
         Ok(m) => m.content.as_deref().and_then(Payload::decode),
         Err(_) => None,
     };
+    delivered(w, seen, payload);
+}
+
+/// Accounts one delivered message (its payload, if it is one of this run's).
+pub(super) fn delivered(w: &Worker, seen: &mut HashSet<u64>, payload: Option<Payload>) {
+    let now = unix_micros();
+    let shared = &w.shared;
+    let mut stats = w.stats.borrow_mut();
     let Some(p) = payload.filter(|p| p.r == shared.run_id) else {
         stats.foreign += 1;
         return;

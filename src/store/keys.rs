@@ -10,7 +10,7 @@
 //! a cluster (README "Running several nodes", the Redis Cluster plan). Group ids and message
 //! ids are per app: one app cannot take, find or count another's.
 
-use crate::domain::{AppId, GroupKey, Uid, UserKey};
+use crate::domain::{AppId, GroupId, GroupKey, Uid, UserKey};
 
 /// Hash `{user_id, app_id, user_name, notification_on}`: bearer token → user (original).
 pub fn access_token(token: &str) -> String {
@@ -39,6 +39,15 @@ pub const SPEAK_FORBIDDEN: &str = "speak_forbidden";
 /// HyperLogLog of users that were ever granted a token (original statistics key).
 pub fn statistics_users(app: AppId) -> String {
     format!("statistics_users_{app}")
+}
+
+/// The user-hash field of a binary client's confirmed sync key (original names): `sync_key`,
+/// or `group_sync_key_<gid>` for a super group.
+pub fn sync_key_field(group: Option<GroupId>) -> String {
+    match group {
+        None => "sync_key".to_string(),
+        Some(g) => format!("group_sync_key_{g}"),
+    }
 }
 
 /// `peer_<uid>` field of the user hash.

@@ -27,7 +27,7 @@ mod redis;
 use std::sync::Arc;
 
 use crate::config::{StoreKind, StoreSettings};
-use crate::domain::{AppId, DeviceToken, GroupKey, PushProvider, Uid, UserKey};
+use crate::domain::{AppId, DeviceToken, GroupId, GroupKey, PushProvider, Uid, UserKey};
 
 pub use self::customers::Supporter;
 pub use self::groups::{GroupEvent, GroupRecord, MEMBERS_PAGE, MemberPatch, MemberRecord};
@@ -297,6 +297,26 @@ impl Store {
     /// Records that a device has everything up to `seq` (never moves backwards).
     pub async fn set_ack(&self, user: UserKey, device: &str, seq: u64) -> StoreResult<()> {
         backend!(self, s => s.set_ack(user, device, seq).await)
+    }
+
+    /// A binary client's confirmed sync key (0 if none): the personal one, or a super group's.
+    pub async fn sync_key(&self, user: UserKey, group: Option<GroupId>) -> StoreResult<u64> {
+        backend!(self, s => s.sync_key(user, group).await)
+    }
+
+    /// Records a confirmed sync key; it never moves backwards.
+    pub async fn set_sync_key(
+        &self,
+        user: UserKey,
+        group: Option<GroupId>,
+        key: u64,
+    ) -> StoreResult<()> {
+        backend!(self, s => s.set_sync_key(user, group, key).await)
+    }
+
+    /// The unread count a client reported (UNREAD_COUNT; the original's `unread` field).
+    pub async fn set_unread(&self, user: UserKey, count: i32) -> StoreResult<()> {
+        backend!(self, s => s.set_unread(user, count).await)
     }
 
     /// Messages in the inbox after the device's acknowledged position.

@@ -63,6 +63,17 @@ fn config_errors_exit_non_zero_with_one_line() {
         &[("IMD_LIMITS__CONTENT", "0")],
         "limits.content",
     );
+    // Shorter than the GoBelieve SDKs' 180 s ping: it would drop healthy idle clients.
+    config_error(
+        &["serve"],
+        &[("IMD_LIMITS__BINARY_IDLE_TIMEOUT_SECS", "180")],
+        "binary_idle_timeout_secs",
+    );
+    config_error(
+        &["serve"],
+        &[("IMD_BINARY__LISTEN", "not-an-address")],
+        "binary.listen",
+    );
     let dir = std::env::temp_dir().join(format!("imd-cli-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let bad = dir.join("bad.toml");

@@ -113,6 +113,7 @@ impl Target {
         s.limits.request_body = BODY_LIMIT;
         s.limits.content = CONTENT_LIMIT;
         s.limits.ws_max_frame = FRAME_LIMIT;
+        s.im_http.listen = "127.0.0.1:0".into();
         let app = spawn_with(s, url).await;
         let mut tokens = Vec::new();
         for uid in 1..=12 {
@@ -244,6 +245,13 @@ async fn random_paths_methods_and_queries_get_the_envelope_and_never_a_5xx() {
         .fuzz("paths and queries", http::path_or_query_request(), 3_000)
         .await;
     assert_eq!(done, 3_000);
+}
+
+#[actix_web::test]
+async fn the_im_http_api_answers_random_queries_and_bodies_with_data_or_a_4xx_never_a_5xx() {
+    let target = Target::spawn(Backend::Redis).await;
+    let done = target.fuzz("im HTTP API", http::im_request(), 2_000).await;
+    assert_eq!(done, 2_000);
 }
 
 /// Sends one input, then the sentinel `ping` (not after an oversized frame: the server has

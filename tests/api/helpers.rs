@@ -73,6 +73,7 @@ pub fn signed_registration(customer_id: &str) -> Value {
 pub fn test_settings(backend: Backend) -> (Settings, Option<String>) {
     let mut s = Settings::load(None).unwrap_or_else(|e| panic!("default settings: {e}"));
     s.http.listen = "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}"));
+    s.binary.listen = "127.0.0.1:0".into();
     s.http.workers = 2;
     s.http.shutdown_timeout_secs = 1;
     s.log.level = "warn".into();
@@ -133,6 +134,12 @@ pub struct TestApp {
     /// The separate metrics listener, if configured.
     #[allow(dead_code)]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The GoBelieve binary protocol's TCP listener, if configured.
+    #[allow(dead_code)]
+    pub binary_addr: Option<std::net::SocketAddr>,
+    /// The im HTTP API's listener, if configured (`im_http.listen`).
+    #[allow(dead_code)]
+    pub im_http_addr: Option<std::net::SocketAddr>,
     pub client: awc::Client,
     handle: ServerHandle,
 }
@@ -164,6 +171,8 @@ pub async fn spawn_with(settings: Settings, redis_url: Option<String>) -> TestAp
         .unwrap_or_else(|e| panic!("build: {e:#}"));
     let addr = app.local_addr();
     let metrics_addr = app.metrics_addr();
+    let binary_addr = app.binary_addr();
+    let im_http_addr = app.im_http_addr();
     let state = app.state();
     let handle = app.handle();
     actix_web::rt::spawn(app.run());
@@ -177,6 +186,8 @@ pub async fn spawn_with(settings: Settings, redis_url: Option<String>) -> TestAp
         state,
         redis_url,
         metrics_addr,
+        binary_addr,
+        im_http_addr,
         client,
         handle,
     }
@@ -236,9 +247,30 @@ impl TestApp {
 
     /// Sends a request with a raw body and optional Authorization header.
     pub async fn raw(&self, method: &str, path: &str, auth: Option<&str>, body: &[u8]) -> Res {
+        self.raw_at(&self.base, method, path, auth, body).await
+    }
+
+    /// A request to the im HTTP API's listener (which must be configured), raw body.
+    #[allow(dead_code)]
+    pub async fn im(&self, method: &str, path: &str, body: &[u8]) -> Res {
+        let addr = self
+            .im_http_addr
+            .unwrap_or_else(|| panic!("im_http.listen is not set"));
+        self.raw_at(&format!("http://{addr}"), method, path, None, body)
+            .await
+    }
+
+    async fn raw_at(
+        &self,
+        base: &str,
+        method: &str,
+        path: &str,
+        auth: Option<&str>,
+        body: &[u8],
+    ) -> Res {
         let method =
             awc::http::Method::from_bytes(method.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        let mut req = self.client.request(method, format!("{base}{path}"));
         if let Some(auth) = auth {
             req = req.insert_header(("Authorization", auth));
         }
@@ -371,6 +403,15 @@ pub async fn ws_at(addr: &str, token: &str, platform: u8, device: &str) -> Ws {
 }
 
 impl Ws {
+    /// Wraps a connection as it is (no `hello` expected).
+    #[allow(dead_code)]
+    pub fn from_raw(framed: actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>) -> Ws {
+        Ws {
+            framed,
+            hello: Value::Null,
+        }
+    }
+
     /// Wraps a connection made elsewhere; waits for `hello`.
     #[allow(dead_code)]
     pub async fn from_framed(framed: actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>) -> Ws {

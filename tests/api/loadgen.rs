@@ -340,3 +340,51 @@ async fn the_cli_prints_exactly_one_json_line() {
         "{report}"
     );
 }
+
+/// `options`, with binary-protocol receivers (`--binary`): TCP to the test server's binary
+/// listener, or `ws`.
+async fn run_binary(app: &TestApp, scenario: Scenario, tcp: bool) -> Report {
+    let mut opts = options(app, scenario);
+    opts.common.binary = Some(match (tcp, app.binary_addr) {
+        (true, Some(addr)) => addr.to_string(),
+        _ => "ws".into(),
+    });
+    loadgen::run(opts)
+        .await
+        .unwrap_or_else(|e| panic!("loadgen: {e:#}"))
+}
+
+#[actix_web::test]
+async fn binary_clients_get_every_fanout_and_peer_message_over_tcp_and_ws() {
+    let app = spawn_app(Backend::Memory).await;
+    for (super_group, tcp) in [(false, true), (true, false), (true, true)] {
+        let r = run_binary(&app, Scenario::Fanout(fanout(super_group)), tcp).await;
+        assert_all_delivered(&r, 10, 6);
+    }
+    let peer = Scenario::Peer(PeerArgs {
+        pairs: 3,
+        rate: 0.0,
+        messages: Some(30),
+        duration: None,
+        senders: 2,
+    });
+    let r = run_binary(&app, peer, true).await;
+    assert_eq!(r.clients_connected, 3);
+    assert_all_delivered(&r, 30, 1);
+    // Half the members on the binary protocol, half on JSON: every one gets every message.
+    let mut opts = options(&app, Scenario::Fanout(fanout(true)));
+    opts.common.binary = app.binary_addr.map(|a| a.to_string());
+    opts.common.binary_share = 0.5;
+    let r = loadgen::run(opts)
+        .await
+        .unwrap_or_else(|e| panic!("loadgen: {e:#}"));
+    assert_all_delivered(&r, 10, 6);
+    // Idle binary connections over TCP, held and released (the per-connection memory figure).
+    let idle = Scenario::Idle(IdleArgs {
+        connections: 5,
+        hold: 0.3,
+    });
+    let r = run_binary(&app, idle, true).await;
+    assert_eq!((r.clients_connected, r.connect_failures), (5, 0), "{r:#?}");
+    assert_eq!(r.connections_dropped, 0);
+}

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-async fn push_app() -> TestApp {
+pub(crate) async fn push_app() -> TestApp {
     let (mut s, url) = test_settings(Backend::Redis);
     s.push.sink = PushSinkKind::Redis;
     s.push.flush_interval_ms = 5;
@@ -48,7 +48,7 @@ async fn send(app: &TestApp, sender: u64, receiver: u64, content: &str) {
 
 /// Sends a marker to an always-offline user and waits until it is queued: every job submitted
 /// before it has been written by then, so the queue can be checked for what is not there.
-async fn settle(app: &TestApp, marker: &str) -> Vec<Value> {
+pub(crate) async fn settle(app: &TestApp, marker: &str) -> Vec<Value> {
     app.bind_token(999).await;
     send(app, 1, 999, marker).await;
     let deadline = Instant::now() + WAIT;

@@ -20,7 +20,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use super::{customers, groups, health, media, messages, registration, users, ws};
+use super::{customers, groups, health, media, messages, registration, rooms, users, ws};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,7 +34,7 @@ use super::{customers, groups, health, media, messages, registration, users, ws}
         users::grant, users::update, users::bind, users::unbind, users::device_bind,
         users::device_unbind, users::revoke,
         messages::peers, messages::systems, messages::notifications, messages::history,
-        messages::dequeue, messages::offline,
+        messages::dequeue, messages::offline, rooms::send,
         groups::create, groups::info, groups::rename, groups::disband, groups::upgrade,
         groups::add_members, groups::remove_members, groups::leave, groups::update_member,
         groups::send, groups::notify,

@@ -111,7 +111,7 @@ impl Announce {
             id = Some(a.id);
             if let Some(r) = &registry {
                 let frame =
-                    Frame::Text(Spliced::with_field(a.id, "group_seq", body).render(a.first_seq));
+                    Frame::Spliced(Spliced::with_field(a.id, "group_seq", body), a.first_seq);
                 let online = r.online.snapshot(gid);
                 let recipients = self.members.present(&online).map(|u| UserKey::new(app, u));
                 r.note_relayed(gid, a.first_seq);

@@ -13,7 +13,7 @@ use actix::prelude::*;
 use super::{GroupActor, Reply, done};
 use crate::dispatch::DispatchError;
 use crate::dispatch::fanout::deliver_shared;
-use crate::dispatch::frame::{self, Spliced};
+use crate::dispatch::frame::Spliced;
 use crate::dispatch::outbox::Frame;
 use crate::domain::{AppId, UserKey};
 use crate::store::stored_seq;
@@ -63,9 +63,9 @@ impl Handler<Relay> for GroupActor {
         {
             registry.note_relayed(self.key, s);
         }
-        let current = m.body.map(|body| {
-            Frame::Text(Spliced::with_field(m.id, "group_seq", &body).render(m.group_seq))
-        });
+        let current = m
+            .body
+            .map(|body| Frame::Spliced(Spliced::with_field(m.id, "group_seq", &body), m.group_seq));
         let (store, key) = (self.env.store.clone(), self.key);
         let read = async move {
             let mut frames = Vec::new();
@@ -77,7 +77,8 @@ impl Handler<Relay> for GroupActor {
                         records
                             .iter()
                             .filter(|r| stored_seq(r).is_some_and(|s| missing.contains(&s)))
-                            .map(|r| Frame::Text(frame::stored_message(r))),
+                            .filter_map(|r| Spliced::from_stored(r, "group_seq"))
+                            .map(|(parts, seq)| Frame::Spliced(parts, seq)),
                     ),
                     Err(e) => {
                         tracing::warn!(error = %e, "super-group gap not filled (sync_group will)")

@@ -103,8 +103,7 @@ impl GroupActor {
     ) -> Option<(Arc<Registry>, Fanout)> {
         let (registry, st) = (self.env.registry.upgrade()?, self.state.as_ref()?);
         let fanout = if st.is_super {
-            let frame =
-                Frame::Text(Spliced::with_field(a.id, "group_seq", body).render(a.first_seq));
+            let frame = Frame::Spliced(Spliced::with_field(a.id, "group_seq", body), a.first_seq);
             let online = registry.online.snapshot(self.key);
             let recipients = st.members.present(&online).map(|u| UserKey::new(st.app, u));
             registry.note_relayed(self.key, a.first_seq);

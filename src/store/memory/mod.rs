@@ -13,6 +13,7 @@ use super::{StoreResult, UserPatch, UserRecord, sort_tokens};
 mod customers;
 mod groups;
 mod messages;
+mod sync_keys;
 use crate::domain::{AppId, DeviceToken, GroupKey, PushProvider, Uid, UserKey};
 use crate::ratelimit::Throttle;
 
@@ -124,6 +125,10 @@ pub struct MemoryStore {
     tokens: DashMap<String, UserKey>,
     /// Per-user settings and token.
     users: DashMap<UserKey, UserRow>,
+    /// Binary-protocol clients' confirmed sync keys: (user, 0 or a group id) → key.
+    sync_keys: DashMap<(UserKey, u64), u64>,
+    /// Binary-protocol clients' reported unread counts.
+    unread: DashMap<UserKey, i32>,
     /// Messages kept per inbox (older ones are trimmed).
     inbox_len: u64,
 }
@@ -144,6 +149,8 @@ impl MemoryStore {
             idempotency_sweep: Throttle::new(Duration::from_secs(1)),
             tokens: DashMap::new(),
             users: DashMap::new(),
+            sync_keys: DashMap::new(),
+            unread: DashMap::new(),
             inbox_len,
         }
     }

@@ -24,6 +24,7 @@ mod messages;
 mod node_scripts;
 mod nodes;
 mod scripts;
+mod sync_keys;
 
 use super::{StoreError, StoreResult, UserPatch, UserRecord, keys, sort_tokens};
 use crate::config::StoreSettings;

@@ -105,6 +105,7 @@ pub const BODY_ENDPOINTS: &[Endpoint] = &[
         &[("group_id", Id), ("content", Content)],
     ),
     ep("POST", "/messages/customers", Auth::Server, PEER),
+    ep("POST", "/messages/rooms", Auth::Server, PEER),
     ep(
         "POST",
         "/groups",
@@ -200,6 +201,7 @@ pub const ROUTES: &[(&str, Auth)] = &[
     ("/messages/offline", Auth::Server),
     ("/messages/peers", Auth::Server),
     ("/messages/systems", Auth::Server),
+    ("/messages/rooms", Auth::Server),
     ("/messages/notifications", Auth::Server),
     ("/messages/groups", Auth::Server),
     ("/messages/groups/notifications", Auth::Server),
@@ -231,4 +233,51 @@ pub const QUERIES: &[(&str, Auth, &[&str])] = &[
     ),
     ("/supporters", Auth::Customer, &["store_id"]),
     ("/ws", Auth::Client, &["token", "platform_id", "device_id"]),
+];
+
+/// The im server's HTTP API (README "The im server's HTTP API"): each route, the query keys it
+/// reads and the fields of its JSON body (`RAW`: the body is the content).
+const RAW: Fields = &[("content", Content)];
+
+pub const IM_ROUTES: &[(&str, &[&str], Fields)] = &[
+    ("/post_peer_message", &["sender", "receiver"], RAW),
+    ("/post_group_message", &["sender", "receiver"], RAW),
+    ("/post_notification", &["uid"], RAW),
+    ("/post_room_message", &["uid", "room"], RAW),
+    ("/post_realtime_message", &["sender", "receiver"], RAW),
+    (
+        "/post_group_notification",
+        &["appid"],
+        &[
+            ("appid", App),
+            ("group_id", Id),
+            ("notification", Content),
+            ("members", Members),
+            ("super", Flag),
+        ],
+    ),
+    (
+        "/post_system_message",
+        &["uid"],
+        &[("appid", App), ("receivers", Members), ("content", Content)],
+    ),
+    (
+        "/post_customer_message",
+        &["appid"],
+        &[
+            ("sender_appid", App),
+            ("sender", Id),
+            ("receiver_appid", App),
+            ("receiver", Id),
+            ("content", Content),
+        ],
+    ),
+    (
+        "/get_offline_count",
+        &["uid", "sync_key", "platform_id", "device_id"],
+        RAW,
+    ),
+    ("/load_latest_message", &["uid", "limit"], RAW),
+    ("/load_history_message", &["uid", "last_id"], RAW),
+    ("/summary", &["appid"], RAW),
 ];

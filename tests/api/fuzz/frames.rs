@@ -31,6 +31,7 @@ pub enum WsInput {
 const SYNC: Fields = &[("after", Seq), ("limit", Seq)];
 const SYNC_GROUP: Fields = &[("group_id", Id), ("after", Seq)];
 const ACK: Fields = &[("seq", Seq)];
+const ROOM: Fields = &[("room_id", Id), ("ref", Ref)];
 const SEND: Fields = &[
     ("kind", Kind),
     ("to", Id),
@@ -64,6 +65,8 @@ pub fn text_frame() -> BoxedStrategy<String> {
         2 => typed("ack", ACK),
         2 => typed("ping", &[]),
         5 => typed("send", SEND),
+        1 => typed("enter_room", ROOM),
+        1 => typed("leave_room", ROOM),
         1 => any_json(),
         1 => edge_string(),
         1 => "\\PC{0,40}",

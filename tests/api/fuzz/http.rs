@@ -10,7 +10,7 @@ use proptest::strategy::Union;
 use serde_json::Value;
 
 use super::bodies::{json_body, query, raw_body, segment};
-use super::endpoints::{Auth, BODY_ENDPOINTS, Endpoint, QUERIES, ROUTES};
+use super::endpoints::{Auth, BODY_ENDPOINTS, Endpoint, IM_ROUTES, QUERIES, ROUTES};
 use crate::helpers::*;
 
 /// What a request carries in `Authorization`.
@@ -30,6 +30,8 @@ pub struct Request {
     pub auth: Auth,
     pub creds: Creds,
     pub body: Vec<u8>,
+    /// For the im HTTP API's listener (no credentials, `{"data":…}` successes).
+    pub im: bool,
 }
 
 impl Request {
@@ -122,6 +124,7 @@ fn body_request(
                 auth: e.auth,
                 creds,
                 body,
+                im: false,
             })
             .boxed()
     }))
@@ -155,6 +158,7 @@ pub fn path_or_query_request() -> BoxedStrategy<Request> {
                 auth,
                 creds,
                 body,
+                im: false,
             })
             .boxed()
     }));
@@ -169,6 +173,7 @@ pub fn path_or_query_request() -> BoxedStrategy<Request> {
             auth: Auth::Server,
             creds,
             body: Vec::new(),
+            im: false,
         });
     let queried = Union::new(QUERIES.iter().map(|&(route, auth, keys)| {
         (query(keys), creds())
@@ -178,6 +183,7 @@ pub fn path_or_query_request() -> BoxedStrategy<Request> {
                 auth,
                 creds,
                 body: Vec::new(),
+                im: false,
             })
             .boxed()
     }));
@@ -190,12 +196,42 @@ pub fn path_or_query_request() -> BoxedStrategy<Request> {
         .boxed()
 }
 
+/// A request to the im HTTP API: any method, a query of the route's keys (mostly for app 7),
+/// a JSON body of its fields, a broken one, or content bytes of any kind.
+pub fn im_request() -> BoxedStrategy<Request> {
+    Union::new(IM_ROUTES.iter().map(|&(route, keys, fields)| {
+        let app = prop_oneof![3 => Just("appid=7&"), 1 => Just(""), 1 => Just("appid=8&")];
+        let body = prop_oneof![
+            3 => json_body(fields, false),
+            1 => raw_body(fields),
+            2 => "\\PC{0,64}".prop_map(String::into_bytes),
+            1 => proptest::collection::vec(any::<u8>(), 0..64),
+        ];
+        (method(), app, query(keys), body)
+            .prop_map(move |(method, app, q, body)| Request {
+                method,
+                path: format!("{route}?{app}{q}"),
+                auth: Auth::Public,
+                creds: Creds::Omitted,
+                body,
+                im: true,
+            })
+            .boxed()
+    }))
+    .prop_filter("a URI the client can send", |r| {
+        format!("http://127.0.0.1{}", r.path)
+            .parse::<awc::http::Uri>()
+            .is_ok()
+    })
+    .boxed()
+}
+
 /// Sends a request; a transport failure or no answer within 20 s is an error.
 pub async fn send(app: &TestApp, auth: Option<&str>, r: &Request) -> Result<Res, String> {
     let method = awc::http::Method::from_bytes(r.method.as_bytes()).unwrap();
     let mut req = app
         .client
-        .request(method, format!("{}{}", app.base, r.path))
+        .request(method, format!("{}{}", base(app, r), r.path))
         .insert_header(("Content-Type", "application/json"));
     if let Some(auth) = auth {
         req = req.insert_header(("Authorization", auth));
@@ -223,6 +259,14 @@ pub async fn send(app: &TestApp, auth: Option<&str>, r: &Request) -> Result<Res,
         .map_err(|_| "no answer within 20 s".to_string())?
 }
 
+/// Where `r` goes: the main listener, or the im HTTP API's.
+fn base(app: &TestApp, r: &Request) -> String {
+    match (r.im, app.im_http_addr) {
+        (true, Some(addr)) => format!("http://{addr}"),
+        _ => app.base.clone(),
+    }
+}
+
 /// A success envelope, or a 4xx in the error envelope with `code` equal to the status; a group
 /// created with an id of the app's choosing has exactly that id.
 pub fn verdict(r: &Request, res: &Res) -> Result<(), String> {
@@ -236,6 +280,13 @@ pub fn verdict(r: &Request, res: &Res) -> Result<(), String> {
         return fail("answer is not application/json");
     }
     let meta = &res.body["meta"];
+    if res.status == 200 && r.im {
+        // The original im server's success shape: `{"data":…}` alone.
+        if res.body.as_object().map(|o| o.len()) != Some(1) || res.body.get("data").is_none() {
+            return fail("200 without {\"data\":…}");
+        }
+        return Ok(());
+    }
     if res.status == 200 {
         if meta["code"] != 0 || meta["message"] != "ok" {
             return fail("200 without the success envelope");

@@ -204,7 +204,14 @@ pub fn valid(hint: Hint) -> BoxedStrategy<String> {
             1 => (0u64..100).prop_map(|n| n.to_string()),
         ]
         .boxed(),
-        Kind => strs(&["\"peer\"", "\"peer\"", "\"group\"", "\"customer\""]),
+        Kind => strs(&[
+            "\"peer\"",
+            "\"peer\"",
+            "\"group\"",
+            "\"customer\"",
+            "\"room\"",
+            "\"rt\"",
+        ]),
         Any => any_json(),
     }
 }
@@ -225,7 +232,7 @@ fn edges(hint: Hint) -> BoxedStrategy<String> {
         ]
         .boxed(),
         Ref => (127usize..131).prop_map(|n| quote(&"r".repeat(n))).boxed(),
-        Kind => strs(&["\"Peer\"", "\"system\"", "\"\"", "\"room\""]),
+        Kind => strs(&["\"Peer\"", "\"system\"", "\"\"", "\"RT\""]),
         Members => vec(value(Id), 0..6)
             .prop_map(|items| format!("[{}]", items.join(",")))
             .boxed(),

@@ -37,6 +37,12 @@ enum ClientFrame {
         to: u64,
         content: Value,
     },
+    EnterRoom {
+        room_id: u64,
+    },
+    LeaveRoom {
+        room_id: Option<u64>,
+    },
 }
 
 /// What an input deserves.
@@ -56,6 +62,9 @@ pub enum Expect {
     SyncEndOrError,
     /// A valid `send`: `ack`, or `error` (not a member, not assigned, …).
     AckOrError,
+    /// A valid `enter_room` / `leave_room`: a `room` frame, or `error` (leaving a room the
+    /// connection is not in).
+    RoomOrError,
     /// Over the frame limit: close 1009.
     TooBig,
     /// A protocol violation below JSON: an `error` frame, or close 1002 / 1008 / 1009.
@@ -78,10 +87,12 @@ fn expect_text(text: &str) -> Expect {
     let Ok(v) = serde_json::from_str::<Value>(text) else {
         return Expect::Error;
     };
-    let known = v
-        .get("type")
-        .and_then(Value::as_str)
-        .is_some_and(|t| matches!(t, "sync" | "sync_group" | "ack" | "ping" | "send"));
+    let known = v.get("type").and_then(Value::as_str).is_some_and(|t| {
+        matches!(
+            t,
+            "sync" | "sync_group" | "ack" | "ping" | "send" | "enter_room" | "leave_room"
+        )
+    });
     if !known {
         return Expect::Error;
     }
@@ -108,13 +119,22 @@ fn expect_text(text: &str) -> Expect {
                 Value::Object(_) => content.to_string().len() <= CONTENT_LIMIT,
                 _ => false,
             };
-            let kind_ok = matches!(kind.as_str(), "peer" | "group" | "customer");
+            let kind_ok = matches!(kind.as_str(), "peer" | "group" | "customer" | "room" | "rt");
             if content_ok && kind_ok && (1..=MAX_ID).contains(&to) {
                 Expect::AckOrError
             } else {
                 Expect::Error
             }
         }
+        Ok(ClientFrame::EnterRoom { room_id }) if (1..=MAX_ID).contains(&room_id) => {
+            Expect::RoomOrError
+        }
+        Ok(ClientFrame::LeaveRoom { room_id })
+            if room_id.is_none_or(|r| (1..=MAX_ID).contains(&r)) =>
+        {
+            Expect::RoomOrError
+        }
+        Ok(ClientFrame::EnterRoom { .. } | ClientFrame::LeaveRoom { .. }) => Expect::Error,
     }
 }
 
@@ -125,6 +145,8 @@ pub struct Answer {
     pub pongs: usize,
     pub acks: usize,
     pub sync_ends: usize,
+    /// `room` frames (answers to enter_room / leave_room).
+    pub rooms: usize,
     /// The connection was closed with this code.
     pub closed: Option<u16>,
 }
@@ -150,6 +172,7 @@ pub async fn answer(ws: &mut Ws, expect: Expect) -> Result<Answer, String> {
                 Some("pong") => a.pongs += 1,
                 Some("ack") => a.acks += 1,
                 Some("sync_end") => a.sync_ends += 1,
+                Some("room") => a.rooms += 1,
                 Some("error") => a.errors.push(v),
                 Some("message") => {}
                 _ => return Err(format!("unexpected frame {v}")),
@@ -177,13 +200,14 @@ pub fn judge(expect: Expect, a: &Answer, bad: u32, max_bad: u32) -> Result<(), S
         None => {}
     }
     let ok = match expect {
-        Expect::Error => errors >= 1 && a.acks + a.sync_ends == 0,
+        Expect::Error => errors >= 1 && a.acks + a.sync_ends + a.rooms == 0,
         Expect::Pong => errors == 0 && a.pongs == 2,
         Expect::Silent => errors + a.acks + a.sync_ends == 0,
         Expect::SilentOrError => errors <= 1 && a.acks + a.sync_ends == 0,
         Expect::SyncEnd => errors == 0 && a.sync_ends == 1,
         Expect::SyncEndOrError => a.sync_ends + errors == 1,
         Expect::AckOrError => a.acks + errors == 1,
+        Expect::RoomOrError => a.rooms + errors == 1 && a.acks + a.sync_ends == 0,
         Expect::TooBig => false,
         Expect::ErrorOrClose => errors >= 1,
     };

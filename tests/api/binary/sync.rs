@@ -1,0 +1,120 @@
+//! SYNC / SYNC_KEY against both stores (keys where the original kept them), a client whose
+//! key is ahead, system messages, notifications and UNREAD_COUNT.
+
+use serde_json::json;
+
+use super::client::*;
+use crate::helpers::*;
+
+async fn post_peer(app: &TestApp, from: u64, to: u64, text: &str) {
+    app.post(
+        "/messages/peers",
+        json!({"sender": from, "receiver": to, "content": text}),
+    )
+    .await
+    .data();
+}
+
+#[actix_web::test]
+async fn sync_pages_the_inbox_and_sync_key_is_kept_for_the_next_connection() {
+    for backend in BACKENDS {
+        let app = spawn_app(backend).await;
+        for n in 0..3 {
+            post_peer(&app, 1, 2, &format!("m{n}")).await;
+        }
+        let mut c = Client::online(&app, 2, Over::Tcp, 1).await;
+        c.key(SYNC, 0).await;
+        let frames = c.until(SYNC_END).await;
+        assert_eq!(frames[0].cmd, SYNC_BEGIN);
+        assert_eq!(frames[0].i64_at(0), 0);
+        let texts: Vec<String> = frames[1..3 + 1].iter().map(|f| im_fields(f, 1).4).collect();
+        assert_eq!(texts, ["m0", "m1", "m2"], "{backend:?}");
+        assert!(
+            frames[1..4].iter().all(|f| f.flag & PUSH == 0),
+            "synced: no PUSH flag"
+        );
+        assert_eq!(frames[4].i64_at(0), 3, "SYNC_END carries the newest key");
+        assert_eq!(
+            (frames[0].body.len(), frames[4].body.len()),
+            (8, 8),
+            "i64 keys"
+        );
+        c.key(SYNC_KEY, 3).await;
+        c.key(SYNC_KEY, 1).await; // never backwards
+        c.send(PING, 0, &[]).await;
+        c.until(PONG).await;
+        if backend == Backend::Redis {
+            assert_eq!(user_field(&app, 2, "sync_key"), "3", "the original's field");
+        }
+        // A new device syncing from 0 starts at the confirmed key.
+        let mut d = Client::online(&app, 2, Over::Ws, 2).await;
+        d.key(SYNC, 0).await;
+        let frames = d.until(SYNC_END).await;
+        let cmds: Vec<u8> = frames.iter().map(|f| f.cmd).collect();
+        assert_eq!(cmds, [SYNC_BEGIN, SYNC_END]);
+        assert_eq!((frames[0].i64_at(0), frames[1].i64_at(0)), (3, 3));
+        // A key ahead of the server is brought back to the newest.
+        d.key(SYNC, 99).await;
+        let frames = d.until(SYNC_END).await;
+        assert_eq!(frames.last().map(|f| f.i64_at(0)), Some(3));
+    }
+}
+
+#[actix_web::test]
+async fn system_messages_are_announced_and_synced_and_notifications_are_live() {
+    let app = spawn_app(Backend::Redis).await;
+    let mut c = Client::online(&app, 2, Over::Tcp, 2).await;
+    app.post(
+        "/messages/systems",
+        json!({"receiver": 2, "content": "sys!"}),
+    )
+    .await
+    .data();
+    let notify = c.recv().await;
+    assert_eq!(
+        (notify.cmd, notify.i64_at(0)),
+        (SYNC_NOTIFY, 1),
+        "no live body for SYSTEM"
+    );
+    c.key(SYNC, 0).await;
+    let frames = c.until(SYNC_END).await;
+    let system = frames
+        .iter()
+        .find(|f| f.cmd == SYSTEM)
+        .unwrap_or_else(|| panic!("{frames:?}"));
+    assert_eq!(system.body, b"sys!", "SYSTEM is the content alone");
+    app.post(
+        "/messages/notifications",
+        json!({"receiver": 2, "content": "note"}),
+    )
+    .await
+    .data();
+    let note = c.recv().await;
+    assert_eq!(
+        (note.cmd, note.flag, note.body.as_slice()),
+        (NOTIFICATION, 0, b"note".as_slice())
+    );
+    c.send(UNREAD_COUNT, 0, &5i32.to_be_bytes()).await;
+    c.send(PING, 0, &[]).await;
+    c.until(PONG).await;
+    assert_eq!(user_field(&app, 2, "unread"), "5");
+    // A new login resets it, as the original does.
+    let mut again = Client::online(&app, 2, Over::Ws, 1).await;
+    again.send(PING, 0, &[]).await;
+    again.until(PONG).await;
+    assert_eq!(user_field(&app, 2, "unread"), "0");
+}
+
+#[actix_web::test]
+async fn sync_key_moves_the_devices_offline_count() {
+    let app = spawn_app(Backend::Memory).await;
+    post_peer(&app, 1, 2, "a").await;
+    post_peer(&app, 1, 2, "b").await;
+    let path = "/messages/offline?uid=2&platform_id=2&device_id=device-2";
+    assert_eq!(app.get(path).await.data()["count"], 2);
+    let mut c = Client::online(&app, 2, Over::Tcp, 1).await;
+    c.key(SYNC_KEY, 2).await;
+    c.send(PING, 0, &[]).await;
+    c.until(PONG).await;
+    assert_eq!(app.get(path).await.data()["count"], 0);
+}
