@@ -22,17 +22,7 @@ async fn customer_with_supporter(app: &TestApp) -> (String, u64) {
     )
     .await
     .data();
-    let res = app
-        .call(
-            "POST",
-            "/auth/customer",
-            None,
-            Some(signed_registration("shopper")),
-        )
-        .await;
-    let token = res.data()["token"].as_str().unwrap().to_string();
-    let uid = res.data()["client_id"].as_u64().unwrap();
-    (token, uid)
+    app.register_customer("shopper").await
 }
 
 #[actix_web::test]

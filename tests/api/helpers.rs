@@ -237,6 +237,20 @@ impl Res {
 }
 
 impl TestApp {
+    /// Registers app A's customer `customer_id` (signed by app A's server): (token, uid).
+    pub async fn register_customer(&self, customer_id: &str) -> (String, u64) {
+        let body = Some(signed_registration(customer_id));
+        let res = self.call("POST", "/auth/customer", None, body).await;
+        let data = res.data();
+        let token = data["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token: {data}"));
+        let uid = data["client_id"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no uid: {data}"));
+        (token.to_string(), uid)
+    }
+
     pub fn auth_a(&self) -> String {
         basic(APP_A, SECRET_A)
     }

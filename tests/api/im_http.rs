@@ -310,18 +310,7 @@ async fn notifications_room_and_realtime_messages_reach_open_connections_only() 
 #[actix_web::test]
 async fn post_customer_message_goes_between_a_customer_and_their_supporter() {
     let app = im_app(Backend::Memory).await;
-    let reg = app
-        .call(
-            "POST",
-            "/auth/customer",
-            None,
-            Some(signed_registration("shopper")),
-        )
-        .await;
-    let (token, cid) = (
-        reg.data()["token"].as_str().unwrap().to_string(),
-        reg.data()["client_id"].as_u64().unwrap(),
-    );
+    let (token, cid) = app.register_customer("shopper").await;
     app.post("/stores/100/supporters", json!({"uid": 600, "name": "ann"}))
         .await
         .data();

@@ -30,18 +30,7 @@ async fn a_customer_and_their_supporter_talk_with_customer_v2() {
     )
     .await
     .data();
-    let res = app
-        .call(
-            "POST",
-            "/auth/customer",
-            None,
-            Some(signed_registration("shopper")),
-        )
-        .await;
-    let (token, customer) = (
-        res.data()["token"].as_str().unwrap_or_default().to_string(),
-        res.data()["client_id"].as_u64().unwrap_or_default(),
-    );
+    let (token, customer) = app.register_customer("shopper").await;
     let bearer = format!("Bearer {token}");
     app.call(
         "GET",
