@@ -323,14 +323,48 @@ impl Settings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let fail = |m: String| Err(ConfigError(m));
-        if self.store.pool_size == 0 {
-            return fail("store.pool_size must be at least 1".into());
+        self.validate_store_and_push()?;
+        self.validate_limits()?;
+        if !crate::telemetry::valid_level(&self.log.level) {
+            return fail(format!(
+                "log.level {:?} is not a valid level or filter",
+                self.log.level
+            ));
         }
         let binary = &self.binary.listen;
         if !binary.is_empty() && binary.parse::<SocketAddr>().is_err() {
             return fail(format!(
                 "binary.listen must be empty (off) or an address like 0.0.0.0:23000, got {binary:?}"
             ));
+        }
+        if !self.http.metrics_listen.is_empty()
+            && self.http.metrics_listen.parse::<SocketAddr>().is_err()
+        {
+            return fail(format!(
+                "http.metrics_listen {:?} is not an ip:port",
+                self.http.metrics_listen
+            ));
+        }
+        self.validate_media()?;
+        self.validate_node()?;
+        self.validate_apps()?;
+        // Redis computes base + counter in Lua numbers (doubles): stay where they are exact.
+        if self.customers.uid_base > (1 << 53) - (1 << 32) {
+            return fail(
+                "customers.uid_base must be at most 2^53 - 2^32 (customer uids must stay exact)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Settings {
+    /// `[store]` and `[push]`: pool, timeout, URLs, batch sizes.
+    fn validate_store_and_push(&self) -> Result<(), ConfigError> {
+        let fail = |m: String| Err(ConfigError(m));
+        if self.store.pool_size == 0 {
+            return fail("store.pool_size must be at least 1".into());
         }
         if self.store.timeout_ms == 0 {
             return fail("store.timeout_ms must be at least 1".into());
@@ -359,6 +393,12 @@ impl Settings {
         if self.push.batch_size == 0 || self.push.queue_capacity == 0 {
             return fail("push.batch_size and push.queue_capacity must be at least 1".into());
         }
+        Ok(())
+    }
+
+    /// `[limits]`: every bound at least 1, the binary idle limit above the SDKs' ping.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let fail = |m: String| Err(ConfigError(m));
         let l = &self.limits;
         for (name, v) in [
             ("limits.request_body", l.request_body),
@@ -393,29 +433,12 @@ impl Settings {
                     .into(),
             );
         }
-        if !crate::telemetry::valid_level(&self.log.level) {
-            return fail(format!(
-                "log.level {:?} is not a valid level or filter",
-                self.log.level
-            ));
-        }
-        if !self.http.metrics_listen.is_empty()
-            && self.http.metrics_listen.parse::<SocketAddr>().is_err()
-        {
-            return fail(format!(
-                "http.metrics_listen {:?} is not an ip:port",
-                self.http.metrics_listen
-            ));
-        }
-        self.validate_media()?;
-        self.validate_node()?;
-        // Redis computes base + counter in Lua numbers (doubles): stay where they are exact.
-        if self.customers.uid_base > (1 << 53) - (1 << 32) {
-            return fail(
-                "customers.uid_base must be at most 2^53 - 2^32 (customer uids must stay exact)"
-                    .into(),
-            );
-        }
+        Ok(())
+    }
+
+    /// `[[apps]]`: ids positive and unique, store ids unique, key and secret set.
+    fn validate_apps(&self) -> Result<(), ConfigError> {
+        let fail = |m: String| Err(ConfigError(m));
         let (mut seen, mut stores) = (
             std::collections::HashSet::new(),
             std::collections::HashSet::new(),
@@ -446,9 +469,7 @@ impl Settings {
         }
         Ok(())
     }
-}
 
-impl Settings {
     fn validate_node(&self) -> Result<(), ConfigError> {
         let id = &self.node.id;
         if id.is_empty() {

@@ -40,21 +40,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Application> {
         let _ = crate::telemetry::metrics();
         let settings = Arc::new(settings);
-        let store = Store::open(&settings.store, settings.limits.inbox_len).await?;
-        match store.kind() {
-            "memory" => tracing::warn!(
-                "store: memory — nothing (tokens, groups, messages) survives a restart; \
-                 set store.kind = \"redis\" for production"
-            ),
-            kind => match store.ping().await {
-                Ok(()) => {
-                    tracing::info!(store = kind, url = %redacted(&settings.store.redis_url), "store: redis reachable")
-                }
-                Err(e) => {
-                    tracing::error!(store = kind, error = %e, "store: redis unreachable at start-up; requests get 503 until it answers")
-                }
-            },
-        }
+        let store = open_store(&settings).await?;
         if settings.apps.is_empty() {
             tracing::warn!("no [[apps]] configured: every authenticated request will be refused");
         }
@@ -65,66 +51,10 @@ impl Application {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let push = PushQueue::start(&settings.push, store.clone(), &settings.store.redis_url);
-        tracing::info!(sink = ?settings.push.sink, "push sink");
-        let dispatcher = Dispatcher::new(store.clone(), push, settings.limits.clone(), workers);
-        if store.kind() == "redis" {
-            let node = node_name(&settings.node.id);
-            dispatcher.join_cluster(&node, &settings.node.pubsub_url)?;
-            store.announce_node().await;
-        }
-        let media = crate::media::Media::new(&settings.media, workers);
-        media.log_startup();
-        let state = web::Data::new(AppState {
-            apps: Apps::new(&settings.apps, settings.limits.app_sends_per_sec),
-            store,
-            dispatcher,
-            media,
-            register_limiter: RateLimiter::per_minute(settings.customers.register_per_minute),
-            inflight: Default::default(),
-            inflight_public: Default::default(),
-            shutting_down: Default::default(),
-            settings: settings.clone(),
-        });
+        let state = app_state(&settings, store, workers).await?;
         let binary = bind_binary(&settings.binary.listen)?;
         let binary_addr = binary.as_ref().and_then(|l| l.local_addr().ok());
-        let app_state = state.clone();
-        let cors_origins = settings.http.cors_origins.clone();
-        let metrics_apart = !settings.http.metrics_listen.is_empty();
-        // actix-web's HttpServer cannot take an upgrade hook, so the server is assembled from
-        // its parts: the same App for every route, plus WebSocket upgrades handed to `api::ws`.
-        let server = actix_server::Server::build()
-            .workers(workers)
-            .disable_signals()
-            .shutdown_timeout(settings.http.shutdown_timeout_secs)
-            .backlog(4096)
-            .max_concurrent_connections(25_000)
-            .listen("im-dispatcher", listener, move || {
-                let origins = cors_origins.clone();
-                let upgrade_state = app_state.clone();
-                let app = App::new()
-                    .app_data(app_state.clone())
-                    .wrap(from_fn(api::limit_inflight))
-                    .wrap(from_fn(api::observe))
-                    .configure(move |cfg| api::routes(cfg, &origins, !metrics_apart))
-                    .default_service(web::to(api::not_found))
-                    .into_factory()
-                    .map_err(|e| e.error_response());
-                HttpService::build()
-                    .tcp_nodelay(true)
-                    .keep_alive(KeepAlive::Timeout(Duration::from_secs(5)))
-                    .client_request_timeout(Duration::from_secs(5))
-                    .upgrade(fn_factory(move || {
-                        let state = upgrade_state.clone();
-                        async move {
-                            Ok::<_, ()>(fn_service(move |(req, framed)| {
-                                api::ws::upgrade(state.clone(), req, framed)
-                            }))
-                        }
-                    }))
-                    .finish(map_config(app, |_| AppConfig::default()))
-                    .tcp()
-            })?;
+        let server = main_server(&settings, listener, workers, state.clone())?;
         let server = match binary {
             Some(listener) => listen_binary(server, listener, state.clone())?,
             None => server,
@@ -134,24 +64,10 @@ impl Application {
         if let Some(at) = binary_addr {
             tracing::info!("GoBelieve binary protocol on {at}");
         }
-        let metrics = if metrics_apart {
-            let at = &settings.http.metrics_listen;
-            let server = HttpServer::new(|| {
-                App::new()
-                    .route("/metrics", web::get().to(api::metrics))
-                    .default_service(web::to(api::not_found))
-            })
-            .workers(1)
-            .disable_signals()
-            .bind(at)
-            .map_err(|e| anyhow::anyhow!("cannot listen on http.metrics_listen {at}: {e}"))?;
-            let bound = server.addrs().first().copied();
-            tracing::info!("metrics on {}", bound.map_or(at.clone(), |a| a.to_string()));
-            (Some(server.run()), bound)
-        } else {
-            (None, None)
+        let (metrics, metrics_addr) = match settings.http.metrics_listen.as_str() {
+            "" => (None, None),
+            at => metrics_server(at).map(|(s, a)| (Some(s), a))?,
         };
-        let (metrics, metrics_addr) = metrics;
         let mut side: Vec<Server> = metrics.into_iter().collect();
         let im_http_addr = match settings.im_http.listen.as_str() {
             "" => None,
@@ -236,6 +152,119 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Opens the store and says in the log what it is and whether it answers.
+async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::open(&settings.store, settings.limits.inbox_len).await?;
+    match store.kind() {
+        "memory" => tracing::warn!(
+            "store: memory — nothing (tokens, groups, messages) survives a restart; \
+             set store.kind = \"redis\" for production"
+        ),
+        kind => match store.ping().await {
+            Ok(()) => {
+                tracing::info!(store = kind, url = %redacted(&settings.store.redis_url), "store: redis reachable")
+            }
+            Err(e) => {
+                tracing::error!(store = kind, error = %e, "store: redis unreachable at start-up; requests get 503 until it answers")
+            }
+        },
+    }
+    Ok(store)
+}
+
+/// What every request handler shares: the dispatcher (joined to the other nodes when the store
+/// is Redis), the push queue, media, apps and limits.
+async fn app_state(
+    settings: &Arc<Settings>,
+    store: Store,
+    workers: usize,
+) -> anyhow::Result<web::Data<AppState>> {
+    let push = PushQueue::start(&settings.push, store.clone(), &settings.store.redis_url);
+    tracing::info!(sink = ?settings.push.sink, "push sink");
+    let dispatcher = Dispatcher::new(store.clone(), push, settings.limits.clone(), workers);
+    if store.kind() == "redis" {
+        let node = node_name(&settings.node.id);
+        dispatcher.join_cluster(&node, &settings.node.pubsub_url)?;
+        store.announce_node().await;
+    }
+    let media = crate::media::Media::new(&settings.media, workers);
+    media.log_startup();
+    Ok(web::Data::new(AppState {
+        apps: Apps::new(&settings.apps, settings.limits.app_sends_per_sec),
+        store,
+        dispatcher,
+        media,
+        register_limiter: RateLimiter::per_minute(settings.customers.register_per_minute),
+        inflight: Default::default(),
+        inflight_public: Default::default(),
+        shutting_down: Default::default(),
+        settings: settings.clone(),
+    }))
+}
+
+/// The main listener: every route, plus WebSocket upgrades handed to `api::ws`. actix-web's
+/// HttpServer cannot take an upgrade hook, so the server is assembled from its parts.
+fn main_server(
+    settings: &Settings,
+    listener: std::net::TcpListener,
+    workers: usize,
+    app_state: web::Data<AppState>,
+) -> std::io::Result<actix_server::ServerBuilder> {
+    let cors_origins = settings.http.cors_origins.clone();
+    let metrics_apart = !settings.http.metrics_listen.is_empty();
+    actix_server::Server::build()
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(settings.http.shutdown_timeout_secs)
+        .backlog(4096)
+        .max_concurrent_connections(25_000)
+        .listen("im-dispatcher", listener, move || {
+            let origins = cors_origins.clone();
+            let upgrade_state = app_state.clone();
+            let app = App::new()
+                .app_data(app_state.clone())
+                .wrap(from_fn(api::limit_inflight))
+                .wrap(from_fn(api::observe))
+                .configure(move |cfg| api::routes(cfg, &origins, !metrics_apart))
+                .default_service(web::to(api::not_found))
+                .into_factory()
+                .map_err(|e| e.error_response());
+            HttpService::build()
+                .tcp_nodelay(true)
+                .keep_alive(KeepAlive::Timeout(Duration::from_secs(5)))
+                .client_request_timeout(Duration::from_secs(5))
+                .upgrade(fn_factory(move || {
+                    let state = upgrade_state.clone();
+                    async move {
+                        Ok::<_, ()>(fn_service(move |(req, framed)| {
+                            api::ws::upgrade(state.clone(), req, framed)
+                        }))
+                    }
+                }))
+                .finish(map_config(app, |_| AppConfig::default()))
+                .tcp()
+        })
+}
+
+/// `GET /metrics` alone on `at` (`http.metrics_listen`), started with the main server.
+fn metrics_server(at: &str) -> anyhow::Result<(Server, Option<SocketAddr>)> {
+    let server = HttpServer::new(|| {
+        App::new()
+            .route("/metrics", web::get().to(api::metrics))
+            .default_service(web::to(api::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind(at)
+    .map_err(|e| anyhow::anyhow!("cannot listen on http.metrics_listen {at}: {e}"))?;
+    let bound = server.addrs().first().copied();
+    tracing::info!(
+        "metrics on {}",
+        bound.map_or(at.to_string(), |a| a.to_string())
+    );
+    Ok((server.run(), bound))
 }
 
 /// The node's name: the configured one (or `node`) with a random incarnation, so a restarted
