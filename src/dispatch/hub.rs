@@ -2,7 +2,7 @@
 //! thread's hub is a task beside it, with a thread-local table of the thread's connections. A
 //! fan-out groups its targets by hub as (connection id, seq) pairs — touching no connection's
 //! state from the fanning-out thread — and sends each hub one job; the hub queues the frame on
-//! its connections with cheap same-thread wake-ups.
+//! all its connections first, then wakes them in slices that yield (`run_hub`).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
