@@ -2,10 +2,10 @@
 //! thread's hub is a task beside it, with a thread-local table of the thread's connections. A
 //! fan-out groups its targets by hub as (connection id, seq) pairs — touching no connection's
 //! state from the fanning-out thread — and sends each hub one job; the hub queues the frame on
-//! its connections with cheap same-thread wake-ups.
+//! all its connections first, then wakes them in slices that yield (`run_hub`).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -31,6 +31,9 @@ pub struct Job {
 
 /// Jobs a hub may have waiting before fan-outs wait for it.
 const HUB_QUEUE: usize = 4096;
+
+/// Connections a hub wakes before it lets the thread's other tasks run.
+const WAKE_SLICE: usize = 64;
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -95,13 +98,9 @@ impl Hubs {
     }
 
     fn start_hub(&self) -> usize {
-        let (tx, mut rx) = mpsc::channel::<Job>(HUB_QUEUE);
+        let (tx, rx) = mpsc::channel::<Job>(HUB_QUEUE);
         let id = self.id;
-        actix_web::rt::spawn(async move {
-            while let Some(job) = rx.recv().await {
-                run_local(id, job);
-            }
-        });
+        actix_web::rt::spawn(run_hub(id, rx));
         let mut senders = self.senders.write().unwrap_or_else(|p| p.into_inner());
         senders.push(tx);
         senders.len() - 1
@@ -126,8 +125,33 @@ impl Hubs {
     }
 }
 
-/// Queues a job's delivery on this thread's connections.
-fn run_local(hubs_id: u64, job: Job) {
+/// A hub's loop: queue every job that has arrived on its connections, then wake them in
+/// slices of `WAKE_SLICE`, yielding after each, so the thread's requests (the next send among
+/// them) run between slices instead of behind a whole fan-out's writes. A connection woken
+/// late meanwhile got the next messages too: they go out in its one write.
+async fn run_hub(hubs_id: u64, mut rx: mpsc::Receiver<Job>) {
+    let mut to_wake = VecDeque::new();
+    loop {
+        if to_wake.is_empty() {
+            let Some(job) = rx.recv().await else { return };
+            run_local(hubs_id, job, &mut to_wake);
+        }
+        while let Ok(job) = rx.try_recv() {
+            run_local(hubs_id, job, &mut to_wake);
+        }
+        for outbox in to_wake.drain(..WAKE_SLICE.min(to_wake.len())) {
+            outbox.wake_marked();
+        }
+        if to_wake.capacity() > 4 * WAKE_SLICE && to_wake.is_empty() {
+            to_wake = VecDeque::new(); // an idle hub keeps no fan-out-sized buffer
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Queues a job's delivery on this thread's connections, without waking them: those not
+/// signalled yet are added to `to_wake`.
+fn run_local(hubs_id: u64, job: Job, to_wake: &mut VecDeque<Arc<Outbox>>) {
     LOCAL.with(|local| {
         let local = local.borrow();
         let Some(hub) = local.get(&hubs_id) else {
@@ -137,10 +161,15 @@ fn run_local(hubs_id: u64, job: Job) {
             let Some(outbox) = hub.conns.get(&conn) else {
                 continue;
             };
-            match &job.delivery {
-                Delivery::Seq(parts) => outbox.push_seq(seq, Frame::Spliced(parts.clone(), seq)),
-                Delivery::Shared(frame) => outbox.push(frame.clone()),
+            let unsignalled = match &job.delivery {
+                Delivery::Seq(parts) => {
+                    outbox.push_seq_deferred(seq, Frame::Spliced(parts.clone(), seq))
+                }
+                Delivery::Shared(frame) => outbox.push_deferred(frame.clone()),
             };
+            if unsignalled {
+                to_wake.push_back(outbox.clone());
+            }
         }
     });
 }

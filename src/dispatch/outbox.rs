@@ -139,15 +139,37 @@ impl Outbox {
 
     /// Queues a control or reply frame. False if the connection is closing.
     pub fn push(&self, frame: Frame) -> bool {
-        let mut st = self.lock();
-        let ok = self.enqueue(&mut st, frame);
-        drop(st);
+        let ok = self.put(frame);
         self.wake();
         ok
     }
 
     /// Queues a stored message with inbox seq `seq`, keeping seq order (see module docs).
     pub fn push_seq(&self, seq: u64, frame: Frame) -> bool {
+        let ok = self.put_seq(seq, frame);
+        self.wake();
+        ok
+    }
+
+    /// `push` without waking the socket loop (a hub wakes it later, `hub.rs`): true when the
+    /// caller must `wake_marked` it, false when it is already signalled.
+    pub fn push_deferred(&self, frame: Frame) -> bool {
+        self.put(frame);
+        self.mark()
+    }
+
+    /// `push_seq` without waking the socket loop; as `push_deferred`.
+    pub fn push_seq_deferred(&self, seq: u64, frame: Frame) -> bool {
+        self.put_seq(seq, frame);
+        self.mark()
+    }
+
+    fn put(&self, frame: Frame) -> bool {
+        let mut st = self.lock();
+        self.enqueue(&mut st, frame)
+    }
+
+    fn put_seq(&self, seq: u64, frame: Frame) -> bool {
         let mut gap_opened = None;
         let mut st = self.lock();
         if st.close.is_some() {
@@ -180,7 +202,6 @@ impl Outbox {
             }
         };
         drop(st);
-        self.wake();
         if let Some(hook) = gap_opened {
             hook();
         }
@@ -239,6 +260,17 @@ impl Outbox {
 
     fn wake(&self) {
         self.pending.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Signals frames without waking: true if the socket loop was not signalled yet (then
+    /// someone must `wake_marked` it; until then, any pass it makes drains them anyway).
+    fn mark(&self) -> bool {
+        !self.pending.swap(true, Ordering::AcqRel)
+    }
+
+    /// Wakes the socket loop after `push_deferred` / `push_seq_deferred` returned true.
+    pub fn wake_marked(&self) {
         self.waker.wake();
     }
 

@@ -13,6 +13,7 @@ mod compat;
 mod conventions;
 mod customer_identity;
 mod customers;
+mod fanout_order;
 mod faults;
 mod fuzz;
 mod groups;
