@@ -406,25 +406,8 @@ impl Dispatcher {
             return Ok(sent);
         }
         let shared = Spliced::new(appended.id, &body);
-        let content: Arc<str> = req.content.into();
         if let [sender_seq, receiver_seq] = appended.seqs[..] {
-            let job = match req.kind {
-                Kind::Customer => PushJob::Customer {
-                    sender_app: req.app,
-                    sender: req.sender,
-                    receiver_app: req.app,
-                    receiver: req.receiver,
-                    content,
-                    tokens: None,
-                },
-                _ => PushJob::Peer {
-                    app: req.app,
-                    sender: req.sender,
-                    receiver: req.receiver,
-                    content,
-                    tokens: None,
-                },
-            };
+            let job = peer_push_job(&req);
             let to_receiver = Deliver {
                 frame: Frame::Spliced(shared.clone(), receiver_seq),
                 seq: Some(receiver_seq),
@@ -718,5 +701,27 @@ impl Dispatcher {
     /// hands every queued push job to the sink.
     pub async fn flush_push(&self, within: Duration) {
         self.inner.push.flush(within).await;
+    }
+}
+
+/// The push job a peer (or customer) message makes for its receiver, should they be offline.
+fn peer_push_job(req: &PeerSend<'_>) -> PushJob {
+    let content: Arc<str> = req.content.into();
+    match req.kind {
+        Kind::Customer => PushJob::Customer {
+            sender_app: req.app,
+            sender: req.sender,
+            receiver_app: req.app,
+            receiver: req.receiver,
+            content,
+            tokens: None,
+        },
+        _ => PushJob::Peer {
+            app: req.app,
+            sender: req.sender,
+            receiver: req.receiver,
+            content,
+            tokens: None,
+        },
     }
 }
