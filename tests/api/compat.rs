@@ -5,26 +5,6 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-const STORE: u64 = 100;
-
-async fn help_desk_app() -> TestApp {
-    let (mut s, url) = test_settings(Backend::Memory);
-    s.apps[0].store_id = STORE;
-    s.apps[1].store_id = 200;
-    spawn_with(s, url).await
-}
-
-/// A customer of app A's help desk with supporter 500 assigned: (token, uid).
-async fn customer_with_supporter(app: &TestApp) -> (String, u64) {
-    app.post(
-        &format!("/stores/{STORE}/supporters"),
-        json!({"uid": 500, "name": "agent"}),
-    )
-    .await
-    .data();
-    app.register_customer("shopper").await
-}
-
 #[actix_web::test]
 async fn the_v2_aliases_answer_as_the_endpoints_they_alias() {
     let app = help_desk_app().await;
@@ -51,7 +31,7 @@ async fn the_v2_aliases_answer_as_the_endpoints_they_alias() {
 
     let (customer, _) = customer_with_supporter(&app).await;
     let customer = format!("Bearer {customer}");
-    let path = format!("/supporters?store_id={STORE}");
+    let path = format!("/supporters?store_id={HELP_DESK}");
     let plain = app.call("GET", &path, Some(&customer), None).await;
     let v2 = app
         .call("GET", &format!("/v2{path}"), Some(&customer), None)
@@ -93,7 +73,7 @@ async fn history_with_store_lists_only_that_help_desks_customer_messages() {
     let bearer = format!("Bearer {token}");
     app.call(
         "GET",
-        &format!("/supporters?store_id={STORE}"),
+        &format!("/supporters?store_id={HELP_DESK}"),
         Some(&bearer),
         None,
     )
@@ -116,7 +96,7 @@ async fn history_with_store_lists_only_that_help_desks_customer_messages() {
     let desk = app
         .call(
             "GET",
-            &format!("/messages?store={STORE}"),
+            &format!("/messages?store={HELP_DESK}"),
             Some(&bearer),
             None,
         )

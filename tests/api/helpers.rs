@@ -69,6 +69,28 @@ pub fn signed_registration(customer_id: &str) -> Value {
     })
 }
 
+/// Help-desk (store) id of app A in `help_desk_app` (app B's is 200).
+pub const HELP_DESK: u64 = 100;
+
+/// A memory-store server whose apps run help desks `HELP_DESK` (A) and 200 (B).
+pub async fn help_desk_app() -> TestApp {
+    let (mut s, url) = test_settings(Backend::Memory);
+    s.apps[0].store_id = HELP_DESK;
+    s.apps[1].store_id = 200;
+    spawn_with(s, url).await
+}
+
+/// A customer of app A's help desk, registered after supporter 500 joined it: (token, uid).
+pub async fn customer_with_supporter(app: &TestApp) -> (String, u64) {
+    app.post(
+        &format!("/stores/{HELP_DESK}/supporters"),
+        serde_json::json!({"uid": 500, "name": "agent"}),
+    )
+    .await
+    .data();
+    app.register_customer("shopper").await
+}
+
 /// Settings for a test server: port 0, two apps, the given store.
 pub fn test_settings(backend: Backend) -> (Settings, Option<String>) {
     let mut s = Settings::load(None).unwrap_or_else(|e| panic!("default settings: {e}"));

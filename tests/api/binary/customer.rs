@@ -1,11 +1,8 @@
 //! CUSTOMER_V2 between a customer and their assigned supporter, over the binary protocol.
 
-use serde_json::json;
-
 use super::client::*;
 use crate::helpers::*;
 
-const STORE: u64 = 100;
 const CUSTOMER_V2: u8 = 64;
 
 /// sender_appid, sender, receiver_appid, receiver, timestamp, content.
@@ -21,20 +18,12 @@ fn customer_body(app: u64, sender: u64, receiver: u64, text: &str) -> Vec<u8> {
 
 #[actix_web::test]
 async fn a_customer_and_their_supporter_talk_with_customer_v2() {
-    let (mut s, url) = test_settings(Backend::Memory);
-    s.apps[0].store_id = STORE;
-    let app = spawn_with(s, url).await;
-    app.post(
-        &format!("/stores/{STORE}/supporters"),
-        json!({"uid": 500, "name": "agent", "avatar": ""}),
-    )
-    .await
-    .data();
-    let (token, customer) = app.register_customer("shopper").await;
+    let app = help_desk_app().await;
+    let (token, customer) = customer_with_supporter(&app).await;
     let bearer = format!("Bearer {token}");
     app.call(
         "GET",
-        &format!("/supporters?store_id={STORE}"),
+        &format!("/supporters?store_id={HELP_DESK}"),
         Some(&bearer),
         None,
     )
