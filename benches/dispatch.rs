@@ -170,6 +170,7 @@ fn encoding(c: &mut Criterion) {
             |b, content| {
                 b.iter(|| {
                     let body = frame::body(&Body {
+                        apps: None,
                         kind: Kind::Group,
                         sender: Some(Uid(1)),
                         receiver: 9,

@@ -49,6 +49,11 @@ pub struct CustomerSettings {
     pub register_per_minute: u32,
     /// Latest `expires` a signed registration may name, seconds from now.
     pub max_signature_ttl_secs: u64,
+    /// The help-desk app (the original's `kefu_appid`): its users may exchange customer
+    /// messages with the users of every other app. 0 = none (customer messages stay within
+    /// one app).
+    #[serde(default)]
+    pub help_desk_app: u64,
 }
 
 impl CustomerSettings {
@@ -354,6 +359,12 @@ impl Settings {
                 "customers.uid_base must be at most 2^53 - 2^32 (customer uids must stay exact)"
                     .into(),
             );
+        }
+        let desk = self.customers.help_desk_app;
+        if desk != 0 && !self.apps.iter().any(|a| a.id == desk) {
+            return fail(format!(
+                "customers.help_desk_app {desk} is not one of the [[apps]]"
+            ));
         }
         Ok(())
     }

@@ -17,6 +17,7 @@ use crate::api;
 use crate::apps::Apps;
 use crate::config::{Settings, redacted};
 use crate::dispatch::Dispatcher;
+use crate::domain::AppId;
 use crate::push::PushQueue;
 use crate::ratelimit::RateLimiter;
 use crate::state::AppState;
@@ -184,6 +185,10 @@ async fn app_state(
     let push = PushQueue::start(&settings.push, store.clone(), &settings.store.redis_url);
     tracing::info!(sink = ?settings.push.sink, "push sink");
     let dispatcher = Dispatcher::new(store.clone(), push, settings.limits.clone(), workers);
+    if settings.customers.help_desk_app != 0 {
+        let apps = settings.apps.iter().map(|a| AppId(a.id));
+        dispatcher.set_help_desk(AppId(settings.customers.help_desk_app), apps);
+    }
     if store.kind() == "redis" {
         let node = node_name(&settings.node.id);
         dispatcher.join_cluster(&node, &settings.node.pubsub_url)?;

@@ -12,6 +12,7 @@ use super::openapi::IdempotencyKey;
 use super::openapi::answers::{MsgId, MySupporter, Removed, SupporterAdded, SupporterRow};
 use super::openapi::schemas::Envelope;
 use crate::apps::App;
+use crate::dispatch::Draft;
 use crate::domain::{AppId, MessageKind, Uid, UserKey, parse_id};
 use crate::error::{ApiError, ApiResult, ok};
 use crate::state::AppState;
@@ -210,12 +211,16 @@ pub async fn my_supporter(
 pub struct CustomerMessageBody {
     sender: Uid,
     receiver: Uid,
+    /// The receiver's app, when it is not the calling app: customer messages to or from the
+    /// help-desk app (`customers.help_desk_app`).
+    receiver_app: Option<AppId>,
     #[schema(value_type = super::openapi::schemas::Content)]
     content: Value,
     client_msg_id: Option<Value>,
 }
 
-/// POST /messages/customers (S): between a customer and their assigned supporter.
+/// POST /messages/customers (S): between a customer and their assigned supporter, or between
+/// a user of the calling app and one of the help-desk app.
 #[utoipa::path(
     post, path = "/messages/customers", operation_id = "send_customer_message",
     tag = "messages",
@@ -230,7 +235,10 @@ pub async fn send(
     state: web::Data<AppState>,
     JsonBody(b): JsonBody<CustomerMessageBody>,
 ) -> ApiResult<HttpResponse> {
-    let draft = draft(MessageKind::Customer, b.sender, b.receiver.0, &b.content);
+    let draft = Draft {
+        to_app: b.receiver_app,
+        ..draft(MessageKind::Customer, b.sender, b.receiver.0, &b.content)
+    };
     let id = send_stored(&req, &state, &auth.0, "customers", draft, &b.client_msg_id).await?;
     Ok(ok(json!({ "msg_id": id })))
 }

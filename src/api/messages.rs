@@ -49,6 +49,9 @@ pub fn refused(e: SendRefused) -> ApiError {
             "the idempotency key must be 1 to 128 characters",
         ),
         SendRefused::CustomerOnly(_) => ApiError::forbidden(e.code(), e.to_string()),
+        SendRefused::OtherAppNotCustomer => {
+            ApiError::invalid_field("receiver_app", "only customer messages go to another app")
+        }
     }
 }
 
@@ -90,6 +93,7 @@ pub(crate) async fn send_stored(
 /// A draft of a stored send from `sender` to `to`, its idempotency key still to be added.
 pub(crate) fn draft(kind: MessageKind, sender: Uid, to: u64, content: &Value) -> Draft<'_> {
     Draft {
+        to_app: None,
         kind,
         sender,
         to,

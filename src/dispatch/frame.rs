@@ -21,6 +21,9 @@ pub struct Body<'a> {
     pub sender: Option<Uid>,
     /// A uid, or the group id for group messages.
     pub receiver: u64,
+    /// The sender's and the receiver's apps, when they differ (a customer message to or from
+    /// the help desk): `sender_app`, `receiver_app`.
+    pub apps: Option<(AppId, AppId)>,
     pub group_id: Option<GroupId>,
     pub content: &'a str,
     /// Milliseconds since the epoch.
@@ -37,6 +40,10 @@ pub fn body(b: &Body<'_>) -> String {
         push_num(&mut out, ",\"sender\":", sender.0);
     }
     push_num(&mut out, ",\"receiver\":", b.receiver);
+    if let Some((from, to)) = b.apps {
+        push_num(&mut out, ",\"sender_app\":", from.0);
+        push_num(&mut out, ",\"receiver_app\":", to.0);
+    }
     if let Some(gid) = b.group_id {
         push_num(&mut out, ",\"group_id\":", gid.0);
     }
@@ -243,6 +250,7 @@ mod tests {
     #[test]
     fn a_spliced_frame_is_valid_json_with_the_recipients_seq() {
         let b = body(&Body {
+            apps: None,
             kind: Kind::Peer,
             sender: Some(Uid(1)),
             receiver: 2,
@@ -267,6 +275,7 @@ mod tests {
     #[test]
     fn a_stored_record_read_back_is_the_same_shared_frame() {
         let b = body(&Body {
+            apps: None,
             kind: Kind::Group,
             sender: Some(Uid(1)),
             receiver: 7,

@@ -142,6 +142,7 @@ impl GroupActor {
 
     fn body(&self, kind: Kind, sender: Option<Uid>, content: &str) -> String {
         frame::body(&Body {
+            apps: None,
             kind,
             sender,
             receiver: self.gid.0,

@@ -75,6 +75,10 @@ pub enum DispatchError {
     GroupIdTaken,
     #[error("customer messages go only between a customer and their assigned supporter")]
     NotAssigned,
+    #[error(
+        "customer messages cross apps only to or from the help-desk app (`customers.help_desk_app`), between known apps"
+    )]
+    CrossApp,
     #[error("the group kept changing while the message was being sent; retry")]
     StaleGroup,
     #[error("this user has too many open connections")]
@@ -101,6 +105,7 @@ impl DispatchError {
             DispatchError::GroupTooLarge(_) => (400, "group_too_large"),
             DispatchError::GroupIdTaken => (409, "group_id_taken"),
             DispatchError::NotAssigned => (403, "not_assigned"),
+            DispatchError::CrossApp => (403, "cross_app"),
             DispatchError::StaleGroup => (503, "group_changed"),
             DispatchError::TooManyUserConnections => (429, "too_many_connections"),
             DispatchError::TooManyConnections => (503, "too_many_connections"),
@@ -142,6 +147,8 @@ pub struct PeerSend<'a> {
     pub app: AppId,
     pub sender: Uid,
     pub receiver: Uid,
+    /// The receiver's app: `app` unless a customer message crosses to or from the help desk.
+    pub receiver_app: AppId,
     pub content: &'a str,
     /// Namespaced idempotency key.
     pub idempotency: Option<String>,
@@ -168,6 +175,14 @@ struct Inner {
     bus: std::sync::OnceLock<Arc<crate::store::cluster::BusStatus>>,
     /// Chat rooms on this node (`rooms.rs`).
     rooms: rooms::Rooms,
+    /// Cross-app customer messages, once configured (`set_help_desk`).
+    help_desk: std::sync::OnceLock<HelpDesk>,
+}
+
+/// `customers.help_desk_app` and the apps whose users may write to it (every configured app).
+struct HelpDesk {
+    app: AppId,
+    apps: std::collections::HashSet<AppId>,
 }
 
 /// A connection's entry in its worker's hub table and in its user's session. Dropped while
@@ -258,6 +273,7 @@ impl Dispatcher {
                 next_conn: AtomicU64::new(1),
                 connections: Arc::new(AtomicUsize::new(0)),
                 bus: std::sync::OnceLock::new(),
+                help_desk: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -324,6 +340,27 @@ impl Dispatcher {
         tracing::warn!(app = %user.app, uid = %user.uid, "delivery: session unavailable");
     }
 
+    /// Lets the users of `desk` and of every app in `apps` exchange customer messages (the
+    /// original's `kefu_appid`). Set once, at start-up; later calls change nothing.
+    pub fn set_help_desk(&self, desk: AppId, apps: impl IntoIterator<Item = AppId>) {
+        let apps = apps.into_iter().collect();
+        let _ = self.inner.help_desk.set(HelpDesk { app: desk, apps });
+    }
+
+    /// A customer message between two apps: one of them is the help desk, both are known.
+    fn check_customer_apps(&self, from: AppId, to: AppId) -> Result<(), DispatchError> {
+        match self.inner.help_desk.get() {
+            Some(d)
+                if (from == d.app || to == d.app)
+                    && d.apps.contains(&from)
+                    && d.apps.contains(&to) =>
+            {
+                Ok(())
+            }
+            _ => Err(DispatchError::CrossApp),
+        }
+    }
+
     /// Customer messages flow only between a customer and their assigned supporter.
     async fn check_customer_pair(
         &self,
@@ -373,15 +410,22 @@ impl Dispatcher {
     /// devices and the sender's other devices, pushed to the receiver if not online.
     pub async fn send_peer(&self, req: PeerSend<'_>) -> Result<Sent, DispatchError> {
         let sender = UserKey::new(req.app, req.sender);
-        let receiver = UserKey::new(req.app, req.receiver);
-        if req.kind == Kind::Customer {
-            self.check_customer_pair(req.app, req.sender, req.receiver)
-                .await?;
+        let receiver = UserKey::new(req.receiver_app, req.receiver);
+        let cross = req.receiver_app != req.app;
+        match (req.kind, cross) {
+            (Kind::Customer, true) => self.check_customer_apps(req.app, req.receiver_app)?,
+            (Kind::Customer, false) => {
+                self.check_customer_pair(req.app, req.sender, req.receiver)
+                    .await?
+            }
+            (_, true) => return Err(DispatchError::CrossApp),
+            (_, false) => {}
         }
         let body = frame::body(&Body {
             kind: req.kind,
             sender: Some(req.sender),
             receiver: req.receiver.0,
+            apps: cross.then_some((req.app, req.receiver_app)),
             group_id: None,
             content: req.content,
             timestamp: now_millis(),
@@ -451,6 +495,7 @@ impl Dispatcher {
     ) -> Result<Sent, DispatchError> {
         let user = UserKey::new(app, receiver);
         let body = frame::body(&Body {
+            apps: None,
             kind: Kind::System,
             sender: None,
             receiver: receiver.0,
@@ -496,6 +541,7 @@ impl Dispatcher {
     ) -> Result<(u64, usize), DispatchError> {
         let id = self.inner.store.next_message_id(app).await?;
         let body = frame::body(&Body {
+            apps: None,
             kind: Kind::Notification,
             sender: None,
             receiver: receiver.0,
@@ -711,7 +757,7 @@ fn peer_push_job(req: &PeerSend<'_>) -> PushJob {
         Kind::Customer => PushJob::Customer {
             sender_app: req.app,
             sender: req.sender,
-            receiver_app: req.app,
+            receiver_app: req.receiver_app,
             receiver: req.receiver,
             content,
             tokens: None,

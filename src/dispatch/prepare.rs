@@ -38,6 +38,8 @@ pub enum SendRefused {
     CustomerOnly(String),
     #[error("this app's send rate is exceeded; retry in {0} s")]
     RateLimited(u64),
+    #[error("only customer messages go to the users of another app (`to_app`)")]
+    OtherAppNotCustomer,
 }
 
 impl SendRefused {
@@ -50,6 +52,7 @@ impl SendRefused {
             SendRefused::InvalidIdempotencyKey => "invalid_idempotency_key",
             SendRefused::CustomerOnly(_) => "customer_only",
             SendRefused::RateLimited(_) => "rate_limited",
+            SendRefused::OtherAppNotCustomer => "invalid_to_app",
         }
     }
 
@@ -116,6 +119,9 @@ pub struct Draft<'a> {
     pub sender: Uid,
     /// A uid, or the group id for `Group`.
     pub to: u64,
+    /// The receiver's app when it is not the sender's (customer messages to or from the
+    /// help-desk app, `customers.help_desk_app`).
+    pub to_app: Option<AppId>,
     pub content: Content<'a>,
     /// Already namespaced (`KeyScope::key`).
     pub idempotency: Option<String>,
@@ -130,6 +136,8 @@ pub struct SendRequest {
     pub app: AppId,
     pub sender: Uid,
     pub to: u64,
+    /// The receiver's app (the sender's unless a customer message crosses apps).
+    pub to_app: AppId,
     pub content: String,
     pub idempotency: Option<String>,
     pub origin: Option<u64>,
@@ -143,12 +151,17 @@ impl SendRequest {
         if draft.to == 0 || draft.to > MAX_ID {
             return Err(SendRefused::InvalidTarget);
         }
+        let to_app = draft.to_app.unwrap_or(app.id);
+        if to_app != app.id && draft.kind != MessageKind::Customer {
+            return Err(SendRefused::OtherAppNotCustomer);
+        }
         app.take_send().map_err(SendRefused::RateLimited)?;
         Ok(SendRequest {
             kind: draft.kind,
             app: app.id,
             sender: draft.sender,
             to: draft.to,
+            to_app,
             content,
             idempotency: draft.idempotency,
             origin: draft.origin,
@@ -168,6 +181,7 @@ impl Dispatcher {
                     app: req.app,
                     sender: req.sender,
                     receiver: Uid(req.to),
+                    receiver_app: req.to_app,
                     content: &req.content,
                     idempotency: req.idempotency,
                     origin: req.origin,

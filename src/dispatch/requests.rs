@@ -10,7 +10,7 @@ use super::connection::Connection;
 use super::frame;
 use super::outbox::{CloseReason, Frame};
 use super::send::{MAX_REF, valid_ref};
-use crate::domain::GroupId;
+use crate::domain::{AppId, GroupId};
 use crate::store::stored_seq;
 
 #[derive(Deserialize)]
@@ -31,6 +31,8 @@ enum ClientFrame {
     Send {
         kind: String,
         to: u64,
+        /// A customer message to the users of another app (to or from the help desk).
+        to_app: Option<AppId>,
         content: Value,
     },
     EnterRoom {
@@ -114,9 +116,12 @@ impl Connection {
             ClientFrame::SyncGroup { group_id, after } => {
                 self.sync_group(reference, group_id, after).await
             }
-            ClientFrame::Send { kind, to, content } => {
-                self.send(reference, &kind, to, content).await
-            }
+            ClientFrame::Send {
+                kind,
+                to,
+                to_app,
+                content,
+            } => self.send(reference, &kind, (to, to_app), content).await,
             ClientFrame::EnterRoom { room_id } => self.enter_room(reference, room_id),
             ClientFrame::LeaveRoom { room_id } => self.leave_room(reference, room_id),
         }

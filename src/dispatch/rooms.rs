@@ -78,6 +78,7 @@ impl LiveMessage {
     /// `{"type":"message","id":…,"kind":"room"|"rt","sender":…,"receiver":…,…}`.
     pub fn json(&self) -> Bytes {
         let body = frame::body(&Body {
+            apps: None,
             kind: self.kind,
             sender: Some(self.sender),
             receiver: self.receiver,

@@ -7,7 +7,7 @@ use super::connection::Connection;
 use super::frame;
 use super::outbox::Frame;
 use super::prepare::{Content, Draft, KeyScope, SendRefused, SendRequest};
-use crate::domain::MessageKind;
+use crate::domain::{AppId, MessageKind};
 
 /// Longest string `ref` a frame may carry, bytes (numbers are accepted as they are).
 pub(super) const MAX_REF: usize = 128;
@@ -26,7 +26,7 @@ impl Connection {
         &mut self,
         reference: Option<Value>,
         kind: &str,
-        to: u64,
+        to: (u64, Option<AppId>),
         content: Value,
     ) {
         let reference = reference.as_ref();
@@ -72,7 +72,7 @@ impl Connection {
         &self,
         reference: Option<&Value>,
         kind: &str,
-        to: u64,
+        (to, to_app): (u64, Option<AppId>),
         content: &'a Value,
     ) -> Result<Draft<'a>, Option<SendRefused>> {
         if self.info.customer && kind != MessageKind::Customer.as_str() {
@@ -96,6 +96,7 @@ impl Connection {
             .transpose()
             .map_err(Some)?;
         Ok(Draft {
+            to_app,
             kind,
             sender: self.info.user.uid,
             to,

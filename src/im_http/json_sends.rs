@@ -99,6 +99,7 @@ pub async fn system(
     for uid in receivers {
         let endpoint = format!("im_system:{uid}");
         let draft = Draft {
+            to_app: None,
             kind: MessageKind::System,
             sender: Uid(0),
             to: uid.0,
@@ -121,22 +122,20 @@ struct CustomerMessage {
 }
 
 /// `/post_customer_message` `{sender_appid, sender, receiver_appid, receiver, content}`:
-/// between a customer and their assigned supporter, of one app (customers and supporters
-/// are users of the same app here).
+/// between a user of any app and one of the help-desk app (`customers.help_desk_app`, the
+/// original's `kefu_appid`), or between a customer and their assigned supporter of one app.
 pub async fn customer(
     req: HttpRequest,
     state: web::Data<AppState>,
     body: RawBody,
 ) -> ApiResult<HttpResponse> {
     let b: CustomerMessage = parse_json(&body.0)?;
-    if b.receiver_appid != b.sender_appid {
-        return Err(ApiError::invalid_field(
-            "receiver_appid",
-            "must equal `sender_appid`: customers and supporters are users of one app",
-        ));
-    }
+    app(&state, b.receiver_appid, "receiver_appid")?;
     let app = app(&state, b.sender_appid, "sender_appid")?;
-    let draft = draft(MessageKind::Customer, b.sender, b.receiver.0, &b.content);
+    let draft = Draft {
+        to_app: Some(b.receiver_appid),
+        ..draft(MessageKind::Customer, b.sender, b.receiver.0, &b.content)
+    };
     let id = send_stored(&req, &state, app, "im_customer", draft, &None).await?;
     Ok(data(json!({ "msg_id": id })))
 }

@@ -105,8 +105,9 @@ fn original(record: &str, user: UserKey) -> Option<Value> {
         "content": v["content"],
     });
     if kind == MessageKind::Customer {
-        item["sender_appid"] = json!(user.app.0);
-        item["receiver_appid"] = json!(user.app.0);
+        let app = |f: &str| v[f].as_u64().unwrap_or(user.app.0);
+        item["sender_appid"] = json!(app("sender_app"));
+        item["receiver_appid"] = json!(app("receiver_app"));
     }
     Some(item)
 }

@@ -26,6 +26,7 @@ pub(super) fn prepare(
     content: Content<'_>,
 ) -> ApiResult<SendRequest> {
     let draft = Draft {
+        to_app: None,
         kind,
         sender,
         to,
@@ -47,6 +48,7 @@ async fn stored(
     let p = Params::of(&req)?;
     let app = p.app(&state)?;
     let draft = Draft {
+        to_app: None,
         kind,
         sender: Uid(p.id("sender")?),
         to: p.id("receiver")?,

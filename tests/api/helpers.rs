@@ -357,11 +357,14 @@ impl TestApp {
 
     /// A token for uid of app A.
     pub async fn grant(&self, uid: u64) -> String {
+        self.grant_as(&self.auth_a(), uid).await
+    }
+
+    /// A token for uid of the app whose server credentials are `auth` (`auth_a`, `auth_b`).
+    pub async fn grant_as(&self, auth: &str, uid: u64) -> String {
+        let body = serde_json::json!({ "uid": uid, "user_name": format!("user{uid}") });
         let res = self
-            .post(
-                "/auth/grant",
-                serde_json::json!({ "uid": uid, "user_name": format!("user{uid}") }),
-            )
+            .call("POST", "/auth/grant", Some(auth), Some(body))
             .await;
         res.data()["token"]
             .as_str()

@@ -334,8 +334,11 @@ async fn post_customer_message_goes_between_a_customer_and_their_supporter() {
     im(&app, "/post_customer_message", &body(601, cid, 7))
         .await
         .assert_error(403, "not_assigned");
+    // Across apps only with a help-desk app (`customers.help_desk_app`), none here.
     let res = im(&app, "/post_customer_message", &body(600, cid, 8)).await;
-    res.assert_error(400, "invalid_field");
+    res.assert_error(403, "cross_app");
+    let res = im(&app, "/post_customer_message", &body(600, cid, 99)).await;
+    res.assert_error(400, "unknown_app");
     assert!(res.message().contains("receiver_appid"), "{}", res.body);
     let latest = app
         .im(

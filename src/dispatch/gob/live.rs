@@ -47,6 +47,7 @@ impl BinaryConnection {
             return;
         }
         let draft = Draft {
+            to_app: None,
             kind,
             sender: a.info.user.uid,
             to,

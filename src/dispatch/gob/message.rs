@@ -18,6 +18,8 @@ struct Record<'a> {
     kind: &'a str,
     sender: Option<u64>,
     receiver: Option<u64>,
+    sender_app: Option<u64>,
+    receiver_app: Option<u64>,
     group_id: Option<u64>,
     #[serde(borrow)]
     content: Cow<'a, str>,
@@ -32,6 +34,9 @@ pub struct Message {
     /// The receiver uid, or the group id.
     pub receiver: u64,
     pub group_id: Option<u64>,
+    /// A customer message's sender and receiver apps when they differ (else both are the
+    /// recipient's).
+    pub apps: Option<(u64, u64)>,
     /// Seconds (frames carry an i32).
     pub timestamp: i32,
     pub content: Bytes,
@@ -64,6 +69,7 @@ impl Message {
                 receiver
             },
             group_id: r.group_id,
+            apps: r.sender_app.zip(r.receiver_app),
             timestamp: i32::try_from(r.timestamp.unwrap_or(0) / 1000).unwrap_or(i32::MAX),
             content: Bytes::from(r.content.into_owned()),
             bodies: Default::default(),
@@ -76,8 +82,9 @@ impl Message {
         matches!(self.cmd, cmd::IM | cmd::GROUP_IM | cmd::CUSTOMER_V2)
     }
 
-    /// The body for `version`, encoded on first use. `app` is the recipients' app (customer
-    /// messages carry it; every recipient of one message is in the same app).
+    /// The body for `version`, encoded on first use. `app` is the recipient's app, which a
+    /// customer message within one app carries as both of its apps (one that crosses apps
+    /// names them itself, the same for every recipient).
     pub fn body(&self, version: u8, app: AppId) -> Bytes {
         let slot = &self.bodies[usize::from(version > 0)];
         slot.get_or_init(|| self.encode(version, app)).clone()
@@ -95,9 +102,10 @@ impl Message {
                 b.put_i32(0); // msgid: not kept (README "GoBelieve binary protocol")
             }
             cmd::CUSTOMER_V2 => {
-                b.put_i64(app.0 as i64);
+                let (from, to) = self.apps.unwrap_or((app.0, app.0));
+                b.put_i64(from as i64);
                 b.put_i64(self.sender as i64);
-                b.put_i64(app.0 as i64);
+                b.put_i64(to as i64);
                 b.put_i64(self.receiver as i64);
                 b.put_i32(self.timestamp);
             }

@@ -15,16 +15,18 @@ use crate::dispatch::outbox::Frame;
 use crate::dispatch::{Content, DispatchError, Draft, KeyScope, SendRequest, Sent};
 use crate::domain::MessageKind;
 
-/// The fields of a client IM (CUSTOMER_V2 without its app ids).
+/// The fields of a client IM (CUSTOMER_V2: with the receiver's app when it is another).
 struct Im<'a> {
     pub sender: u64,
     pub receiver: u64,
+    pub receiver_app: Option<crate::domain::AppId>,
     pub msgid: i32,
     pub content: &'a [u8],
 }
 
 impl BinaryConnection {
-    /// IM, GROUP_IM or CUSTOMER_V2 (within the connection's app).
+    /// IM, GROUP_IM or CUSTOMER_V2 (from the connection's app, to it or across to or from the
+    /// help-desk app).
     pub(super) async fn send_command(&mut self, h: &Header, command: Command<'_>) {
         let Some(app) = self.authed.as_ref().map(|a| a.info.user.app.0) else {
             return;
@@ -47,6 +49,7 @@ impl BinaryConnection {
                     Im {
                         sender,
                         receiver,
+                        receiver_app: None,
                         msgid,
                         content,
                     },
@@ -58,10 +61,11 @@ impl BinaryConnection {
                 receiver_app,
                 receiver,
                 content,
-            } if sender_app == app && receiver_app == app => {
+            } if sender_app == app => {
                 let im = Im {
                     sender,
                     receiver,
+                    receiver_app: Some(crate::domain::AppId(receiver_app)),
                     msgid: 0,
                     content,
                 };
@@ -90,6 +94,7 @@ impl BinaryConnection {
             .ok(),
         };
         let draft = Draft {
+            to_app: im.receiver_app,
             kind,
             sender: user.uid,
             to: im.receiver,
