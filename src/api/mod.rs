@@ -298,8 +298,12 @@ const CUSTOMER_REGISTER: [&str; 2] = ["/customer/register", "/v2/customer/regist
 /// credentials on a route that checks them. Presenting them gains a caller without the secret
 /// nothing: those routes check credentials before they read a body, and answer 401 at once.
 /// The customer registrations read a body whatever `Authorization` says, so they never count.
+/// Every request of the im HTTP API's (private) listener counts.
 fn app_server_budget(req: &ServiceRequest) -> bool {
     let path = req.path();
+    if req.app_data::<crate::im_http::Listener>().is_some() {
+        return true;
+    }
     auth::credentials(req.headers(), "Basic").is_some()
         && path != "/auth/customer"
         && !CUSTOMER_REGISTER.contains(&path)

@@ -52,6 +52,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// Binds `at` and builds the server with `workers` threads (started by the caller); its
 /// bound address.
+/// Marks requests of this listener: its callers are the deployment's own servers (its
+/// gobelieve_api), so they take the app servers' in-flight budget (`limits.inflight_requests`).
+pub(crate) struct Listener;
+
 pub fn server(
     state: web::Data<AppState>,
     at: &str,
@@ -60,6 +64,8 @@ pub fn server(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(Listener)
+            .wrap(actix_web::middleware::from_fn(crate::api::limit_inflight))
             .wrap(actix_web::middleware::from_fn(crate::api::observe))
             .configure(routes)
             .default_service(web::to(crate::api::not_found))

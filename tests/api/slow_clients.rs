@@ -1,6 +1,7 @@
 //! Issue 11 item 2: a request body that trickles in is cut off (408, connection closed), and
 //! clients or unauthenticated callers, whose requests share a budget of their own, can never
-//! take the in-flight slots app servers need.
+//! take the in-flight slots app servers need; the im HTTP API's listener shares the app
+//! servers' budget.
 
 use std::time::Duration;
 
@@ -94,4 +95,46 @@ async fn a_body_that_misses_the_deadline_is_408_naming_it() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("\"body_timeout\""), "{text}");
     assert!(text.contains("within 1 s"), "{text}");
+}
+
+#[actix_web::test]
+async fn the_im_http_listener_has_the_app_servers_budget_and_body_deadline() {
+    let (mut s, _) = test_settings(Backend::Memory);
+    s.im_http.listen = "127.0.0.1:0".into();
+    s.limits.inflight_requests = 2;
+    s.limits.body_timeout_secs = 2;
+    let app = spawn_with(s, None).await;
+    let at = app
+        .im_http_addr
+        .unwrap_or_else(|| panic!("no im HTTP listener"));
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut io = TcpStream::connect(at).await.unwrap();
+        let head = "POST /post_peer_message?appid=7&sender=1&receiver=2 HTTP/1.1\r\nHost: x\r\n\
+                    Content-Length: 1000\r\n\r\nh";
+        io.write_all(head.as_bytes()).await.unwrap();
+        slow.push(io);
+    }
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    let res = app
+        .im(
+            "POST",
+            "/post_peer_message?appid=7&sender=1&receiver=2",
+            b"hi",
+        )
+        .await;
+    res.assert_error(503, "overloaded");
+    let mut statuses = Vec::new();
+    for io in slow {
+        statuses.push(answer_then_close(io).await);
+    }
+    assert_eq!(statuses, [408, 408], "cut off at the body deadline");
+    let res = app
+        .im(
+            "POST",
+            "/post_peer_message?appid=7&sender=1&receiver=2",
+            b"hi",
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.body);
 }
