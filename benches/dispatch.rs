@@ -171,6 +171,7 @@ fn encoding(c: &mut Criterion) {
                 b.iter(|| {
                     let body = frame::body(&Body {
                         apps: None,
+                        device_tag: None,
                         kind: Kind::Group,
                         sender: Some(Uid(1)),
                         receiver: 9,

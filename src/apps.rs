@@ -10,7 +10,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::config::{AppSettings, CustomerRegistration};
-use crate::domain::AppId;
+use crate::domain::{AppId, Uid};
 use crate::ratelimit::RateLimiter;
 
 /// One app as the request path needs it.
@@ -66,7 +66,28 @@ impl App {
         mac.update(customer_message(self.id, customer_id, expires).as_bytes());
         mac.verify_slice(&given).is_ok()
     }
+
+    /// An opaque tag of one device of one user: 16 hex digits of HMAC-SHA256(app secret,
+    /// `device:<uid>:<platform>:<device_id>`). Stored with the peer and customer messages the
+    /// device sends, so that a sync can tell the device which are its own (GoBelieve's SELF
+    /// flag) without naming the device to anyone. `None` without a device id.
+    pub fn device_tag(&self, uid: Uid, platform: u8, device_id: &str) -> Option<String> {
+        let mut mac = self
+            .customer_mac
+            .clone()
+            .filter(|_| !device_id.is_empty())?;
+        mac.update(format!("device:{uid}:{platform}:{device_id}").as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut out = String::with_capacity(16);
+        for b in digest.iter().take(8) {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        Some(out)
+    }
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// What the app server signs to vouch for a customer.
 pub fn customer_message(app: AppId, customer_id: &str, expires: u64) -> String {
@@ -100,8 +121,8 @@ pub fn md5_hex(s: impl AsRef<[u8]>) -> String {
     let digest = Md5::digest(s.as_ref());
     let mut out = String::with_capacity(32);
     for b in digest {
-        out.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
-        out.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
     }
     out
 }

@@ -174,13 +174,13 @@ async fn accept(state: &web::Data<AppState>, req: &Request) -> ApiResult<(Upgrad
             "`device_id` is longer than 128 bytes",
         ));
     }
-    let info = ConnectionInfo {
-        user: auth.user,
-        app: auth.app,
-        platform: Platform(q.platform_id.unwrap_or(0)),
+    let info = ConnectionInfo::new(
+        auth.user,
+        auth.app,
+        Platform(q.platform_id.unwrap_or(0)),
         device_id,
-        customer: state.settings.customers.is_customer(auth.user.uid),
-    };
+        state.settings.customers.is_customer(auth.user.uid),
+    );
     let accepted = state
         .dispatcher
         .accept(info)

@@ -26,6 +26,29 @@ pub struct ConnectionInfo {
     pub device_id: String,
     /// A customer (`POST /auth/customer`): may only send `kind: "customer"` to their supporter.
     pub customer: bool,
+    /// This device's tag (`App::device_tag`), which its peer and customer messages carry.
+    pub device_tag: Option<String>,
+}
+
+impl ConnectionInfo {
+    /// The connection of `user`'s device `device_id` on `platform`.
+    pub fn new(
+        user: UserKey,
+        app: Arc<crate::apps::App>,
+        platform: Platform,
+        device_id: String,
+        customer: bool,
+    ) -> ConnectionInfo {
+        let device_tag = app.device_tag(user.uid, platform.0, &device_id);
+        ConnectionInfo {
+            user,
+            app,
+            platform,
+            device_id,
+            customer,
+            device_tag,
+        }
+    }
 }
 
 /// A connection registered with its session, waiting for the 101 to be written.
@@ -42,7 +65,12 @@ impl Dispatcher {
         let outbox = Outbox::new(limits.outbound_queue);
         let (registration, hello_seq) = self
             .register(info.user, info.platform, outbox.clone(), |seq| {
-                Frame::Text(frame::hello(info.user.app, info.user.uid, seq))
+                Frame::Text(frame::hello(
+                    info.user.app,
+                    info.user.uid,
+                    seq,
+                    info.device_tag.as_deref(),
+                ))
             })
             .await?;
         Ok(Accepted {

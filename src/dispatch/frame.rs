@@ -24,6 +24,8 @@ pub struct Body<'a> {
     /// The sender's and the receiver's apps, when they differ (a customer message to or from
     /// the help desk): `sender_app`, `receiver_app`.
     pub apps: Option<(AppId, AppId)>,
+    /// The sending device's tag (`App::device_tag`): `device_tag`.
+    pub device_tag: Option<&'a str>,
     pub group_id: Option<GroupId>,
     pub content: &'a str,
     /// Milliseconds since the epoch.
@@ -43,6 +45,10 @@ pub fn body(b: &Body<'_>) -> String {
     if let Some((from, to)) = b.apps {
         push_num(&mut out, ",\"sender_app\":", from.0);
         push_num(&mut out, ",\"receiver_app\":", to.0);
+    }
+    if let Some(tag) = b.device_tag {
+        out.push_str(",\"device_tag\":");
+        push_json_str(&mut out, tag);
     }
     if let Some(gid) = b.group_id {
         push_num(&mut out, ",\"group_id\":", gid.0);
@@ -164,10 +170,15 @@ pub fn stored_message(stored: &str) -> Bytes {
     Bytes::from(s)
 }
 
-pub fn hello(app: AppId, uid: Uid, seq: u64) -> Bytes {
-    Bytes::from(format!(
-        r#"{{"type":"hello","uid":{uid},"appid":{app},"seq":{seq}}}"#
-    ))
+/// `hello`; `device_tag` is this connection's (`App::device_tag`), as its own sends carry it.
+pub fn hello(app: AppId, uid: Uid, seq: u64, device_tag: Option<&str>) -> Bytes {
+    let mut s = format!(r#"{{"type":"hello","uid":{uid},"appid":{app},"seq":{seq}"#);
+    if let Some(tag) = device_tag {
+        s.push_str(",\"device_tag\":");
+        push_json_str(&mut s, tag);
+    }
+    s.push('}');
+    Bytes::from(s)
 }
 
 pub fn sync_end(seq: u64, more: bool) -> Bytes {
@@ -251,6 +262,7 @@ mod tests {
     fn a_spliced_frame_is_valid_json_with_the_recipients_seq() {
         let b = body(&Body {
             apps: None,
+            device_tag: None,
             kind: Kind::Peer,
             sender: Some(Uid(1)),
             receiver: 2,
@@ -276,6 +288,7 @@ mod tests {
     fn a_stored_record_read_back_is_the_same_shared_frame() {
         let b = body(&Body {
             apps: None,
+            device_tag: None,
             kind: Kind::Group,
             sender: Some(Uid(1)),
             receiver: 7,

@@ -143,6 +143,7 @@ impl GroupActor {
     fn body(&self, kind: Kind, sender: Option<Uid>, content: &str) -> String {
         frame::body(&Body {
             apps: None,
+            device_tag: None,
             kind,
             sender,
             receiver: self.gid.0,

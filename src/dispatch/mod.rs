@@ -154,6 +154,8 @@ pub struct PeerSend<'a> {
     pub idempotency: Option<String>,
     /// The sending connection (ws sends), which gets an `ack` instead of the message.
     pub origin: Option<u64>,
+    /// The sending device's tag (`App::device_tag`).
+    pub device_tag: Option<&'a str>,
 }
 
 #[derive(Clone)]
@@ -426,6 +428,7 @@ impl Dispatcher {
             sender: Some(req.sender),
             receiver: req.receiver.0,
             apps: cross.then_some((req.app, req.receiver_app)),
+            device_tag: req.device_tag,
             group_id: None,
             content: req.content,
             timestamp: now_millis(),
@@ -496,6 +499,7 @@ impl Dispatcher {
         let user = UserKey::new(app, receiver);
         let body = frame::body(&Body {
             apps: None,
+            device_tag: None,
             kind: Kind::System,
             sender: None,
             receiver: receiver.0,
@@ -542,6 +546,7 @@ impl Dispatcher {
         let id = self.inner.store.next_message_id(app).await?;
         let body = frame::body(&Body {
             apps: None,
+            device_tag: None,
             kind: Kind::Notification,
             sender: None,
             receiver: receiver.0,
@@ -631,7 +636,7 @@ impl Dispatcher {
         platform: crate::domain::Platform,
         outbox: Arc<Outbox>,
     ) -> Result<(u64, u64), DispatchError> {
-        let hello = |seq| Frame::Text(frame::hello(user.app, user.uid, seq));
+        let hello = |seq| Frame::Text(frame::hello(user.app, user.uid, seq, None));
         let (registration, seq) = self.register(user, platform, outbox, hello).await?;
         Ok((registration.keep(), seq))
     }

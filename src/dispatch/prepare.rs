@@ -127,6 +127,8 @@ pub struct Draft<'a> {
     pub idempotency: Option<String>,
     /// The sending connection, which gets an ack instead of the message.
     pub origin: Option<u64>,
+    /// The sending device's tag (`App::device_tag`), stored with peer and customer messages.
+    pub device_tag: Option<String>,
 }
 
 /// A prepared send: valid, within budget, ready for `Dispatcher::send`.
@@ -141,6 +143,7 @@ pub struct SendRequest {
     pub content: String,
     pub idempotency: Option<String>,
     pub origin: Option<u64>,
+    pub device_tag: Option<String>,
 }
 
 impl SendRequest {
@@ -165,6 +168,7 @@ impl SendRequest {
             content,
             idempotency: draft.idempotency,
             origin: draft.origin,
+            device_tag: draft.device_tag,
         })
     }
 }
@@ -185,6 +189,7 @@ impl Dispatcher {
                     content: &req.content,
                     idempotency: req.idempotency,
                     origin: req.origin,
+                    device_tag: req.device_tag.as_deref(),
                 })
                 .await
             }

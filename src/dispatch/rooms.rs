@@ -79,6 +79,7 @@ impl LiveMessage {
     pub fn json(&self) -> Bytes {
         let body = frame::body(&Body {
             apps: None,
+            device_tag: None,
             kind: self.kind,
             sender: Some(self.sender),
             receiver: self.receiver,

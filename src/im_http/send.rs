@@ -26,6 +26,7 @@ pub(super) fn prepare(
     content: Content<'_>,
 ) -> ApiResult<SendRequest> {
     let draft = Draft {
+        device_tag: None,
         to_app: None,
         kind,
         sender,
@@ -48,6 +49,7 @@ async fn stored(
     let p = Params::of(&req)?;
     let app = p.app(&state)?;
     let draft = Draft {
+        device_tag: None,
         to_app: None,
         kind,
         sender: Uid(p.id("sender")?),

@@ -183,13 +183,13 @@ impl BinaryConnection {
             return self.reply(status(1));
         };
         let device_id = String::from_utf8_lossy(device.get(..128).unwrap_or(device)).into_owned();
-        let info = ConnectionInfo {
-            user: owner.user,
-            app: owner.app,
-            platform: Platform(platform),
+        let info = ConnectionInfo::new(
+            owner.user,
+            owner.app,
+            Platform(platform),
             device_id,
-            customer: owner.customer,
-        };
+            owner.customer,
+        );
         let registered = self
             .dispatcher
             .register(info.user, info.platform, self.outbox.clone(), |_| {

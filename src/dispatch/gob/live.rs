@@ -47,6 +47,7 @@ impl BinaryConnection {
             return;
         }
         let draft = Draft {
+            device_tag: None,
             to_app: None,
             kind,
             sender: a.info.user.uid,

@@ -20,6 +20,8 @@ struct Record<'a> {
     receiver: Option<u64>,
     sender_app: Option<u64>,
     receiver_app: Option<u64>,
+    #[serde(borrow)]
+    device_tag: Option<Cow<'a, str>>,
     group_id: Option<u64>,
     #[serde(borrow)]
     content: Cow<'a, str>,
@@ -37,6 +39,8 @@ pub struct Message {
     /// A customer message's sender and receiver apps when they differ (else both are the
     /// recipient's).
     pub apps: Option<(u64, u64)>,
+    /// The sending device's tag (`App::device_tag`), on peer and customer messages.
+    pub device_tag: Option<Box<str>>,
     /// Seconds (frames carry an i32).
     pub timestamp: i32,
     pub content: Bytes,
@@ -70,6 +74,7 @@ impl Message {
             },
             group_id: r.group_id,
             apps: r.sender_app.zip(r.receiver_app),
+            device_tag: r.device_tag.map(|t| t.into()),
             timestamp: i32::try_from(r.timestamp.unwrap_or(0) / 1000).unwrap_or(i32::MAX),
             content: Bytes::from(r.content.into_owned()),
             bodies: Default::default(),

@@ -52,6 +52,8 @@ pub mod cmd {
 
 /// Header flags (§7.2).
 pub mod flag {
+    /// On a synced message: sent by this user from this device.
+    pub const SELF: u8 = 0x08;
     pub const PUSH: u8 = 0x10;
     pub const SUPER_GROUP: u8 = 0x20;
 }

@@ -94,6 +94,7 @@ impl BinaryConnection {
             .ok(),
         };
         let draft = Draft {
+            device_tag: authed.info.device_tag.clone(),
             to_app: im.receiver_app,
             kind,
             sender: user.uid,

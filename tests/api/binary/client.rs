@@ -38,6 +38,7 @@ pub const GROUP_SYNC_KEY: u8 = 35;
 pub const NOTIFICATION: u8 = 36;
 pub const METADATA: u8 = 37;
 
+pub const SELF: u8 = 0x08;
 pub const PUSH: u8 = 0x10;
 pub const SUPER_GROUP: u8 = 0x20;
 

@@ -118,3 +118,71 @@ async fn sync_key_moves_the_devices_offline_count() {
     c.until(PONG).await;
     assert_eq!(app.get(path).await.data()["count"], 0);
 }
+
+/// Connects user `uid` as device `device` (platform 2) with a fresh token.
+async fn device(app: &TestApp, uid: u64, device: &str) -> Client {
+    let token = app.grant(uid).await;
+    let mut c = Client::connect(app, Over::Tcp, 2).await;
+    c.auth(2, &token, device).await;
+    assert_eq!(c.recv().await.i32_at(0), 0, "AUTH_STATUS 0");
+    c
+}
+
+#[actix_web::test]
+async fn a_synced_message_is_flagged_self_only_on_the_device_that_sent_it() {
+    for backend in BACKENDS {
+        let app = spawn_app(backend).await;
+        let mut phone = device(&app, 1, "phone").await;
+        phone.im(IM, 1, 2, 0, "from my phone").await;
+        phone.until(ACK).await;
+        post_peer(&app, 2, 1, "to you").await;
+        // The same device after a reinstall (its sync key lost) and another device of user 1.
+        for (name, own) in [("phone", SELF), ("tablet", 0)] {
+            let mut c = device(&app, 1, name).await;
+            c.key(SYNC, 0).await;
+            let frames = c.until(SYNC_END).await;
+            let got: Vec<(String, u8)> = frames
+                .iter()
+                .filter(|f| f.cmd == IM)
+                .map(|f| (im_fields(f, 2).4, f.flag))
+                .collect();
+            let want = [
+                ("from my phone".to_string(), own),
+                ("to you".to_string(), 0),
+            ];
+            assert_eq!(got, want, "{name}, {backend:?}");
+        }
+        // The receiver never sees SELF on it, even with a device of the same name.
+        let mut other = device(&app, 2, "phone").await;
+        other.key(SYNC, 0).await;
+        let frames = other.until(SYNC_END).await;
+        assert!(frames.iter().all(|f| f.flag & SELF == 0), "{frames:?}");
+    }
+}
+
+#[actix_web::test]
+async fn a_json_client_tells_its_own_messages_by_the_device_tag_of_its_hello() {
+    let app = spawn_app(Backend::Redis).await;
+    let token = app.grant(1).await;
+    let mut web = app.ws(&token, 3, "browser-1").await;
+    let tag = web.hello["device_tag"].clone();
+    assert!(tag.as_str().is_some_and(|t| t.len() == 16), "{}", web.hello);
+    web.send(json!({"type": "send", "kind": "peer", "to": 2, "content": "mine", "ref": 1}))
+        .await;
+    web.recv_type("ack").await;
+    let later = app.ws(&token, 3, "browser-1").await;
+    assert_eq!(
+        later.hello["device_tag"], tag,
+        "the same device, the same tag"
+    );
+    let other = app.ws(&token, 3, "browser-2").await;
+    assert_ne!(other.hello["device_tag"], tag);
+    let mut fresh = app.ws(&token, 3, "browser-3").await;
+    let synced = fresh.sync_all(0).await;
+    assert_eq!(synced.len(), 1, "{synced:?}");
+    assert_eq!(synced[0]["device_tag"], tag);
+    // What the receiver gets names no device id.
+    let mut receiver = app.online(2, 3, "r").await;
+    let got = receiver.sync_all(0).await;
+    assert!(!got[0].to_string().contains("browser-1"), "{}", got[0]);
+}
