@@ -107,34 +107,22 @@ async fn the_im_http_listener_has_the_app_servers_budget_and_body_deadline() {
     let at = app
         .im_http_addr
         .unwrap_or_else(|| panic!("no im HTTP listener"));
+    let send = "/post_peer_message?appid=7&sender=1&receiver=2";
     let mut slow = Vec::new();
     for _ in 0..2 {
         let mut io = TcpStream::connect(at).await.unwrap();
-        let head = "POST /post_peer_message?appid=7&sender=1&receiver=2 HTTP/1.1\r\nHost: x\r\n\
-                    Content-Length: 1000\r\n\r\nh";
+        let head = format!("POST {send} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nh");
         io.write_all(head.as_bytes()).await.unwrap();
         slow.push(io);
     }
     actix_web::rt::time::sleep(Duration::from_millis(300)).await;
-    let res = app
-        .im(
-            "POST",
-            "/post_peer_message?appid=7&sender=1&receiver=2",
-            b"hi",
-        )
-        .await;
+    let res = app.im("POST", send, b"hi").await;
     res.assert_error(503, "overloaded");
     let mut statuses = Vec::new();
     for io in slow {
         statuses.push(answer_then_close(io).await);
     }
     assert_eq!(statuses, [408, 408], "cut off at the body deadline");
-    let res = app
-        .im(
-            "POST",
-            "/post_peer_message?appid=7&sender=1&receiver=2",
-            b"hi",
-        )
-        .await;
+    let res = app.im("POST", send, b"hi").await;
     assert_eq!(res.status, 200, "{}", res.body);
 }

@@ -105,76 +105,66 @@ async fn agent_of_b(app: &TestApp, uid: u64) -> (Client, Ws, String) {
     (bin, json, token)
 }
 
+/// `frame`'s (kind, seq, sender, sender_app, receiver_app) as JSON values.
+fn json_fields(m: &serde_json::Value) -> [serde_json::Value; 5] {
+    ["kind", "seq", "sender", "sender_app", "receiver_app"].map(|k| m[k].clone())
+}
+
+/// Writes CUSTOMER_V2 `from` → `to` on `c`; asserts METADATA (the sender's seq `seq`) and ACK.
+async fn send_across(c: &mut Client, from: (u64, u64), to: (u64, u64), text: &str, seq: i64) {
+    let frame_seq = c.send(CUSTOMER_V2, 0, &across(from, to, text)).await;
+    let frames = c.until(ACK).await;
+    assert_eq!(metadata(&frames[0]).0, seq, "the sender's own inbox seq");
+    assert_eq!(&frames[1].body[..4], &frame_seq.to_be_bytes());
+}
+
+/// Asserts `c` gets METADATA (`meta`), the CUSTOMER_V2 `from` → `to`, then SYNC_NOTIFY.
+async fn receive_across(
+    c: &mut Client,
+    meta: (i64, i64),
+    from: (u64, u64),
+    to: (u64, u64),
+    text: &str,
+) {
+    assert_eq!(metadata(&c.recv().await), meta);
+    let want = (
+        from.0 as i64,
+        from.1 as i64,
+        to.0 as i64,
+        to.1 as i64,
+        text.to_string(),
+    );
+    assert_eq!(customer_fields(&c.recv().await), want);
+    assert_eq!(c.recv().await.cmd, SYNC_NOTIFY);
+}
+
 #[actix_web::test]
 async fn a_user_of_one_app_and_an_agent_of_the_help_desk_app_talk_with_customer_v2() {
     let app = cross_app_desk().await;
     let (mut agent, mut agent_web, token) = agent_of_b(&app, 2).await;
     let mut user = Client::online(&app, 1, Over::Tcp, 2).await;
+    let (a, b) = (json!(APP_A), json!(APP_B));
 
     // User 1 of app A writes to agent 2 of app B: stored on both sides, both apps named.
-    let seq = user
-        .send(CUSTOMER_V2, 0, &across((APP_A, 1), (APP_B, 2), "help?"))
-        .await;
-    let frames = user.until(ACK).await;
-    assert_eq!(metadata(&frames[0]).0, 1, "the sender's own inbox seq");
-    assert_eq!(&frames[1].body[..4], &seq.to_be_bytes());
-    assert_eq!(frames[1].body[4], 0, "v2 ACK status 0");
-    let meta = metadata(&agent.recv().await);
-    assert_eq!(meta, (1, 0), "the agent's inbox seq in app B");
-    let got = agent.recv().await;
-    let want = (APP_A as i64, 1, APP_B as i64, 2, "help?".to_string());
-    assert_eq!(customer_fields(&got), want);
-    assert_eq!(agent.recv().await.cmd, SYNC_NOTIFY);
+    send_across(&mut user, (APP_A, 1), (APP_B, 2), "help?", 1).await;
+    receive_across(&mut agent, (1, 0), (APP_A, 1), (APP_B, 2), "help?").await;
     let m = agent_web.recv_type("message").await;
-    assert_eq!(
-        (
-            &m["kind"],
-            &m["seq"],
-            &m["sender"],
-            &m["sender_app"],
-            &m["receiver_app"]
-        ),
-        (
-            &json!("customer"),
-            &json!(1),
-            &json!(1),
-            &json!(APP_A),
-            &json!(APP_B)
-        )
-    );
+    let want = [json!("customer"), json!(1), json!(1), a.clone(), b.clone()];
+    assert_eq!(json_fields(&m), want);
 
-    // The agent answers: the user's inbox in app A.
-    agent
-        .send(
-            CUSTOMER_V2,
-            0,
-            &across((APP_B, 2), (APP_A, 1), "how can I help?"),
-        )
-        .await;
-    let frames = agent.until(ACK).await;
-    assert_eq!(metadata(&frames[0]).0, 2, "the agent's second message");
-    let meta = metadata(&user.recv().await);
-    assert_eq!(meta, (2, 1));
-    let want = (
-        APP_B as i64,
-        2,
-        APP_A as i64,
-        1,
-        "how can I help?".to_string(),
-    );
-    assert_eq!(customer_fields(&user.recv().await), want);
+    // The agent answers: the user's inbox in app A; the agent's other device gets a copy.
+    send_across(&mut agent, (APP_B, 2), (APP_A, 1), "how can I help?", 2).await;
+    receive_across(&mut user, (2, 1), (APP_B, 2), (APP_A, 1), "how can I help?").await;
+    let live = agent_web.recv_type("message").await;
+    let want = [json!("customer"), json!(2), json!(2), b.clone(), a.clone()];
+    assert_eq!(json_fields(&live), want);
 
-    // Both histories hold both messages, with both apps, as the original's
-    // /load_latest_message listed them.
-    let res = app
-        .im(
-            "GET",
-            &format!("/load_latest_message?appid={APP_B}&uid=2&limit=10"),
-            b"",
-        )
-        .await;
+    // Both histories hold both messages, with both apps: as the original's
+    // /load_latest_message listed them, and as a device that connects later syncs them.
+    let path = format!("/load_latest_message?appid={APP_B}&uid=2&limit=10");
+    let res = app.im("GET", &path, b"").await;
     let items = res.body["data"].as_array().cloned().unwrap_or_default();
-    let apps: Vec<(u64, u64, u64)> = items
+    let listed: Vec<(u64, u64, u64)> = items
         .iter()
         .map(|i| {
             let f = |k: &str| i[k].as_u64().unwrap_or(0);
@@ -182,27 +172,18 @@ async fn a_user_of_one_app_and_an_agent_of_the_help_desk_app_talk_with_customer_
         })
         .collect();
     assert_eq!(
-        apps,
+        listed,
         [(64, APP_A, APP_B), (64, APP_B, APP_A)],
         "{}",
         res.body
     );
-    let live = agent_web.recv_type("message").await;
-    assert_eq!(
-        (&live["seq"], &live["receiver_app"]),
-        (&json!(2), &json!(APP_A))
-    );
-    // A device that connects later syncs both, as stored.
     let mut later = app.ws(&token, 3, "agent-laptop").await;
-    let synced = later.sync_all(0).await;
-    let seqs: Vec<&serde_json::Value> = synced.iter().map(|m| &m["seq"]).collect();
-    assert_eq!(seqs, [&json!(1), &json!(2)], "{synced:?}");
-    let apps: Vec<_> = synced
-        .iter()
-        .map(|m| (&m["sender_app"], &m["receiver_app"]))
-        .collect();
-    let (a, b) = (json!(APP_A), json!(APP_B));
-    assert_eq!(apps, [(&a, &b), (&b, &a)]);
+    let synced: Vec<_> = later.sync_all(0).await.iter().map(json_fields).collect();
+    let want = [
+        [json!("customer"), json!(1), json!(1), a.clone(), b.clone()],
+        [json!("customer"), json!(2), json!(2), b, a],
+    ];
+    assert_eq!(synced, want);
 }
 
 #[actix_web::test]
@@ -276,20 +257,13 @@ async fn customer_messages_cross_apps_only_to_or_from_the_help_desk() {
         .await
         .assert_error(403, "cross_app");
     let mut web = app.online(1, 3, "web").await;
-    web.send(
-        json!({"type": "send", "kind": "peer", "to": 2, "to_app": APP_B,
-                    "content": "hi", "ref": 1}),
-    )
-    .await;
-    let err = web.recv_type("error").await;
-    assert_eq!(err["error"], json!("invalid_to_app"), "{err}");
-    web.send(
-        json!({"type": "send", "kind": "customer", "to": 2, "to_app": APP_B,
-                    "content": "hi", "ref": 2}),
-    )
-    .await;
-    let err = web.recv_type("error").await;
-    assert_eq!(err["error"], json!("cross_app"), "{err}");
+    for (kind, error) in [("peer", "invalid_to_app"), ("customer", "cross_app")] {
+        let send = json!({"type": "send", "kind": kind, "to": 2, "to_app": APP_B,
+                          "content": "hi", "ref": kind});
+        web.send(send).await;
+        let err = web.recv_type("error").await;
+        assert_eq!(err["error"], json!(error), "{err}");
+    }
     let newest: Option<String> = redis::cmd("GET")
         .arg(format!("imd:msgid:{{{APP_A}}}"))
         .query(&mut app.redis())
