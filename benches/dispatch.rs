@@ -172,6 +172,7 @@ fn encoding(c: &mut Criterion) {
                     let body = frame::body(&Body {
                         apps: None,
                         device_tag: None,
+                        msgid: None,
                         kind: Kind::Group,
                         sender: Some(Uid(1)),
                         receiver: 9,

@@ -93,6 +93,7 @@ pub(crate) async fn send_stored(
 /// A draft of a stored send from `sender` to `to`, its idempotency key still to be added.
 pub(crate) fn draft(kind: MessageKind, sender: Uid, to: u64, content: &Value) -> Draft<'_> {
     Draft {
+        msgid: None,
         device_tag: None,
         to_app: None,
         kind,

@@ -26,6 +26,8 @@ pub struct Body<'a> {
     pub apps: Option<(AppId, AppId)>,
     /// The sending device's tag (`App::device_tag`): `device_tag`.
     pub device_tag: Option<&'a str>,
+    /// The sender's own id of a binary IM (`msgid`), passed on as the original did.
+    pub msgid: Option<i32>,
     pub group_id: Option<GroupId>,
     pub content: &'a str,
     /// Milliseconds since the epoch.
@@ -49,6 +51,10 @@ pub fn body(b: &Body<'_>) -> String {
     if let Some(tag) = b.device_tag {
         out.push_str(",\"device_tag\":");
         push_json_str(&mut out, tag);
+    }
+    if let Some(id) = b.msgid {
+        out.push_str(",\"msgid\":");
+        out.push_str(itoa::Buffer::new().format(id));
     }
     if let Some(gid) = b.group_id {
         push_num(&mut out, ",\"group_id\":", gid.0);
@@ -263,6 +269,7 @@ mod tests {
         let b = body(&Body {
             apps: None,
             device_tag: None,
+            msgid: None,
             kind: Kind::Peer,
             sender: Some(Uid(1)),
             receiver: 2,
@@ -289,6 +296,7 @@ mod tests {
         let b = body(&Body {
             apps: None,
             device_tag: None,
+            msgid: None,
             kind: Kind::Group,
             sender: Some(Uid(1)),
             receiver: 7,

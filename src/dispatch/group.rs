@@ -144,6 +144,7 @@ impl GroupActor {
         frame::body(&Body {
             apps: None,
             device_tag: None,
+            msgid: None,
             kind,
             sender,
             receiver: self.gid.0,

@@ -156,6 +156,8 @@ pub struct PeerSend<'a> {
     pub origin: Option<u64>,
     /// The sending device's tag (`App::device_tag`).
     pub device_tag: Option<&'a str>,
+    /// A binary IM's msgid.
+    pub msgid: Option<i32>,
 }
 
 #[derive(Clone)]
@@ -429,6 +431,7 @@ impl Dispatcher {
             receiver: req.receiver.0,
             apps: cross.then_some((req.app, req.receiver_app)),
             device_tag: req.device_tag,
+            msgid: req.msgid,
             group_id: None,
             content: req.content,
             timestamp: now_millis(),
@@ -500,6 +503,7 @@ impl Dispatcher {
         let body = frame::body(&Body {
             apps: None,
             device_tag: None,
+            msgid: None,
             kind: Kind::System,
             sender: None,
             receiver: receiver.0,
@@ -547,6 +551,7 @@ impl Dispatcher {
         let body = frame::body(&Body {
             apps: None,
             device_tag: None,
+            msgid: None,
             kind: Kind::Notification,
             sender: None,
             receiver: receiver.0,

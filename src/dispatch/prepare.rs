@@ -129,6 +129,8 @@ pub struct Draft<'a> {
     pub origin: Option<u64>,
     /// The sending device's tag (`App::device_tag`), stored with peer and customer messages.
     pub device_tag: Option<String>,
+    /// A binary IM's msgid (the sender's local id), stored with peer messages and passed on.
+    pub msgid: Option<i32>,
 }
 
 /// A prepared send: valid, within budget, ready for `Dispatcher::send`.
@@ -144,6 +146,7 @@ pub struct SendRequest {
     pub idempotency: Option<String>,
     pub origin: Option<u64>,
     pub device_tag: Option<String>,
+    pub msgid: Option<i32>,
 }
 
 impl SendRequest {
@@ -169,6 +172,7 @@ impl SendRequest {
             idempotency: draft.idempotency,
             origin: draft.origin,
             device_tag: draft.device_tag,
+            msgid: draft.msgid,
         })
     }
 }
@@ -190,6 +194,7 @@ impl Dispatcher {
                     idempotency: req.idempotency,
                     origin: req.origin,
                     device_tag: req.device_tag.as_deref(),
+                    msgid: req.msgid,
                 })
                 .await
             }

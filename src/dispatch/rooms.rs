@@ -80,6 +80,7 @@ impl LiveMessage {
         let body = frame::body(&Body {
             apps: None,
             device_tag: None,
+            msgid: None,
             kind: self.kind,
             sender: Some(self.sender),
             receiver: self.receiver,

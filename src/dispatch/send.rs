@@ -96,6 +96,7 @@ impl Connection {
             .transpose()
             .map_err(Some)?;
         Ok(Draft {
+            msgid: None,
             device_tag: self.info.device_tag.clone(),
             to_app,
             kind,

@@ -99,6 +99,7 @@ pub async fn system(
     for uid in receivers {
         let endpoint = format!("im_system:{uid}");
         let draft = Draft {
+            msgid: None,
             device_tag: None,
             to_app: None,
             kind: MessageKind::System,
@@ -134,6 +135,7 @@ pub async fn customer(
     app(&state, b.receiver_appid, "receiver_appid")?;
     let app = app(&state, b.sender_appid, "sender_appid")?;
     let draft = Draft {
+        msgid: None,
         device_tag: None,
         to_app: Some(b.receiver_appid),
         ..draft(MessageKind::Customer, b.sender, b.receiver.0, &b.content)

@@ -26,6 +26,7 @@ pub(super) fn prepare(
     content: Content<'_>,
 ) -> ApiResult<SendRequest> {
     let draft = Draft {
+        msgid: None,
         device_tag: None,
         to_app: None,
         kind,
@@ -49,6 +50,7 @@ async fn stored(
     let p = Params::of(&req)?;
     let app = p.app(&state)?;
     let draft = Draft {
+        msgid: None,
         device_tag: None,
         to_app: None,
         kind,

@@ -47,6 +47,7 @@ impl BinaryConnection {
             return;
         }
         let draft = Draft {
+            msgid: None,
             device_tag: None,
             to_app: None,
             kind,

@@ -22,6 +22,7 @@ struct Record<'a> {
     receiver_app: Option<u64>,
     #[serde(borrow)]
     device_tag: Option<Cow<'a, str>>,
+    msgid: Option<i32>,
     group_id: Option<u64>,
     #[serde(borrow)]
     content: Cow<'a, str>,
@@ -41,6 +42,8 @@ pub struct Message {
     pub apps: Option<(u64, u64)>,
     /// The sending device's tag (`App::device_tag`), on peer and customer messages.
     pub device_tag: Option<Box<str>>,
+    /// A peer IM's msgid as its sender wrote it (0: none, or not a peer IM).
+    pub msgid: i32,
     /// Seconds (frames carry an i32).
     pub timestamp: i32,
     pub content: Bytes,
@@ -75,6 +78,7 @@ impl Message {
             group_id: r.group_id,
             apps: r.sender_app.zip(r.receiver_app),
             device_tag: r.device_tag.map(|t| t.into()),
+            msgid: r.msgid.unwrap_or(0),
             timestamp: i32::try_from(r.timestamp.unwrap_or(0) / 1000).unwrap_or(i32::MAX),
             content: Bytes::from(r.content.into_owned()),
             bodies: Default::default(),
@@ -104,7 +108,8 @@ impl Message {
                 if version > 0 {
                     b.put_i32(self.timestamp);
                 }
-                b.put_i32(0); // msgid: not kept (README "GoBelieve binary protocol")
+                // The sender's msgid on peer IMs; 0 on group IMs, as the original.
+                b.put_i32(self.msgid);
             }
             cmd::CUSTOMER_V2 => {
                 let (from, to) = self.apps.unwrap_or((app.0, app.0));

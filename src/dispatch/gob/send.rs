@@ -94,6 +94,7 @@ impl BinaryConnection {
             .ok(),
         };
         let draft = Draft {
+            msgid: (kind == MessageKind::Peer && im.msgid != 0).then_some(im.msgid),
             device_tag: authed.info.device_tag.clone(),
             to_app: im.receiver_app,
             kind,

@@ -89,7 +89,8 @@ async fn peer_im_is_acked_with_metadata_and_pushed_live_in_each_version() {
             let (from, to, ts, msgid, got) = im_fields(&im, v_recv);
             assert_eq!(
                 (from, to, msgid, got.as_str()),
-                (a as i64, b as i64, 0, text)
+                (a as i64, b as i64, 40 + n as i32, text),
+                "the sender's msgid passed on"
             );
             let prefix = if v_recv == 0 { 20 } else { 24 };
             assert_eq!(

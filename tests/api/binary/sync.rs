@@ -129,11 +129,11 @@ async fn device(app: &TestApp, uid: u64, device: &str) -> Client {
 }
 
 #[actix_web::test]
-async fn a_synced_message_is_flagged_self_only_on_the_device_that_sent_it() {
+async fn a_synced_message_keeps_its_msgid_and_is_flagged_self_only_on_the_device_that_sent_it() {
     for backend in BACKENDS {
         let app = spawn_app(backend).await;
         let mut phone = device(&app, 1, "phone").await;
-        phone.im(IM, 1, 2, 0, "from my phone").await;
+        phone.im(IM, 1, 2, 77, "from my phone").await;
         phone.until(ACK).await;
         post_peer(&app, 2, 1, "to you").await;
         // The same device after a reinstall (its sync key lost) and another device of user 1.
@@ -141,14 +141,14 @@ async fn a_synced_message_is_flagged_self_only_on_the_device_that_sent_it() {
             let mut c = device(&app, 1, name).await;
             c.key(SYNC, 0).await;
             let frames = c.until(SYNC_END).await;
-            let got: Vec<(String, u8)> = frames
+            let got: Vec<(String, i32, u8)> = frames
                 .iter()
                 .filter(|f| f.cmd == IM)
-                .map(|f| (im_fields(f, 2).4, f.flag))
+                .map(|f| (im_fields(f, 2).4, im_fields(f, 2).3, f.flag))
                 .collect();
             let want = [
-                ("from my phone".to_string(), own),
-                ("to you".to_string(), 0),
+                ("from my phone".to_string(), 77, own),
+                ("to you".to_string(), 0, 0),
             ];
             assert_eq!(got, want, "{name}, {backend:?}");
         }
