@@ -179,3 +179,41 @@ fn worker_main(
         let _ = done.send(worker.stats.into_inner());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loadgen::options::Common;
+
+    fn thread_name() -> String {
+        std::thread::current()
+            .name()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// A sender never shares a thread with the clients, whose reads it would wait behind.
+    #[actix_web::test]
+    async fn senders_run_on_threads_apart_from_the_clients() -> anyhow::Result<()> {
+        let (_stop, rx) = tokio::sync::watch::channel(false);
+        let shared = Arc::new(Shared::new(&Common::new("http://127.0.0.1:1"), 1, rx)?);
+        let mut pool = Pool::start(2, shared)?;
+        let (mut clients, mut senders) = (Vec::new(), Vec::new());
+        for _ in 0..4 {
+            clients.push(pool.spawn(|_| async { thread_name() }).await?);
+            senders.push(pool.spawn_sender(|_| async { thread_name() }).await?);
+        }
+        pool.shutdown(Duration::from_secs(5)).await?;
+        clients.sort();
+        clients.dedup();
+        senders.sort();
+        senders.dedup();
+        assert_eq!(clients, ["loadgen-0", "loadgen-1"], "clients round-robin");
+        assert_eq!(
+            senders,
+            ["loadgen-2", "loadgen-3"],
+            "senders round-robin, apart"
+        );
+        Ok(())
+    }
+}
