@@ -1,6 +1,9 @@
 //! Client threads: each runs its own actix runtime (awc clients are single-threaded) and takes
 //! jobs — one per simulated client or sender — from the coordinating task, which spreads them
-//! round-robin so both cores carry load.
+//! round-robin so both cores carry load. HTTP senders (the app servers of a scenario) get as
+//! many threads of their own, round-robin too: an app server is another process, and a sender
+//! sharing a thread with thousands of clients waits behind their reads before it sees each
+//! answer, so a serial publisher measured the load generator instead of the server (issue 13).
 //!
 //! A job is a closure sent to the thread that builds a local future there; its result comes back
 //! through a oneshot channel. When the pool shuts down each thread finishes its tasks and hands
@@ -39,21 +42,24 @@ type Job = Box<dyn FnOnce(Rc<Worker>) -> LocalJob + Send>;
 
 /// The client threads of a run.
 pub struct Pool {
-    /// Threads started (fixed for the run).
+    /// Client threads started (fixed for the run); as many senders' threads come on top.
     threads: usize,
-    /// Job queues, one per thread; emptied (closed) at shutdown.
+    /// Job queues, one per thread, the senders' after the clients'; emptied (closed) at
+    /// shutdown.
     queues: Vec<mpsc::UnboundedSender<Job>>,
     /// Where each thread hands back its `Stats` when it ends.
     finished: Vec<oneshot::Receiver<Stats>>,
-    /// Round-robin position for the next job.
+    /// Round-robin positions for the next client job and the next sender.
     next: AtomicUsize,
+    next_sender: AtomicUsize,
 }
 
 impl Pool {
     pub fn start(threads: usize, shared: Arc<Shared>) -> anyhow::Result<Pool> {
         let mut queues = Vec::new();
         let mut finished = Vec::new();
-        for index in 0..threads.max(1) {
+        let threads = threads.max(1);
+        for index in 0..2 * threads {
             let (tx, rx) = mpsc::unbounded_channel::<Job>();
             let (done_tx, done_rx) = oneshot::channel();
             let stats = Stats::new()?;
@@ -66,10 +72,11 @@ impl Pool {
             finished.push(done_rx);
         }
         Ok(Pool {
-            threads: queues.len(),
+            threads,
             queues,
             finished,
             next: AtomicUsize::new(0),
+            next_sender: AtomicUsize::new(0),
         })
     }
 
@@ -86,6 +93,26 @@ impl Pool {
         T: Send + 'static,
     {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.threads;
+        self.spawn_on(i, f)
+    }
+
+    /// Runs `f` on the next senders' thread (round-robin), apart from the clients.
+    pub fn spawn_sender<F, Fut, T>(&self, f: F) -> oneshot::Receiver<T>
+    where
+        F: FnOnce(Rc<Worker>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let i = self.next_sender.fetch_add(1, Ordering::Relaxed) % self.threads;
+        self.spawn_on(self.threads + i, f)
+    }
+
+    fn spawn_on<F, Fut, T>(&self, i: usize, f: F) -> oneshot::Receiver<T>
+    where
+        F: FnOnce(Rc<Worker>) -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |w| {
             Box::pin(async move {
@@ -150,5 +177,43 @@ fn worker_main(
     });
     if let Ok(worker) = Rc::try_unwrap(worker) {
         let _ = done.send(worker.stats.into_inner());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loadgen::options::Common;
+
+    fn thread_name() -> String {
+        std::thread::current()
+            .name()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// A sender never shares a thread with the clients, whose reads it would wait behind.
+    #[actix_web::test]
+    async fn senders_run_on_threads_apart_from_the_clients() -> anyhow::Result<()> {
+        let (_stop, rx) = tokio::sync::watch::channel(false);
+        let shared = Arc::new(Shared::new(&Common::new("http://127.0.0.1:1"), 1, rx)?);
+        let mut pool = Pool::start(2, shared)?;
+        let (mut clients, mut senders) = (Vec::new(), Vec::new());
+        for _ in 0..4 {
+            clients.push(pool.spawn(|_| async { thread_name() }).await?);
+            senders.push(pool.spawn_sender(|_| async { thread_name() }).await?);
+        }
+        pool.shutdown(Duration::from_secs(5)).await?;
+        clients.sort();
+        clients.dedup();
+        senders.sort();
+        senders.dedup();
+        assert_eq!(clients, ["loadgen-0", "loadgen-1"], "clients round-robin");
+        assert_eq!(
+            senders,
+            ["loadgen-2", "loadgen-3"],
+            "senders round-robin, apart"
+        );
+        Ok(())
     }
 }

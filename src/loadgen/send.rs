@@ -59,7 +59,7 @@ impl Run {
             let (plan, next) = (plan.clone(), next.clone());
             handles.push(
                 self.pool
-                    .spawn(move |w| sender(w, plan, next, (start, deadline), slot)),
+                    .spawn_sender(move |w| sender(w, plan, next, (start, deadline), slot)),
             );
         }
         self.progress.phase("sending", plan.total);
