@@ -50,7 +50,9 @@ impl Dispatcher {
         };
         let _ = self.inner.bus.set(status.clone());
         let me = self.clone();
-        self.inner.registry.arbiter_for(0u8).spawn(async move {
+        // On the subscriber's own thread: a frame read is handled without waking another
+        // thread first (the connections' writers are woken by their outboxes).
+        actix_web::rt::spawn(async move {
             while let Some(event) = rx.recv().await {
                 me.on_event(event).await;
             }
