@@ -17,12 +17,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::Dispatcher;
-use super::frame::Spliced;
+use super::frame::{Kind, Spliced};
 use super::group::Relay;
 use super::outbox::{CloseReason, Frame, Outbox};
+use super::rooms::LiveMessage;
 use super::session::{Deliver, Reload};
-use crate::domain::{GroupKey, UserKey};
-use crate::store::cluster::{BusEvent, BusStatus};
+use crate::domain::{GroupKey, RoomId, Uid, UserKey};
+use crate::store::cluster::{BusEvent, BusStatus, LiveEvent};
 
 /// Events waiting for the consumer; past this the subscriber waits (and Redis buffers).
 const EVENTS: usize = 8192;
@@ -49,7 +50,9 @@ impl Dispatcher {
         };
         let _ = self.inner.bus.set(status.clone());
         let me = self.clone();
-        self.inner.registry.arbiter_for(0u8).spawn(async move {
+        // On the subscriber's own thread: a frame read is handled without waking another
+        // thread first (the connections' writers are woken by their outboxes).
+        actix_web::rt::spawn(async move {
             while let Some(event) = rx.recv().await {
                 me.on_event(event).await;
             }
@@ -104,6 +107,28 @@ impl Dispatcher {
             BusEvent::UserChanged(user) => self.reload_user(user).await,
             BusEvent::Revoked(user) => self.close_user(user).await,
             BusEvent::Resubscribed => self.resync().await,
+            BusEvent::Live(live) => self.on_live(live),
+        }
+    }
+
+    /// A room or RT message sent through another node, for this node's connections.
+    fn on_live(&self, live: LiveEvent) {
+        if Some(live.origin.as_str()) == self.inner.store.node() {
+            return; // delivered here when it was sent
+        }
+        let msg = LiveMessage {
+            id: live.id,
+            kind: if live.rt { Kind::Rt } else { Kind::Room },
+            sender: live.sender,
+            receiver: live.receiver,
+            content: live.content.into(),
+            timestamp: live.timestamp,
+        };
+        if live.rt {
+            let user = UserKey::new(live.app, Uid(live.receiver));
+            self.deliver_unstored(user, msg.dual());
+        } else {
+            self.publish_room(live.app, RoomId(live.receiver), &msg, None);
         }
     }
 
@@ -180,6 +205,7 @@ impl Dispatcher {
         self.inner.store.announce_node().await;
         let registry = &self.inner.registry;
         registry.forget_groups();
+        registry.tokenless.clear();
         let sessions = registry.sessions_by_user();
         let mut here = Vec::new();
         for (user, entry) in &sessions {

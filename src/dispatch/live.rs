@@ -1,6 +1,8 @@
 //! Live-only sends: chat-room messages and RT (real-time peer) messages. Neither is stored,
 //! pushed or synced; each gets a message id (unique, like every message) and goes to the
-//! connections that are open now. Every protocol sends them through these methods.
+//! connections that are open now, on every node (the store hands them to the other nodes in
+//! the round-trip that takes the id: `store/redis/live.rs`). Every protocol sends them through
+//! these methods.
 
 use std::sync::Arc;
 
@@ -11,6 +13,7 @@ use super::rooms::{LiveMessage, Member, Wire};
 use super::session::Deliver;
 use super::{DispatchError, Dispatcher};
 use crate::domain::{AppId, MessageKind, RoomId, Uid, UserKey, now_millis};
+use crate::store::cluster::Live;
 
 /// A message to a chat room.
 pub struct RoomSend<'a> {
@@ -72,8 +75,9 @@ impl Dispatcher {
         }
     }
 
-    /// A room message to every member of the room on this node except the sending connection.
-    /// Returns (message id, connections reached).
+    /// A room message to every member of the room except the sending connection: this node's
+    /// members here, the other nodes' by the store (each delivers to its own). Returns
+    /// (message id, connections reached on this node).
     pub async fn send_room(&self, req: RoomSend<'_>) -> Result<(u64, usize), DispatchError> {
         if let Some(conn) = req.origin
             && self.room_of(conn) != Some(req.room)
@@ -86,20 +90,44 @@ impl Dispatcher {
         {
             return Err(DispatchError::SpeakForbidden);
         }
+        let timestamp = now_millis();
+        let (id, _) = self
+            .inner
+            .store
+            .send_live(&Live {
+                rt: false,
+                app: req.app,
+                sender: req.sender,
+                receiver: req.room.0,
+                timestamp,
+                content: req.content,
+            })
+            .await?;
         let msg = LiveMessage {
-            id: self.inner.store.next_message_id(req.app).await?,
+            id,
             kind: Kind::Room,
             sender: req.sender,
             receiver: req.room.0,
             content: req.content.into(),
-            timestamp: now_millis(),
+            timestamp,
         };
-        let n = self
-            .inner
-            .rooms
-            .publish(req.app, req.room, &msg, req.origin);
+        Ok((
+            msg.id,
+            self.publish_room(req.app, req.room, &msg, req.origin),
+        ))
+    }
+
+    /// Queues a room message on this node's members of the room but `exclude`.
+    pub(super) fn publish_room(
+        &self,
+        app: AppId,
+        room: RoomId,
+        msg: &LiveMessage,
+        exclude: Option<u64>,
+    ) -> usize {
+        let n = self.inner.rooms.publish(app, room, msg, exclude);
         metrics::counter!("imd_room_deliveries_total").increment(n as u64);
-        Ok((msg.id, n))
+        n
     }
 
     /// A prepared live-only send (`Room` or `Rt`; the sending connection, if any, is
@@ -128,7 +156,8 @@ impl Dispatcher {
         }
     }
 
-    /// An RT message: to the receiver's open connections only. Returns (id, connections).
+    /// An RT message: to the receiver's open connections only, on every node. Returns (id,
+    /// connections: this node's reached, the other nodes' it was sent to).
     pub async fn send_rt(
         &self,
         app: AppId,
@@ -136,16 +165,29 @@ impl Dispatcher {
         receiver: Uid,
         content: &str,
     ) -> Result<(u64, usize), DispatchError> {
+        let timestamp = now_millis();
+        let (id, elsewhere) = self
+            .inner
+            .store
+            .send_live(&Live {
+                rt: true,
+                app,
+                sender,
+                receiver: receiver.0,
+                timestamp,
+                content,
+            })
+            .await?;
         let msg = LiveMessage {
-            id: self.inner.store.next_message_id(app).await?,
+            id,
             kind: Kind::Rt,
             sender,
             receiver: receiver.0,
             content: content.into(),
-            timestamp: now_millis(),
+            timestamp,
         };
         let n = self.deliver_unstored(UserKey::new(app, receiver), msg.dual());
-        Ok((msg.id, n))
+        Ok((msg.id, n + elsewhere))
     }
 
     /// Queues an unstored frame (notification, RT) on the user's open connections: no push

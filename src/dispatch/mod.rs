@@ -28,6 +28,7 @@ pub mod rooms;
 mod send;
 mod session;
 mod socket;
+mod tokenless;
 mod transport;
 mod unwritten;
 mod wire;
@@ -582,6 +583,7 @@ impl Dispatcher {
     }
 
     async fn reload_user(&self, user: UserKey) {
+        self.inner.registry.tokenless.forget(user);
         if let Some(entry) = self.inner.registry.session(user) {
             let _ = entry.addr.send(Reload).await;
         }

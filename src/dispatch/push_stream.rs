@@ -5,7 +5,8 @@
 //! push decisions the fan-out made for the members it found a session for — to `PushStreams`
 //! and goes on with its next command. A task then walks the members and makes jobs of at most
 //! `GROUP_JOB_RECEIVERS`: not the sender, not do-not-disturb, not online for push (SPEC §6),
-//! and not a user whose loaded session says they have no device token. The fan-out's decisions
+//! and not a user whose loaded session says they have no device token (or, connected to
+//! another node, whom the store found without one: `tokenless.rs`). The fan-out's decisions
 //! are merged in (two sorted lists), so the members online cost no second look at their
 //! sessions (whose locks the live fan-out's threads use). For a user with a loaded session the
 //! decision and the tokens come from memory (`PushView`); for
@@ -29,6 +30,7 @@ use super::session::PushView;
 use crate::domain::{AppId, DeviceToken, GroupId, Uid, UserKey};
 use crate::push::{GROUP_JOB_RECEIVERS, PushJob, PushQueue};
 use crate::store::Store;
+use crate::store::cluster::Presence;
 
 /// Streams producing jobs at once (the push worker is one thread: more would only queue).
 const RUNNING: usize = 2;
@@ -143,9 +145,12 @@ impl Stream {
                     let Some(registry) = self.registry.upgrade() else {
                         return; // shutting down
                     };
-                    registry
-                        .with_session(UserKey::new(job.app, m.uid), |s| s.push_view())
-                        .unwrap_or(PushView::Unknown)
+                    let user = UserKey::new(job.app, m.uid);
+                    match registry.with_session(user, |s| s.push_view()) {
+                        Some(v) => v,
+                        None if registry.tokenless.knows(user) => PushView::NoTokens,
+                        None => PushView::Unknown,
+                    }
                 }
             };
             match view {
@@ -191,23 +196,34 @@ impl Stream {
             .await
     }
 
-    /// Keeps the receivers that are not online for push on another node either (one store
-    /// read per job, only when this node shares the store with others). A failed read keeps
-    /// them all: a push too many rather than one lost.
+    /// Keeps the receivers that are not online for push on another node either, and drops
+    /// (and remembers: `tokenless.rs`) those connected there without a device token — one
+    /// store read per job, only when this node shares the store with others. A failed read
+    /// keeps them all: a push too many rather than one lost.
     async fn offline_everywhere(
         &self,
         app: AppId,
         uids: &mut Vec<Uid>,
         tokens: &mut Vec<Option<Vec<DeviceToken>>>,
     ) {
+        let Some(registry) = self.registry.upgrade() else {
+            return;
+        };
         if self.store.node().is_none() || uids.is_empty() {
             return;
         }
         let users: Vec<UserKey> = uids.iter().map(|u| UserKey::new(app, *u)).collect();
-        match self.store.online_elsewhere(&users, true).await {
-            Ok(online) if online.len() == uids.len() => {
-                let mut keep = online.iter().map(|on| !on);
-                let mut keep2 = online.iter().map(|on| !on);
+        let epoch = registry.tokenless.epoch();
+        match self.store.group_push_presence(&users).await {
+            Ok(found) if found.len() == uids.len() => {
+                let tokenless = users
+                    .iter()
+                    .zip(&found)
+                    .filter(|(_, p)| **p == Presence::Tokenless)
+                    .map(|(u, _)| *u);
+                registry.tokenless.learn(epoch, tokenless);
+                let mut keep = found.iter().map(|p| *p == Presence::Offline);
+                let mut keep2 = found.iter().map(|p| *p == Presence::Offline);
                 uids.retain(|_| keep.next().unwrap_or(true));
                 tokens.retain(|_| keep2.next().unwrap_or(true));
             }

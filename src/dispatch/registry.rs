@@ -96,6 +96,8 @@ pub struct Registry {
     /// Which members of each super group are online (`online.rs`): written by sessions and
     /// group actors, read by super-group fan-out.
     pub online: OnlineIndex,
+    /// Users with no device token whose sessions are on other nodes (`tokenless.rs`).
+    pub tokenless: super::tokenless::Tokenless,
     sessions: DashMap<UserKey, SessionEntry, FastHash>,
     groups: DashMap<GroupKey, GroupEntry, FastHash>,
     /// Super group → the newest `group_seq` this node has delivered (its own sends' fan-out
@@ -118,6 +120,7 @@ impl Registry {
         Registry {
             hubs: Hubs::default(),
             online: OnlineIndex::default(),
+            tokenless: Default::default(),
             sessions: DashMap::with_hasher(FastHash::default()),
             groups: DashMap::with_hasher(FastHash::default()),
             relayed: DashMap::with_hasher(FastHash::default()),

@@ -4,8 +4,9 @@
 //! about it is stored. A connection is in at most one room: entering another leaves the first,
 //! and a connection that ends leaves its room (`Registration` does that, however it ends). A
 //! room message is encoded once per wire format present in the room and queued on every
-//! member's outbox except the sending connection's. Rooms are per node for now: two nodes
-//! behind one balancer have two rooms of the same id.
+//! member's outbox except the sending connection's. This is one node's part of a room: with
+//! several nodes each holds its own members, and a room message sent through one reaches the
+//! others' members through the store (`live.rs`, `store/redis/live.rs`).
 //!
 //! This is the interface every protocol uses: the JSON channel (`live_requests.rs`), the HTTP
 //! APIs, and the binary codec, which registers its connections with their `Wire`.

@@ -35,6 +35,35 @@ pub enum BusEvent {
     /// The subscription was (re)established; anything announced while it was down may be
     /// lost, so every connection is checked against the store and every cache dropped.
     Resubscribed,
+    /// A live-only message (chat room or RT) sent through another node.
+    Live(LiveEvent),
+}
+
+/// A live-only message sent through node `origin`: a chat-room message (for this node's
+/// members of the room) or an RT message (for the receiver's connections here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveEvent {
+    pub origin: String,
+    pub rt: bool,
+    pub app: crate::domain::AppId,
+    pub sender: crate::domain::Uid,
+    /// The room id, or the RT receiver's uid.
+    pub receiver: u64,
+    pub id: u64,
+    pub timestamp: u64,
+    pub content: String,
+}
+
+/// A live-only message (chat room or RT) as the store hands it to the other nodes.
+pub struct Live<'a> {
+    /// An RT message (to `receiver`'s connections) rather than a room message.
+    pub rt: bool,
+    pub app: crate::domain::AppId,
+    pub sender: crate::domain::Uid,
+    /// The room id, or the RT receiver's uid.
+    pub receiver: u64,
+    pub timestamp: u64,
+    pub content: &'a str,
 }
 
 /// Parses `<app> <id>[ <uid>,…]`.
@@ -113,9 +142,44 @@ impl BusEvent {
                     _ => None,
                 }
             }
+            "l" => Self::live(rest, body),
             _ => None,
         }
     }
+
+    /// `l <origin> <r|t> <app> <sender> <receiver> <id> <ts>` (`store/redis/live.rs`).
+    fn live(head: &str, body: &str) -> Option<BusEvent> {
+        let mut it = head.split(' ');
+        let origin = it.next()?.to_string();
+        let rt = match it.next()? {
+            "r" => false,
+            "t" => true,
+            _ => return None,
+        };
+        let mut num = || it.next()?.parse::<u64>().ok();
+        Some(BusEvent::Live(LiveEvent {
+            origin,
+            rt,
+            app: crate::domain::AppId(num()?),
+            sender: crate::domain::Uid(num()?),
+            receiver: num()?,
+            id: num()?,
+            timestamp: num()?,
+            content: body.to_string(),
+        }))
+    }
+}
+
+/// What the store says of a group push receiver over the other live nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// Not online for push on another node: pushed.
+    Offline,
+    /// Online for push on another node (SPEC §6): not pushed.
+    Online,
+    /// Connected on another node, not online for push there, and no device token bound: not
+    /// pushed (nothing to push to), and remembered (`dispatch/tokenless.rs`).
+    Tokenless,
 }
 
 /// How a node's pub/sub link is doing (`/readyz`).
@@ -218,6 +282,15 @@ impl Store {
         }
     }
 
+    /// Per group push receiver: online for push on another live node, or connected there
+    /// without a device token, or neither (`Presence`).
+    pub async fn group_push_presence(&self, users: &[UserKey]) -> StoreResult<Vec<Presence>> {
+        match self {
+            Store::Memory(_) => Ok(vec![Presence::Offline; users.len()]),
+            Store::Redis(s) => s.group_push_presence(users).await,
+        }
+    }
+
     /// Tells every node (this one too) that `what` (`user`, `revoked`, `group`) changed about
     /// `id` of `app`. Best effort: a node that misses it resyncs when its subscription is made
     /// again (`dispatch/cluster.rs`).
@@ -233,6 +306,17 @@ impl Store {
         match self {
             Store::Memory(_) => Ok(vec![true; users.len()]),
             Store::Redis(s) => s.have_tokens(users).await,
+        }
+    }
+
+    /// A live-only message's id (chat room or RT); with other nodes sharing the store, the
+    /// same round-trip hands the message to them: a room message to every node, an RT message
+    /// to the nodes holding the receiver's connections. Returns (id, the receiver's
+    /// connections on those nodes: RT only, 0 for a room).
+    pub async fn send_live(&self, live: &Live<'_>) -> StoreResult<(u64, usize)> {
+        match self {
+            Store::Memory(s) => Ok((s.next_message_id(live.app).await?, 0)),
+            Store::Redis(s) => s.send_live(live).await,
         }
     }
 
@@ -283,6 +367,19 @@ mod tests {
                 vec![Uid(1), Uid(2)]
             ))
         );
+        assert_eq!(
+            BusEvent::parse("l n1-ab t 7 1 2 9 1700\n{\"a\":1}"),
+            Some(BusEvent::Live(LiveEvent {
+                origin: "n1-ab".into(),
+                rt: true,
+                app: AppId(7),
+                sender: Uid(1),
+                receiver: 2,
+                id: 9,
+                timestamp: 1700,
+                content: "{\"a\":1}".into(),
+            }))
+        );
         for bad in [
             "",
             "h n1",
@@ -290,6 +387,8 @@ mod tests {
             "m 9 7:1\nb",
             "c group 7",
             "g a b c d",
+            "l n1 x 7 1 2 3 4\nb",
+            "l n1 r 7 1 2 3\nb",
         ] {
             assert_eq!(BusEvent::parse(bad), None, "{bad:?}");
         }

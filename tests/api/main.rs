@@ -25,6 +25,8 @@ mod media;
 mod messaging;
 mod multinode;
 mod multinode_chaos;
+mod multinode_live;
+mod multinode_push;
 mod openapi;
 mod process;
 mod push;

@@ -145,7 +145,7 @@ fn check_inbox(name: &str, got: &[Value], expected: &BTreeSet<u64>) -> String {
 }
 
 /// Every push job in the original's queues: (queue, receivers).
-fn pushes(redis: &Dedicated) -> Vec<(String, Vec<u64>)> {
+pub fn pushes(redis: &Dedicated) -> Vec<(String, Vec<u64>)> {
     let mut r = redis.connection();
     let mut out = Vec::new();
     for q in ["push_queue", "group_push_queue", "system_push_queue"] {

@@ -19,6 +19,7 @@ mod bus;
 mod customers;
 mod group_scripts;
 mod groups;
+mod live;
 mod members;
 mod messages;
 mod node_scripts;

@@ -6,6 +6,8 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use crate::domain::PushProvider;
+
 /// Prepended to the append scripts.
 ///
 /// `located(key, skip, each)` walks a location hash over the live nodes but `skip`;
@@ -127,19 +129,35 @@ return 1
 });
 
 /// KEYS: location hashes. ARGV: a node to leave out ('' = none), `push` (online for push, SPEC
-/// §6, with the user's `mute` from `users_<app>_<uid>`) or `any` (any connection), then
-/// `<app>:<uid>` per key. 0/1 per key, over the live nodes.
+/// §6, with the user's `mute` from `users_<app>_<uid>`), `group` (`push`, and 2 for a user
+/// connected on another node but not online for push there who has no device token bound:
+/// no push either) or `any` (any connection), then `<app>:<uid>` per key. 0/1(/2) per key,
+/// over the live nodes.
 pub(super) static PRESENCE: LazyLock<Script> = LazyLock::new(|| {
+    let fields: Vec<String> = PushProvider::ALL
+        .iter()
+        .map(|p| format!("'{}'", p.token_field()))
+        .collect();
     Script::new(&format!(
-        "{ROUTING}{}",
+        "{ROUTING}local TOKENS = {{{}}}{}",
+        fields.join(", "),
         r#"
+local function tokenless(t)
+  local v = redis.call('HMGET', 'users_' .. (string.gsub(t, ':', '_')), unpack(TOKENS))
+  for j = 1, #TOKENS do
+    if v[j] and v[j] ~= '' then return false end
+  end
+  return true
+end
 local out = {}
 local only = ARGV[1] ~= '' and alone(ARGV[1]) == ''
 for i, key in ipairs(KEYS) do
   local total, mobile = 0, 0
   if not only then total, mobile = located(key, ARGV[1]) end
   local on = 0
-  if ARGV[2] == 'push' then on = for_push(ARGV[2 + i], total, mobile)
+  if ARGV[2] == 'push' or ARGV[2] == 'group' then
+    on = for_push(ARGV[2 + i], total, mobile)
+    if on == 0 and total > 0 and ARGV[2] == 'group' and tokenless(ARGV[2 + i]) then on = 2 end
   elseif total > 0 then on = 1 end
   out[#out + 1] = on
 end

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::RedisStore;
 use super::node_scripts::{CONNECT, DISCONNECT, PRESENCE};
 use crate::domain::{Platform, UserKey};
-use crate::store::cluster::{BusEvent, BusStatus};
+use crate::store::cluster::{BusEvent, BusStatus, Presence};
 use crate::store::{StoreResult, keys};
 
 /// How often a node announces itself.
@@ -205,18 +205,36 @@ impl RedisStore {
         users: &[UserKey],
         for_push: bool,
     ) -> StoreResult<Vec<bool>> {
+        let on = self
+            .presence(users, if for_push { "push" } else { "any" })
+            .await?;
+        Ok(on.into_iter().map(|o| o == 1).collect())
+    }
+
+    pub async fn group_push_presence(&self, users: &[UserKey]) -> StoreResult<Vec<Presence>> {
+        let on = self.presence(users, "group").await?;
+        Ok(on
+            .into_iter()
+            .map(|o| match o {
+                1 => Presence::Online,
+                2 => Presence::Tokenless,
+                _ => Presence::Offline,
+            })
+            .collect())
+    }
+
+    /// The PRESENCE script in `mode`, one answer per user.
+    async fn presence(&self, users: &[UserKey], mode: &str) -> StoreResult<Vec<u8>> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
         let mut inv = PRESENCE.prepare_invoke();
-        inv.arg(self.node())
-            .arg(if for_push { "push" } else { "any" });
+        inv.arg(self.node()).arg(mode);
         for u in users {
             inv.key(keys::location(*u));
             inv.arg(member(*u));
         }
-        let on: Vec<u8> = self.eval(&inv, users.len() > 64).await?;
-        Ok(on.into_iter().map(|o| o == 1).collect())
+        self.eval(&inv, users.len() > 64).await
     }
 
     pub async fn announce(&self, message: &str) {
