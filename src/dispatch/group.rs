@@ -30,6 +30,7 @@ mod membership;
 mod notice;
 mod relay;
 mod send;
+mod targets;
 mod view;
 
 pub use self::commands::{Apply, Change, Info, IsMember, MemberSpec, Notify, Send};
@@ -69,6 +70,8 @@ pub struct GroupActor {
     last_active: Instant,
     /// The early answer of the `Apply` being handled, for `finish` to take.
     applied: Option<tokio::sync::oneshot::Sender<Vec<Uid>>>,
+    /// A super group's last fan-out targets, for the next message (`group/targets.rs`).
+    kept: Option<targets::Kept>,
 }
 
 /// A command's reply, computed with the mailbox held.
@@ -112,6 +115,7 @@ impl GroupActor {
             env,
             last_active: Instant::now(),
             applied: None,
+            kept: None,
         }
     }
 
