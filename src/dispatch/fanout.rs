@@ -1,7 +1,8 @@
 //! Fan-out without a message per recipient: the group actor names its recipients (a normal
 //! group: every member; a super group: its members online, `online.rs`), each is looked up in
 //! the session registry (`SessionShared`, the sessions' published view), their connections are
-//! grouped by worker hub, and each hub gets one job (`hub.rs`). Push is decided elsewhere
+//! grouped by worker hub (`Targets`, which a super group keeps for its next message:
+//! `group/targets.rs`), and each hub gets one job (`hub.rs`). Push is decided elsewhere
 //! (`push_stream.rs`).
 
 use std::sync::Arc;
