@@ -22,9 +22,6 @@ pub struct Members {
     /// empty `HashMap` is 48 bytes inline in every loaded group, the box 8.
     #[allow(clippy::box_collection)]
     nicknames: Option<Box<HashMap<u64, Box<str>>>>,
-    /// Changes with every change of the members (unique in the process): a fan-out prepared
-    /// for one stamp is valid for the same members only (`group/targets.rs`).
-    stamp: u64,
 }
 
 /// One member as the group sees it.
@@ -64,7 +61,6 @@ impl MembersBuilder {
             joined: self.rows.iter().map(|r| r.1).collect(),
             flags: self.rows.iter().map(|r| r.2).collect(),
             nicknames: None,
-            stamp: next_stamp(),
         };
         for (uid, n) in self.nicknames {
             m.nicknames_mut().insert(uid, n);
@@ -73,18 +69,7 @@ impl MembersBuilder {
     }
 }
 
-/// A stamp no `Members` has had yet.
-fn next_stamp() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
 impl Members {
-    /// Which state of the members this is: equal stamps, equal members.
-    pub fn stamp(&self) -> u64 {
-        self.stamp
-    }
-
     #[cfg(test)]
     pub fn from_records(records: Vec<MemberRecord>) -> Members {
         let mut b = MembersBuilder::default();
@@ -186,7 +171,6 @@ impl Members {
         fresh.dedup_by_key(|m| m.uid);
         let mut out = Members {
             nicknames: self.nicknames.clone(),
-            stamp: next_stamp(),
             ..Members::default()
         };
         // Merge two sorted runs: O(n + k) for a batch, not O(n·k).
@@ -238,7 +222,6 @@ impl Members {
         self.uids.truncate(keep);
         self.joined.truncate(keep);
         self.flags.truncate(keep);
-        self.stamp = next_stamp();
         for u in &removed {
             if let Some(n) = &mut self.nicknames {
                 n.remove(&u.0);
@@ -250,7 +233,6 @@ impl Members {
     /// Applies new settings to a member.
     pub fn set(&mut self, uid: Uid, mute: bool, dnd: bool, nickname: Option<&str>) {
         if let Some(i) = self.find(uid) {
-            self.stamp = next_stamp();
             self.flags[i] = flags(mute, dnd);
             match nickname {
                 Some(n) => self.nicknames_mut().insert(uid.0, n.into()),

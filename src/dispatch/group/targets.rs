@@ -3,12 +3,13 @@
 //! (`fanout::Targets`); while nobody connects, disconnects, joins or leaves, the next message
 //! has exactly the same targets, so they are kept and reused.
 //!
-//! Kept with what they were made of, all compared before a reuse:
+//! Kept with what they were made of, both compared before a reuse:
 //! - the sessions epoch (`session::epoch`), read before the look-ups: any session's
 //!   connections, `mute` or settings changing, or a session starting or stopping, bumps it;
 //! - the group's online set (`OnlineIndex::snapshot`), the same shared slice while unchanged
 //!   (held here, so its address cannot be reused by another);
-//! - the members' stamp (`Members::stamp`), new with every membership change of this copy.
+//! and dropped with every change of the group's state (`GroupActor::set`, a reload), which
+//! is where members are added and removed.
 //!
 //! A connection that closed since is skipped by its hub (it is no longer in the hub's table),
 //! so a reuse never writes to a closed connection; a new connection bumps the epoch, so it is
@@ -28,7 +29,6 @@ use crate::domain::UserKey;
 pub(super) struct Kept {
     epoch: u64,
     online: Arc<[u64]>,
-    stamp: u64,
     targets: Targets,
 }
 
@@ -44,12 +44,12 @@ impl GroupActor {
         let st = self.state.as_ref()?;
         let epoch = session::epoch(); // first: a change after this is seen next time
         let online = registry.online.snapshot(self.key);
-        let stamp = st.members.stamp();
         let delivery = Delivery::Shared(frame.clone());
         Some(timed(|| {
-            let reusable = self.kept.as_ref().filter(|k| {
-                k.epoch == epoch && k.stamp == stamp && Arc::ptr_eq(&k.online, &online)
-            });
+            let reusable = self
+                .kept
+                .as_ref()
+                .filter(|k| k.epoch == epoch && Arc::ptr_eq(&k.online, &online));
             if let Some(kept) = reusable {
                 metrics::counter!("imd_group_fanout_reused_total").increment(1);
                 return kept.targets.clone().fanout(delivery, origin);
@@ -59,11 +59,13 @@ impl GroupActor {
                 .present(&online)
                 .map(|u| (UserKey::new(st.app, u), 0));
             let targets = Targets::collect(registry, recipients);
-            self.kept = (!online.is_empty()).then(|| Kept {
-                epoch,
-                online,
-                stamp,
-                targets: targets.clone(),
+            self.kept = (!online.is_empty()).then(|| {
+                let targets = targets.clone();
+                Box::new(Kept {
+                    epoch,
+                    online,
+                    targets,
+                })
             });
             targets.fanout(delivery, origin)
         }))
