@@ -7,9 +7,10 @@
 //! - the sessions epoch (`session::epoch`), read before the look-ups: any session's
 //!   connections, `mute` or settings changing, or a session starting or stopping, bumps it;
 //! - the group's online set (`OnlineIndex::snapshot`), the same shared slice while unchanged
-//!   (held here, so its address cannot be reused by another);
-//! and dropped with every change of the group's state (`GroupActor::set`, a reload), which
-//! is where members are added and removed.
+//!   (held here, so its address cannot be reused by another).
+//!
+//! They are dropped with every change of the group's state (`GroupActor::set`, a reload),
+//! which is where members are added and removed.
 //!
 //! A connection that closed since is skipped by its hub (it is no longer in the hub's table),
 //! so a reuse never writes to a closed connection; a new connection bumps the epoch, so it is
