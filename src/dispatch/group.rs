@@ -30,6 +30,7 @@ mod membership;
 mod notice;
 mod relay;
 mod send;
+mod targets;
 mod view;
 
 pub use self::commands::{Apply, Change, Info, IsMember, MemberSpec, Notify, Send};
@@ -69,6 +70,8 @@ pub struct GroupActor {
     last_active: Instant,
     /// The early answer of the `Apply` being handled, for `finish` to take.
     applied: Option<tokio::sync::oneshot::Sender<Vec<Uid>>>,
+    /// A super group's last fan-out targets, for the next message (`group/targets.rs`).
+    kept: Option<Box<targets::Kept>>,
 }
 
 /// A command's reply, computed with the mailbox held.
@@ -112,6 +115,7 @@ impl GroupActor {
             env,
             last_active: Instant::now(),
             applied: None,
+            kept: None,
         }
     }
 
@@ -196,7 +200,10 @@ impl Actor for GroupActor {
         // The mailbox is held until the group is in: commands sent meanwhile wait, not fail.
         ctx.wait(load(self.env.store.clone(), self.key).into_actor(self).map(
             |r, act, ctx| match r {
-                Ok(state) => act.state = state,
+                Ok(state) => {
+                    act.state = state;
+                    act.kept = None;
+                }
                 Err(e) => {
                     // Unloadable: stop, so the next command starts a fresh load.
                     tracing::warn!(group = %act.gid, error = %e, "group: load failed");

@@ -23,10 +23,16 @@ pub enum Delivery {
     Shared(Frame),
 }
 
-/// Connections of one hub to queue a delivery on: (connection id, seq; unused for `Shared`).
+/// (connection id, seq) pairs of one hub, shared between jobs.
+pub type HubTargets = Arc<[(u64, u64)]>;
+
+/// Connections of one hub to queue a delivery on: (connection id, seq; unused for `Shared`),
+/// except `exclude` (the sending connection). Shared, so that a super group's message reuses
+/// the lists of the one before it (`group/targets.rs`).
 pub struct Job {
     pub delivery: Delivery,
-    pub targets: Vec<(u64, u64)>,
+    pub targets: HubTargets,
+    pub exclude: Option<u64>,
 }
 
 /// Jobs a hub may have waiting before fan-outs wait for it.
@@ -157,7 +163,10 @@ fn run_local(hubs_id: u64, job: Job, to_wake: &mut VecDeque<Arc<Outbox>>) {
         let Some(hub) = local.get(&hubs_id) else {
             return;
         };
-        for (conn, seq) in job.targets {
+        for &(conn, seq) in job.targets.iter() {
+            if Some(conn) == job.exclude {
+                continue;
+            }
             let Some(outbox) = hub.conns.get(&conn) else {
                 continue;
             };

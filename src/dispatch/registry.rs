@@ -155,6 +155,7 @@ impl Registry {
             .entry(user)
             .or_insert_with(|| {
                 let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+                super::session::changed();
                 let shared = Arc::new(SessionShared::default());
                 let for_actor = shared.clone();
                 let addr = actix::Actor::start_in_arbiter(&self.arbiter_for(user), move |_| {
@@ -173,6 +174,7 @@ impl Registry {
     pub fn remove_session(&self, user: UserKey, generation: u64) {
         self.sessions
             .remove_if(&user, |_, e| e.generation == generation);
+        super::session::changed();
     }
 
     /// Every loaded session (shutdown, revocation sweeps).

@@ -33,6 +33,23 @@ pub struct ConnRef {
     pub announced: Arc<AtomicBool>,
 }
 
+/// Bumped after every change of what fan-out reads from any session (connections, `mute`,
+/// settings) and when a session is dropped or started: a fan-out prepared at one value is
+/// still exact while it holds (`group/targets.rs`). Read before preparing, bumped after
+/// writing, so a preparation that read the old value ran before the change was complete —
+/// as if it had run before the change, which the session's sync after it covers.
+static EPOCH: AtomicU64 = AtomicU64::new(1);
+
+/// The current sessions epoch (see `EPOCH`).
+pub fn epoch() -> u64 {
+    EPOCH.load(Ordering::SeqCst)
+}
+
+/// Something fan-out reads from a session changed (see `EPOCH`).
+pub(super) fn changed() {
+    EPOCH.fetch_add(1, Ordering::SeqCst);
+}
+
 /// What fan-out may read without messaging the actor.
 #[derive(Default)]
 pub struct SessionShared {
@@ -61,6 +78,7 @@ impl SessionShared {
             Ok(mut c) => *c = conns,
             Err(p) => *p.into_inner() = conns,
         }
+        changed();
     }
 
     /// SPEC §6: online for push when any iOS/Android connection is open, or a desktop/web one
@@ -182,6 +200,7 @@ impl SessionShared {
             Ok(mut s) => *s = settings,
             Err(p) => *p.into_inner() = settings,
         }
+        changed(); // after `mute` too, which is stored just before
     }
 
     /// Delivers a message for this user and makes the push decision (SPEC §6). `None` when a
@@ -438,6 +457,7 @@ impl Handler<Reload> for UserSession {
             Ok(mut s) => *s = None,
             Err(p) => *p.into_inner() = None,
         }
+        changed();
         self.load(ctx);
     }
 }

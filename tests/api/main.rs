@@ -14,6 +14,7 @@ mod conventions;
 mod customer_identity;
 mod customers;
 mod fanout_order;
+mod fanout_targets;
 mod faults;
 mod fuzz;
 mod groups;

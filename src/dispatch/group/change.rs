@@ -81,6 +81,7 @@ impl GroupActor {
     }
 
     pub(super) fn set(&mut self, f: impl FnOnce(&mut GroupState)) {
+        self.kept = None; // every change of the state goes through here (`targets.rs`)
         if let Some(st) = &mut self.state {
             f(st);
         }
@@ -100,6 +101,7 @@ impl GroupActor {
     /// The group is gone: forget it (`finish` then stops the actor).
     pub(super) fn gone(&mut self) {
         self.state = None;
+        self.kept = None;
         if let Some(r) = self.env.registry.upgrade() {
             r.online.drop_group(self.key);
         }

@@ -8,7 +8,7 @@ use actix::prelude::*;
 
 use super::commands::Send;
 use super::{GroupActor, Reply, done};
-use crate::dispatch::fanout::{Fanout, deliver_seqs, deliver_shared};
+use crate::dispatch::fanout::{Fanout, deliver_seqs};
 use crate::dispatch::frame::{Kind, Spliced};
 use crate::dispatch::outbox::Frame;
 use crate::dispatch::push_stream::GroupPush;
@@ -95,19 +95,17 @@ impl GroupActor {
     /// Live delivery of a stored message: a super group's shared frame to its members online,
     /// a normal group's per-member seqs to every member.
     fn fan_out(
-        &self,
+        &mut self,
         a: &Appended,
         body: &str,
         inboxes: &[UserKey],
         origin: Option<u64>,
     ) -> Option<(Arc<Registry>, Fanout)> {
-        let (registry, st) = (self.env.registry.upgrade()?, self.state.as_ref()?);
-        let fanout = if st.is_super {
+        let registry = self.env.registry.upgrade()?;
+        let fanout = if self.state.as_ref()?.is_super {
             let frame = Frame::Spliced(Spliced::with_field(a.id, "group_seq", body), a.first_seq);
-            let online = registry.online.snapshot(self.key);
-            let recipients = st.members.present(&online).map(|u| UserKey::new(st.app, u));
             registry.note_relayed(self.key, a.first_seq);
-            deliver_shared(&registry, recipients, &frame, origin)
+            self.super_fanout(&registry, &frame, origin)?
         } else {
             let parts = Spliced::new(a.id, body);
             let recipients = inboxes.iter().copied().zip(a.seqs.iter().copied());
