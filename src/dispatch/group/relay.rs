@@ -12,10 +12,9 @@ use actix::prelude::*;
 
 use super::{GroupActor, Reply, done};
 use crate::dispatch::DispatchError;
-use crate::dispatch::fanout::deliver_shared;
 use crate::dispatch::frame::Spliced;
 use crate::dispatch::outbox::Frame;
-use crate::domain::{AppId, UserKey};
+use crate::domain::AppId;
 use crate::store::stored_seq;
 
 /// Timeline entries one catch-up reads at most; members online past a bigger gap get the rest
@@ -90,20 +89,11 @@ impl Handler<Relay> for GroupActor {
         };
         AtomicResponse::new(Box::pin(read.into_actor(self).then(
             move |frames, act, _| {
-                let fanouts: Vec<_> = match act.state.as_ref() {
-                    Some(st) => {
-                        let online = registry.online.snapshot(act.key);
-                        frames
-                            .iter()
-                            .map(|f| {
-                                let to =
-                                    st.members.present(&online).map(|u| UserKey::new(st.app, u));
-                                deliver_shared(&registry, to, f, None)
-                            })
-                            .collect()
-                    }
-                    None => Vec::new(),
-                };
+                // The targets kept between messages serve relayed ones too (`targets.rs`).
+                let fanouts: Vec<_> = frames
+                    .iter()
+                    .filter_map(|f| act.super_fanout(&registry, f, None))
+                    .collect();
                 // The next command starts once these frames are queued: order holds.
                 async move {
                     for f in fanouts {
