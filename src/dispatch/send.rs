@@ -97,7 +97,9 @@ impl Connection {
             .map_err(Some)?;
         Ok(Draft {
             msgid: None,
-            device_tag: self.info.device_tag.clone(),
+            device_tag: matches!(kind, MessageKind::Peer | MessageKind::Customer)
+                .then(|| self.info.device_tag())
+                .flatten(),
             to_app,
             kind,
             sender: self.info.user.uid,

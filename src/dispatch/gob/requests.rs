@@ -150,14 +150,13 @@ impl BinaryConnection {
             Codec::Json => (0, AppId(0)),
         };
         let me = self.authed.as_ref().map(|a| &a.info);
+        let tag = me.and_then(|i| i.device_tag());
         for r in records {
             if let Some(m) = Message::parse(r.as_bytes()) {
                 // SELF, as the original: sent by this user from this very device.
-                let own = me.is_some_and(|i| {
-                    m.sender == i.user.uid.0
-                        && m.device_tag.is_some()
-                        && m.device_tag.as_deref() == i.device_tag.as_deref()
-                });
+                let own = me.is_some_and(|i| m.sender == i.user.uid.0)
+                    && m.device_tag.is_some()
+                    && m.device_tag.as_deref() == tag.as_deref();
                 let mut out = Out::new(m.cmd, m.body(version, app));
                 out.flag = if own { super::flag::SELF } else { 0 };
                 self.reply(out);

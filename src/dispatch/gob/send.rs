@@ -95,7 +95,9 @@ impl BinaryConnection {
         };
         let draft = Draft {
             msgid: (kind == MessageKind::Peer && im.msgid != 0).then_some(im.msgid),
-            device_tag: authed.info.device_tag.clone(),
+            device_tag: matches!(kind, MessageKind::Peer | MessageKind::Customer)
+                .then(|| authed.info.device_tag())
+                .flatten(),
             to_app: im.receiver_app,
             kind,
             sender: user.uid,
