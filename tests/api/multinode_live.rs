@@ -6,19 +6,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::Ws;
 use crate::multinode::{Cluster, device, drain, post};
+use crate::rooms::enter;
 
 const QUIET: Duration = Duration::from_millis(300);
-
-async fn enter(ws: &mut Ws, room: u64) {
-    ws.send(json!({"type": "enter_room", "room_id": room, "ref": "e"}))
-        .await;
-    assert_eq!(
-        ws.recv().await,
-        json!({"type": "room", "ref": "e", "room_id": room})
-    );
-}
 
 /// The live messages of `kind` among `got`: (id, sender, content), in arrival order.
 fn live(got: &[Value], kind: &str) -> Vec<(u64, u64, String)> {

@@ -10,7 +10,8 @@ use crate::helpers::*;
 
 const QUIET: Duration = Duration::from_millis(150);
 
-async fn enter(ws: &mut Ws, room: u64) {
+/// Enters `room` on `ws` and checks the `room` answer (also used by `multinode_live`).
+pub(crate) async fn enter(ws: &mut Ws, room: u64) {
     ws.send(json!({"type": "enter_room", "room_id": room, "ref": "e"}))
         .await;
     assert_eq!(
