@@ -19,6 +19,7 @@ mod client;
 pub mod options;
 mod payload;
 mod pool;
+mod probe;
 mod procfs;
 mod progress;
 pub mod report;

@@ -211,6 +211,11 @@ pub struct FanoutArgs {
     /// Upper bound in seconds on the sending phase.
     #[arg(long, default_value_t = 120.0)]
     pub duration: f64,
+    /// Also post this many peer messages per second between two users outside the group, on
+    /// a connection of their own, while the fan-out runs (0: none); their HTTP latency is
+    /// reported as "unrelated peer send".
+    #[arg(long, default_value_t = 0.0)]
+    pub probe_rate: f64,
 }
 
 #[derive(Args, Debug, Clone, Serialize)]

@@ -97,6 +97,10 @@ pub struct Report {
     pub last_member_latency_us: Option<Percentiles>,
     /// The sending phase's HTTP requests.
     pub http: HttpReport,
+    /// Unrelated peer sends during the scenario (`fanout --probe-rate`): HTTP latency.
+    pub probe_latency_us: Option<Percentiles>,
+    /// Of those, sends that failed.
+    pub probe_failures: u64,
     /// WebSocket pings from the server answered with a pong.
     pub pings_answered: u64,
     /// Server usage over the measured phase (with `--server-pid`).
@@ -236,6 +240,8 @@ impl Report {
                 latency_us: Percentiles::of(&stats.http),
                 errors: stats.http_errors.clone(),
             },
+            probe_latency_us: Percentiles::of(&stats.probe),
+            probe_failures: stats.probe_errors,
             pings_answered: stats.pings,
             server,
             super_group: o.super_group,

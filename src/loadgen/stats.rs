@@ -75,6 +75,10 @@ pub struct Stats {
     pub http: Histogram<u64>,
     /// WebSocket connect → `hello`, µs.
     pub connect: Histogram<u64>,
+    /// HTTP latency of the unrelated peer sends (`--probe-rate`), µs.
+    pub probe: Histogram<u64>,
+    /// Unrelated peer sends that failed.
+    pub probe_errors: u64,
     /// Failed HTTP sends by status ("transport" when there was no response).
     pub http_errors: BTreeMap<String, u64>,
     /// First deliveries per message sequence number.
@@ -94,6 +98,8 @@ impl Stats {
             latency: hist()?,
             http: hist()?,
             connect: hist()?,
+            probe: hist()?,
+            probe_errors: 0,
             http_errors: BTreeMap::new(),
             per_msg: HashMap::new(),
             duplicates: 0,
@@ -114,6 +120,8 @@ impl Stats {
         self.latency.add(&o.latency).context("merging histograms")?;
         self.http.add(&o.http).context("merging histograms")?;
         self.connect.add(&o.connect).context("merging histograms")?;
+        self.probe.add(&o.probe).context("merging histograms")?;
+        self.probe_errors += o.probe_errors;
         for (k, v) in o.http_errors {
             *self.http_errors.entry(k).or_default() += v;
         }

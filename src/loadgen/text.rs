@@ -49,6 +49,10 @@ impl fmt::Display for Report {
                 writeln!(f, "  http errors            {:?}", self.http.errors)?;
             }
         }
+        pct(f, "unrelated peer send", &self.probe_latency_us)?;
+        if self.probe_failures > 0 {
+            writeln!(f, "  unrelated peer failed  {}", self.probe_failures)?;
+        }
         if self.deliveries_expected > 0 || self.deliveries_received > 0 {
             writeln!(
                 f,

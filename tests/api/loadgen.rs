@@ -294,7 +294,29 @@ fn fanout(super_group: bool) -> FanoutArgs {
         rate: 0.0,
         super_group,
         duration: 10.0,
+        probe_rate: 0.0,
     }
+}
+
+#[actix_web::test]
+async fn fanout_with_a_probe_times_unrelated_peer_sends_while_it_runs() {
+    let app = spawn_app(Backend::Memory).await;
+    // 10 messages at 20/s: half a second of fan-out, with peer sends at 40/s beside it.
+    let a = FanoutArgs {
+        rate: 20.0,
+        probe_rate: 40.0,
+        ..fanout(true)
+    };
+    let r = run(&app, Scenario::Fanout(a)).await;
+    assert_all_delivered(&r, 10, 6);
+    let probe = r.probe_latency_us.expect("the probe's sends are reported");
+    assert!(
+        probe.count >= 10,
+        "{} probe sends in half a second at 40/s",
+        probe.count
+    );
+    assert_eq!(r.probe_failures, 0, "errors: {:?}", r.errors);
+    assert_eq!(r.foreign_frames, 0, "the probe's receiver is not a member");
 }
 
 #[actix_web::test]

@@ -18,16 +18,22 @@ pub async fn run(run: &mut Run, a: &FanoutArgs) -> anyhow::Result<Outcome> {
     let gid = create_group(run, name, members.clone(), a.super_group).await?;
     // Connected after the group is complete, so no member gets the set-up notifications.
     run.connect_everyone(members).await?;
-    run.deliveries(
-        SendPlan {
-            path: "/messages/groups",
-            total: Some(a.messages),
-            rate: a.rate,
-            senders: a.senders,
-            duration: Some(secs(a.duration)),
-            pick: Arc::new(move |rng| (base + rng.below(n), gid)),
-        },
-        n,
-    )
-    .await
+    let probe = (a.probe_rate > 0.0).then(|| run.start_probe(a.probe_rate, base + n, base + n + 1));
+    let outcome = run
+        .deliveries(
+            SendPlan {
+                path: "/messages/groups",
+                total: Some(a.messages),
+                rate: a.rate,
+                senders: a.senders,
+                duration: Some(secs(a.duration)),
+                pick: Arc::new(move |rng| (base + rng.below(n), gid)),
+            },
+            n,
+        )
+        .await;
+    if let Some(p) = probe {
+        p.stop().await;
+    }
+    outcome
 }
