@@ -200,20 +200,7 @@ impl Report {
         );
         let delivery_secs = last_delivery.saturating_sub(first) as f64 / 1e6;
         let requests = sent_ok + send_failed;
-        let server = match (run.opts.server_pid, run.server_before, run.server_after) {
-            (Some(pid), Some(b), Some(a)) => {
-                let connects = o.churn.map_or(0, |(n, _)| n);
-                let mut s = server(pid, (b, a), [received, requests, connects], o.held);
-                s.rss_peak_bytes = run.peak_reset.then_some(a.peak_rss_bytes.max(a.rss_bytes));
-                if let Some((groups, size)) = o.actors.filter(|(g, _)| *g > 0) {
-                    s.rss_per_group_bytes =
-                        Some((s.rss_delta_bytes as f64 / groups as f64).round());
-                    s.rss_per_group_target_bytes = Some(1024 + 16 * size);
-                }
-                Some(s)
-            }
-            _ => None,
-        };
+        let server = server_report(run, &o, received, requests);
         Ok(Report {
             scenario: scenario.name().to_string(),
             params: scenario.clone(),
@@ -252,6 +239,22 @@ impl Report {
             errors: run.shared.errors(),
         })
     }
+}
+
+/// The server's usage over the measured phase, when it was sampled (`--server-pid`).
+fn server_report(run: &Run, o: &Outcome, received: u64, requests: u64) -> Option<ServerReport> {
+    let (Some(pid), Some(b), Some(a)) = (run.opts.server_pid, run.server_before, run.server_after)
+    else {
+        return None;
+    };
+    let connects = o.churn.map_or(0, |(n, _)| n);
+    let mut s = server(pid, (b, a), [received, requests, connects], o.held);
+    s.rss_peak_bytes = run.peak_reset.then_some(a.peak_rss_bytes.max(a.rss_bytes));
+    if let Some((groups, size)) = o.actors.filter(|(g, _)| *g > 0) {
+        s.rss_per_group_bytes = Some((s.rss_delta_bytes as f64 / groups as f64).round());
+        s.rss_per_group_target_bytes = Some(1024 + 16 * size);
+    }
+    Some(s)
 }
 
 /// Usage between samples `b` and `a`, per delivery, request and connect.

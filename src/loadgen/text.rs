@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::report::{Report, SuperGroupReport};
+use super::report::{Report, ServerReport, SuperGroupReport};
 use super::stats::Percentiles;
 
 fn pct(f: &mut fmt::Formatter<'_>, name: &str, p: &Option<Percentiles>) -> fmt::Result {
@@ -33,26 +33,7 @@ impl fmt::Display for Report {
             writeln!(f, "  connects/s             {r}")?;
         }
         pct(f, "connect → hello", &self.connect_latency_us)?;
-        if self.http.requests > 0 {
-            writeln!(
-                f,
-                "  messages sent          {} (failed {})",
-                self.messages_sent, self.send_failures
-            )?;
-            writeln!(
-                f,
-                "  http requests/s        {}",
-                self.http.requests_per_sec.unwrap_or(0.0)
-            )?;
-            pct(f, "http request", &self.http.latency_us)?;
-            if !self.http.errors.is_empty() {
-                writeln!(f, "  http errors            {:?}", self.http.errors)?;
-            }
-        }
-        pct(f, "unrelated peer send", &self.probe_latency_us)?;
-        if self.probe_failures > 0 {
-            writeln!(f, "  unrelated peer failed  {}", self.probe_failures)?;
-        }
+        self.sends(f)?;
         if self.deliveries_expected > 0 || self.deliveries_received > 0 {
             writeln!(
                 f,
@@ -68,41 +49,7 @@ impl fmt::Display for Report {
         pct(f, "send → receive", &self.latency_us)?;
         pct(f, "send → last member", &self.last_member_latency_us)?;
         if let Some(s) = &self.server {
-            writeln!(
-                f,
-                "  server rss             {} → {} MiB (Δ {} KiB)",
-                s.rss_before_bytes >> 20,
-                s.rss_after_bytes >> 20,
-                s.rss_delta_bytes / 1024
-            )?;
-            if let Some(peak) = s.rss_peak_bytes {
-                writeln!(f, "  server rss peak        {} MiB", peak >> 20)?;
-            }
-            writeln!(
-                f,
-                "  server cpu             {} s ({} % of a core)",
-                s.cpu_secs, s.cpu_percent
-            )?;
-            if let Some(v) = s.cpu_us_per_delivery {
-                writeln!(f, "  cpu µs/delivery        {v}")?;
-            }
-            if let Some(v) = s.cpu_us_per_request.filter(|_| self.super_group.is_some()) {
-                writeln!(f, "  cpu µs/message         {v}")?;
-            } else if let Some(v) = s
-                .cpu_us_per_request
-                .filter(|_| s.cpu_us_per_delivery.is_none())
-            {
-                writeln!(f, "  cpu µs/request         {v}")?;
-            }
-            if let Some(v) = s.cpu_us_per_connect {
-                writeln!(f, "  cpu µs/connect         {v}")?;
-            }
-            if let Some(v) = s.rss_per_connection_bytes {
-                writeln!(f, "  rss bytes/connection   {v}")?;
-            }
-            if let (Some(v), Some(t)) = (s.rss_per_group_bytes, s.rss_per_group_target_bytes) {
-                writeln!(f, "  rss bytes/group actor  {v} (target {t})")?;
-            }
+            server(f, s, self.super_group.is_some())?;
         }
         if let Some(g) = &self.super_group {
             super_group(f, g)?;
@@ -145,4 +92,71 @@ fn super_group(f: &mut fmt::Formatter<'_>, g: &SuperGroupReport) -> fmt::Result 
         g.push_secs.unwrap_or(0.0),
         g.push_receivers_per_sec.unwrap_or(0.0)
     )
+}
+
+impl Report {
+    /// The sending phase's HTTP requests, and the unrelated peer sends beside them.
+    fn sends(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.http.requests > 0 {
+            writeln!(
+                f,
+                "  messages sent          {} (failed {})",
+                self.messages_sent, self.send_failures
+            )?;
+            writeln!(
+                f,
+                "  http requests/s        {}",
+                self.http.requests_per_sec.unwrap_or(0.0)
+            )?;
+            pct(f, "http request", &self.http.latency_us)?;
+            if !self.http.errors.is_empty() {
+                writeln!(f, "  http errors            {:?}", self.http.errors)?;
+            }
+        }
+        pct(f, "unrelated peer send", &self.probe_latency_us)?;
+        if self.probe_failures > 0 {
+            writeln!(f, "  unrelated peer failed  {}", self.probe_failures)?;
+        }
+        Ok(())
+    }
+}
+
+/// The server's usage (`super_group`: a `supergroup` run, whose requests are messages).
+fn server(f: &mut fmt::Formatter<'_>, s: &ServerReport, super_group: bool) -> fmt::Result {
+    writeln!(
+        f,
+        "  server rss             {} → {} MiB (Δ {} KiB)",
+        s.rss_before_bytes >> 20,
+        s.rss_after_bytes >> 20,
+        s.rss_delta_bytes / 1024
+    )?;
+    if let Some(peak) = s.rss_peak_bytes {
+        writeln!(f, "  server rss peak        {} MiB", peak >> 20)?;
+    }
+    writeln!(
+        f,
+        "  server cpu             {} s ({} % of a core)",
+        s.cpu_secs, s.cpu_percent
+    )?;
+    if let Some(v) = s.cpu_us_per_delivery {
+        writeln!(f, "  cpu µs/delivery        {v}")?;
+    }
+    if let Some(v) = s.cpu_us_per_request.filter(|_| super_group) {
+        writeln!(f, "  cpu µs/message         {v}")?;
+    } else if let Some(v) = s
+        .cpu_us_per_request
+        .filter(|_| s.cpu_us_per_delivery.is_none())
+    {
+        writeln!(f, "  cpu µs/request         {v}")?;
+    }
+    if let Some(v) = s.cpu_us_per_connect {
+        writeln!(f, "  cpu µs/connect         {v}")?;
+    }
+    if let Some(v) = s.rss_per_connection_bytes {
+        writeln!(f, "  rss bytes/connection   {v}")?;
+    }
+    if let (Some(v), Some(t)) = (s.rss_per_group_bytes, s.rss_per_group_target_bytes) {
+        writeln!(f, "  rss bytes/group actor  {v} (target {t})")?;
+    }
+    Ok(())
 }
