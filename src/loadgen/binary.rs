@@ -3,7 +3,6 @@
 //! GROUP_IM body's content accounted like a JSON `message`. Written from the protocol
 //! reference, independent of the server's codec.
 
-use std::collections::HashSet;
 use std::time::Instant;
 
 use actix_codec::Framed;
@@ -15,6 +14,7 @@ use tokio::net::TcpStream;
 
 use super::payload::Payload;
 use super::pool::Worker;
+use super::seen::Seen;
 use super::shared::BinaryTarget;
 use super::ws::{counted, delivered, dropped, token};
 
@@ -153,9 +153,12 @@ pub async fn connect(w: &Worker, uid: u64, platform: u8) -> Option<BinConn> {
 /// Reads frames until the run stops or the server ends the connection.
 pub async fn receive(w: &Worker, mut conn: BinConn) {
     let mut stop = w.shared.stop.clone();
-    let mut seen = HashSet::new();
+    let stopped = stop.wait_for(|s| *s); // made once, as in `ws::receive`
+    tokio::pin!(stopped);
+    let mut seen = Seen::default();
     loop {
         tokio::select! {
+            biased;
             got = conn.next() => match got {
                 Ok((IM | GROUP_IM, body)) => {
                     // v2 layout: sender, receiver, timestamp, msgid, then the content.
@@ -168,7 +171,7 @@ pub async fn receive(w: &Worker, mut conn: BinConn) {
                 Ok(_) => {}
                 Err(e) => return dropped(w, e),
             },
-            _ = stop.wait_for(|s| *s) => return,
+            _ = &mut stopped => return,
         }
     }
 }

@@ -159,6 +159,9 @@ pub struct ClientReport {
     pub cpu_secs: f64,
     /// Of one core; near 100 × threads means the client, not the server, was the limit.
     pub cpu_percent: f64,
+    /// Its CPU per first delivery received: on a machine shared with the server, what each
+    /// receipt took from the server's cores.
+    pub cpu_us_per_delivery: Option<f64>,
     /// RSS at the end of the measured phase.
     pub rss_bytes: u64,
 }
@@ -188,7 +191,7 @@ impl Report {
         }
         let from_failed: u64 = failed
             .iter()
-            .filter_map(|n| stats.per_msg.get(n))
+            .filter_map(|&n| stats.per_msg.get(n))
             .map(|m| m.count)
             .sum();
         let sent_ok = Counters::get(&c.sent_ok);
@@ -233,7 +236,7 @@ impl Report {
             server,
             super_group: o.super_group,
             client: match (run.client_before, run.client_after) {
-                (Some(b), Some(a)) => Some(client(b, a)),
+                (Some(b), Some(a)) => Some(client(b, a, received)),
                 _ => None,
             },
             errors: run.shared.errors(),
@@ -268,7 +271,7 @@ fn server(
     let cpu = (a.cpu_secs - b.cpu_secs).max(0.0);
     let wall = a.at.duration_since(b.at).as_secs_f64();
     let delta = a.rss_bytes as i64 - b.rss_bytes as i64;
-    let per = |n: u64| (n > 0).then(|| (cpu * 1e6 / n as f64 * 100.0).round() / 100.0);
+    let per = |n| cpu_us_per(cpu, n);
     ServerReport {
         pid,
         rss_before_bytes: b.rss_bytes,
@@ -288,13 +291,19 @@ fn server(
     }
 }
 
-fn client(b: Sample, a: Sample) -> ClientReport {
+fn client(b: Sample, a: Sample, received: u64) -> ClientReport {
     let cpu = (a.cpu_secs - b.cpu_secs).max(0.0);
     ClientReport {
         cpu_secs: (cpu * 100.0).round() / 100.0,
         cpu_percent: cpu_percent(cpu, a.at.duration_since(b.at).as_secs_f64()),
+        cpu_us_per_delivery: cpu_us_per(cpu, received),
         rss_bytes: a.rss_bytes,
     }
+}
+
+/// CPU µs per unit (2 decimals), none for no units.
+fn cpu_us_per(cpu_secs: f64, n: u64) -> Option<f64> {
+    (n > 0).then(|| (cpu_secs * 1e6 / n as f64 * 100.0).round() / 100.0)
 }
 
 fn cpu_percent(cpu: f64, wall: f64) -> f64 {

@@ -66,6 +66,54 @@ pub struct MsgStat {
     pub max_latency: u64,
 }
 
+impl MsgStat {
+    fn add(&mut self, count: u64, latency: u64) {
+        self.count += count;
+        self.max_latency = self.max_latency.max(latency);
+    }
+}
+
+/// Messages numbered beyond this are kept in a map (a run sends far fewer).
+const DENSE_MESSAGES: u64 = 1 << 20;
+
+/// `MsgStat` by sequence number: a run numbers its messages 0, 1, 2, … so a vector indexed by
+/// the number (a count of 0: none yet) costs an index per delivery instead of a hash lookup.
+#[derive(Debug, Default)]
+pub struct PerMsg {
+    dense: Vec<MsgStat>,
+    beyond: HashMap<u64, MsgStat>,
+}
+
+impl PerMsg {
+    fn entry(&mut self, n: u64) -> &mut MsgStat {
+        match usize::try_from(n) {
+            Ok(i) if n < DENSE_MESSAGES => {
+                if i >= self.dense.len() {
+                    self.dense
+                        .resize((i + 1).next_power_of_two(), MsgStat::default());
+                }
+                &mut self.dense[i]
+            }
+            _ => self.beyond.entry(n).or_default(),
+        }
+    }
+
+    pub fn get(&self, n: u64) -> Option<&MsgStat> {
+        let dense = usize::try_from(n).ok().and_then(|i| self.dense.get(i));
+        dense
+            .or_else(|| self.beyond.get(&n))
+            .filter(|m| m.count > 0)
+    }
+
+    /// The messages delivered at least once, with their numbers.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &MsgStat)> + Clone {
+        let dense = (0u64..).zip(&self.dense);
+        dense
+            .chain(self.beyond.iter().map(|(&n, m)| (n, m)))
+            .filter(|(_, m)| m.count > 0)
+    }
+}
+
 /// What one worker thread measured.
 #[derive(Debug)]
 pub struct Stats {
@@ -82,7 +130,7 @@ pub struct Stats {
     /// Failed HTTP sends by status ("transport" when there was no response).
     pub http_errors: BTreeMap<String, u64>,
     /// First deliveries per message sequence number.
-    pub per_msg: HashMap<u64, MsgStat>,
+    pub per_msg: PerMsg,
     /// Deliveries of a message a receiver already had.
     pub duplicates: u64,
     /// Message frames that were not this run's payload (notifications, other runs).
@@ -101,7 +149,7 @@ impl Stats {
             probe: hist()?,
             probe_errors: 0,
             http_errors: BTreeMap::new(),
-            per_msg: HashMap::new(),
+            per_msg: PerMsg::default(),
             duplicates: 0,
             foreign: 0,
             pings: 0,
@@ -110,9 +158,7 @@ impl Stats {
 
     pub fn delivered(&mut self, n: u64, latency: u64) {
         self.latency.saturating_record(latency);
-        let m = self.per_msg.entry(n).or_default();
-        m.count += 1;
-        m.max_latency = m.max_latency.max(latency);
+        self.per_msg.entry(n).add(1, latency);
     }
 
     /// Folds another thread's measurements into this one.
@@ -125,10 +171,8 @@ impl Stats {
         for (k, v) in o.http_errors {
             *self.http_errors.entry(k).or_default() += v;
         }
-        for (n, m) in o.per_msg {
-            let e = self.per_msg.entry(n).or_default();
-            e.count += m.count;
-            e.max_latency = e.max_latency.max(m.max_latency);
+        for (n, m) in o.per_msg.iter() {
+            self.per_msg.entry(n).add(m.count, m.max_latency);
         }
         self.duplicates += o.duplicates;
         self.foreign += o.foreign;

@@ -62,6 +62,9 @@ impl fmt::Display for Report {
                 c.cpu_percent,
                 c.rss_bytes >> 20
             )?;
+            if let Some(v) = c.cpu_us_per_delivery {
+                writeln!(f, "  loadgen cpu µs/receipt {v}")?;
+            }
         }
         for e in &self.errors {
             writeln!(f, "  error: {e}")?;

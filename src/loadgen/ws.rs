@@ -1,12 +1,14 @@
 //! The WebSocket side of a simulated user: get a token, upgrade, wait for `hello`, then read
 //! frames until the run stops — answering pings and accounting every message delivered.
 //!
-//! Accounting is per receiver: a set of the sequence numbers it has seen tells a first delivery
-//! (recorded with its latency) from a duplicate. A connection the server closes before the run
-//! ends counts as dropped.
+//! Accounting is per receiver: a set of the sequence numbers it has seen (`Seen`) tells a first
+//! delivery (recorded with its latency) from a duplicate. A connection the server closes before
+//! the run ends counts as dropped.
+//!
+//! This runs once per receipt on the cores the server uses too, so a message frame of the
+//! server's usual shape is read by a byte scan (`scan`), serde_json only for anything else.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -18,6 +20,8 @@ use serde::Deserialize;
 use super::client::grant;
 use super::payload::{Payload, unix_micros};
 use super::pool::Worker;
+use super::scan;
+use super::seen::Seen;
 use super::stats::Counters;
 
 /// An open client WebSocket (awc's framed connection, named by what it does).
@@ -135,9 +139,14 @@ pub(super) fn counted<C>(w: &Worker, result: Result<C, String>) -> Option<C> {
 /// Reads frames until the run stops (then closes) or the server ends the connection.
 pub async fn receive(w: &Worker, mut conn: impl WsConn) {
     let mut stop = w.shared.stop.clone();
-    let mut seen = HashSet::new();
+    // Made once: a new one per frame would register with the stop signal and leave it again,
+    // under a lock every receiver of the run shares.
+    let stopped = stop.wait_for(|s| *s);
+    tokio::pin!(stopped);
+    let mut seen = Seen::default();
     loop {
         tokio::select! {
+            biased;
             frame = conn.next() => match frame {
                 Some(Ok(Frame::Text(b))) => on_text(w, &mut seen, &b),
                 Some(Ok(Frame::Ping(p))) => {
@@ -149,7 +158,7 @@ pub async fn receive(w: &Worker, mut conn: impl WsConn) {
                 Some(Err(e)) => return dropped(w, format!("connection error: {e}")),
                 None => return dropped(w, "connection ended".into()),
             },
-            _ = stop.wait_for(|s| *s) => {
+            _ = &mut stopped => {
                 let _ = conn.send(Message::Close(None)).await;
                 return;
             }
@@ -173,17 +182,34 @@ struct Incoming<'a> {
     content: Option<Cow<'a, str>>,
 }
 
-fn on_text(w: &Worker, seen: &mut HashSet<u64>, text: &[u8]) {
-    let payload = match serde_json::from_slice::<Incoming<'_>>(text) {
-        Ok(m) if m.ty != "message" => return, // pong, sync_end, …
-        Ok(m) => m.content.as_deref().and_then(Payload::decode),
-        Err(_) => None,
-    };
-    delivered(w, seen, payload);
+/// What a text frame is to the accounting.
+#[derive(Debug, PartialEq)]
+enum Text {
+    /// A `message`, with its payload if the content is one (unparsable frames count here too).
+    Message(Option<Payload>),
+    /// `pong`, `sync_end`, …
+    Other,
+}
+
+fn read_text(text: &[u8]) -> Text {
+    if let Some(p) = scan::message_payload(text) {
+        return Text::Message(Some(p));
+    }
+    match serde_json::from_slice::<Incoming<'_>>(text) {
+        Ok(m) if m.ty != "message" => Text::Other,
+        Ok(m) => Text::Message(m.content.as_deref().and_then(Payload::decode)),
+        Err(_) => Text::Message(None),
+    }
+}
+
+fn on_text(w: &Worker, seen: &mut Seen, text: &[u8]) {
+    if let Text::Message(payload) = read_text(text) {
+        delivered(w, seen, payload);
+    }
 }
 
 /// Accounts one delivered message (its payload, if it is one of this run's).
-pub(super) fn delivered(w: &Worker, seen: &mut HashSet<u64>, payload: Option<Payload>) {
+pub(super) fn delivered(w: &Worker, seen: &mut Seen, payload: Option<Payload>) {
     let now = unix_micros();
     let shared = &w.shared;
     let mut stats = w.stats.borrow_mut();
@@ -196,9 +222,70 @@ pub(super) fn delivered(w: &Worker, seen: &mut HashSet<u64>, payload: Option<Pay
         return;
     }
     stats.delivered(p.n, now.saturating_sub(p.t));
-    Counters::bump(&shared.counters.delivered);
-    shared
-        .counters
-        .last_delivery_us
-        .fetch_max(now, Ordering::Relaxed);
+    let c = &shared.counters;
+    Counters::bump(&c.delivered);
+    // A read first: most receipts are not the latest, and a read leaves the line shared.
+    if now > c.last_delivery_us.load(Ordering::Relaxed) {
+        c.last_delivery_us.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OURS: Payload = Payload {
+        t: 1_764_680_000_123_456,
+        n: 42,
+        s: 7,
+        r: 99,
+    };
+
+    fn message(content: &str) -> String {
+        let content = serde_json::to_string(content).unwrap_or_default();
+        format!(
+            r#"{{"type":"message","id":9,"seq":3,"kind":"peer","sender":7,"receiver":5,"content":{content},"timestamp":1764680000123}}"#
+        )
+    }
+
+    #[test]
+    fn a_message_frame_gives_its_payload() {
+        assert_eq!(
+            read_text(message(&OURS.encode()).as_bytes()),
+            Text::Message(Some(OURS))
+        );
+    }
+
+    #[test]
+    fn a_foreign_message_counts_without_a_payload() {
+        let f = message(r#"{"create":{"group_id":5}}"#);
+        assert_eq!(read_text(f.as_bytes()), Text::Message(None));
+        assert_eq!(read_text(b"not json"), Text::Message(None));
+    }
+
+    #[test]
+    fn frames_other_than_messages_are_not_deliveries() {
+        for f in [
+            r#"{"type":"hello","uid":5}"#,
+            r#"{"type":"pong"}"#,
+            r#"{"type":"sync_end","seq":3}"#,
+        ] {
+            assert_eq!(read_text(f.as_bytes()), Text::Other, "{f}");
+        }
+    }
+
+    #[test]
+    fn an_escaped_or_reordered_frame_is_read_by_serde_alike() {
+        let plain = message(&OURS.encode());
+        let escaped = plain.replace(r#"\"n\":42"#, r#"\"n\":4\u0032"#);
+        let spaced = plain.replace(r#"{"type":"message","#, r#"{ "type" : "message" , "#);
+        let reordered = format!(
+            r#"{{"content":{},"type":"message"}}"#,
+            serde_json::to_string(&OURS.encode()).unwrap_or_default()
+        );
+        for f in [escaped, spaced, reordered] {
+            assert_eq!(scan::message_payload(f.as_bytes()), None, "{f}");
+            assert_eq!(read_text(f.as_bytes()), Text::Message(Some(OURS)), "{f}");
+        }
+    }
 }
