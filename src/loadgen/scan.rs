@@ -75,17 +75,29 @@ fn flat(part: &[u8]) -> bool {
     !part.iter().any(|b| matches!(b, b'{' | b'[' | b'\\'))
 }
 
+/// Where the top-level `"content"` key starts (its comma), one pass over a flat head; `None`
+/// at the first sign of nesting or escapes.
+fn content_key(rest: &[u8]) -> Option<usize> {
+    for (i, b) in rest.iter().enumerate() {
+        match b {
+            b',' if rest[i..].starts_with(CONTENT) => return Some(i),
+            b'{' | b'[' | b'\\' => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The payload of a `message` frame of the server's shape, or `None` when the frame is anything
 /// else (another type, a foreign content, an unusual layout): then serde_json decides.
 pub fn message_payload(frame: &[u8]) -> Option<Payload> {
     let rest = frame.strip_prefix(MESSAGE)?;
-    let at = rest.windows(CONTENT.len()).position(|w| w == CONTENT)?;
-    let (head, rest) = rest.split_at(at);
-    let mut c = Cursor(&rest[CONTENT.len()..]);
+    let at = content_key(rest)?;
+    let mut c = Cursor(&rest[at + CONTENT.len()..]);
     let p = c.payload(b"\\\"")?;
     c.eat(b"\"")?;
     let tail = c.0;
-    (flat(head) && flat(tail) && tail.ends_with(b"}")).then_some(p)
+    (flat(tail) && tail.ends_with(b"}")).then_some(p)
 }
 
 #[cfg(test)]
