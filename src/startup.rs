@@ -146,6 +146,7 @@ impl Application {
         {
             tracing::warn!("shutdown grace period over; exiting");
         }
+        self.state.dispatcher.stop_connections();
         self.state.dispatcher.flush_push(grace).await;
         self.state.store.leave().await;
         let _ = server.await;
@@ -314,8 +315,8 @@ fn bind_binary(at: &str) -> anyhow::Result<Option<std::net::TcpListener>> {
         .map_err(|e| anyhow::anyhow!("cannot listen on binary.listen {at}: {e}"))
 }
 
-/// Serves the binary protocol on `listener`, on the HTTP server's workers (each connection
-/// runs on the worker that accepted it, beside that worker's delivery hub).
+/// Serves the binary protocol on `listener`: accepted by the HTTP server's workers, each
+/// connection then runs on a connection thread beside its delivery hub (`Dispatcher::adopt`).
 fn listen_binary(
     server: actix_server::ServerBuilder,
     listener: std::net::TcpListener,

@@ -27,8 +27,8 @@ pub fn resolver(state: web::Data<AppState>) -> ResolveToken {
     })
 }
 
-/// One accepted TCP connection of the binary listener: runs it on this worker, or drops it
-/// (the server is full, or shutting down).
+/// One accepted TCP connection of the binary listener: moved to a connection thread and run
+/// there, or dropped (the server is full, or shutting down).
 pub fn serve_tcp(state: web::Data<AppState>, io: TcpStream) {
     if state
         .shutting_down
@@ -37,8 +37,13 @@ pub fn serve_tcp(state: web::Data<AppState>, io: TcpStream) {
         return;
     }
     let dispatcher = state.dispatcher.clone();
-    match dispatcher.accept_binary(Transport::Tcp, resolver(state)) {
-        Ok(conn) => conn.run(io, BytesMut::new()),
-        Err(e) => tracing::debug!(error = %e, "binary TCP connection refused"),
-    }
+    dispatcher.adopt(io, move |io| {
+        match state
+            .dispatcher
+            .accept_binary(Transport::Tcp, resolver(state.clone()))
+        {
+            Ok(conn) => conn.run(io, BytesMut::new()),
+            Err(e) => tracing::debug!(error = %e, "binary TCP connection refused"),
+        }
+    });
 }

@@ -65,7 +65,9 @@ pub async fn connect(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<
     ))
 }
 
-/// The upgrade hook: every HTTP/1.1 request that asks to switch protocols.
+/// The upgrade hook: every HTTP/1.1 request that asks to switch protocols. The request is
+/// checked here; the socket then moves to a connection thread (`Dispatcher::adopt`), which
+/// authenticates, registers and answers it, so the connection never runs on an HTTP worker.
 pub async fn upgrade(
     state: web::Data<AppState>,
     req: Request,
@@ -73,12 +75,39 @@ pub async fn upgrade(
 ) -> Result<(), actix_web::Error> {
     let started = Instant::now();
     let parts = framed.into_parts();
-    let (mut io, read) = (parts.io, parts.read_buf);
-    // Boxed: inline, the registration steps made this future (which actix-http allocates per
-    // upgrade) 4.1 KB instead of 2.6 KB, and glibc's worker arenas kept ~1.3 KB a connection
-    // more free memory between the long-lived allocations (malloc_stats): idle RSS rose from
-    // 4.7 to 6.2 KB a connection (`scripts/bench idle`, README "Performance").
-    let status = match Box::pin(accept(&state, &req)).await {
+    let (io, read) = (parts.io, parts.read_buf);
+    let checked = check(&state, &req);
+    let route = match req.path() {
+        "/ws" => "/ws",
+        _ => "unmatched",
+    };
+    let line = (req.method().clone(), req.path().to_string(), route);
+    let adopted = state.clone();
+    state.dispatcher.adopt(io, move |io| {
+        actix_web::rt::spawn(answer(adopted, checked, io, read, line, started));
+    });
+    Ok(())
+}
+
+/// On the connection thread: registers a checked upgrade and answers 101 (then runs the
+/// connection), or answers the refusal; counts and logs the request.
+async fn answer(
+    state: web::Data<AppState>,
+    checked: ApiResult<Handshake>,
+    mut io: TcpStream,
+    read: bytes::BytesMut,
+    (method, path, route): (actix_web::http::Method, String, &'static str),
+    started: Instant,
+) {
+    // Boxed: inline, the registration steps made this future (which is allocated per
+    // upgrade) 4.1 KB instead of 2.6 KB, and glibc's arenas kept ~1.3 KB a connection more
+    // free memory between the long-lived allocations (malloc_stats): idle RSS rose from 4.7 to
+    // 6.2 KB a connection (`scripts/bench idle`, README "Performance").
+    let accepted = match checked {
+        Ok(handshake) => Box::pin(accept(&state, handshake)).await,
+        Err(e) => Err(e),
+    };
+    let status = match accepted {
         Ok((accepted, key)) => {
             let head = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-accept: {key}\r\n\r\n"
@@ -91,35 +120,32 @@ pub async fn upgrade(
             }
             101
         }
-        Err(e) => {
-            let body = e.envelope();
-            let mut head = format!(
-                "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
-                e.status.as_u16(),
-                e.status.canonical_reason().unwrap_or(""),
-                body.len()
-            );
-            if let Some(secs) = e.retry_after {
-                head.push_str(&format!("retry-after: {secs}\r\n"));
-            }
-            head.push_str("\r\n");
-            let _ = io.write_all(head.as_bytes()).await;
-            let _ = io.write_all(&body).await;
-            let _ = io.shutdown().await;
-            e.status.as_u16()
-        }
+        Err(e) => refuse(&mut io, &e).await,
     };
     // The router's request line and metrics, for the requests that bypass it.
-    let route = if req.path() == "/ws" {
-        "/ws"
-    } else {
-        "unmatched"
-    };
     metrics::counter!("imd_http_requests_total", "route" => route, "status" => status.to_string())
         .increment(1);
     let micros = started.elapsed().as_micros() as u64;
-    tracing::info!(method = %req.method(), path = req.path(), status, micros, "request");
-    Ok(())
+    tracing::info!(%method, path, status, micros, "request");
+}
+
+/// Answers a refused upgrade with its error and closes; the status.
+async fn refuse(io: &mut TcpStream, e: &ApiError) -> u16 {
+    let body = e.envelope();
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+        e.status.as_u16(),
+        e.status.canonical_reason().unwrap_or(""),
+        body.len()
+    );
+    if let Some(secs) = e.retry_after {
+        head.push_str(&format!("retry-after: {secs}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = io.write_all(head.as_bytes()).await;
+    let _ = io.write_all(&body).await;
+    let _ = io.shutdown().await;
+    e.status.as_u16()
 }
 
 /// An upgraded connection's protocol.
@@ -131,8 +157,29 @@ enum Upgraded {
     Binary(BinaryConnection),
 }
 
-/// Checks the upgrade request and registers the connection; the `Sec-WebSocket-Accept` value.
-async fn accept(state: &web::Data<AppState>, req: &Request) -> ApiResult<(Upgraded, String)> {
+/// What a valid upgrade request says, taken from it on the HTTP worker.
+struct Handshake {
+    /// The `Sec-WebSocket-Accept` value.
+    key: String,
+    query: WsQuery,
+    /// None: the binary protocol.
+    token: Option<String>,
+}
+
+fn shutting_down(state: &AppState) -> bool {
+    state.shutting_down.load(Ordering::SeqCst)
+}
+
+fn refusal() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "shutting_down",
+        "this instance is shutting down; connect to another",
+    )
+}
+
+/// The checks an upgrade request needs no store for: path, method, query, handshake.
+fn check(state: &AppState, req: &Request) -> ApiResult<Handshake> {
     if req.path() != "/ws" {
         return Err(ApiError::not_found(
             "not_found",
@@ -146,27 +193,27 @@ async fn accept(state: &web::Data<AppState>, req: &Request) -> ApiResult<(Upgrad
             "use GET /ws",
         ));
     }
-    let shutting_down = || state.shutting_down.load(Ordering::SeqCst);
-    let refuse = || {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "this instance is shutting down; connect to another",
-        )
-    };
-    if shutting_down() {
-        return Err(refuse());
+    if shutting_down(state) {
+        return Err(refusal());
     }
-    let q = query(req.uri().query())?;
+    let query = query(req.uri().query())?;
     let key = handshake_key(req)?;
-    let Ok(token) = token(req.headers(), &q) else {
+    let token = token(req.headers(), &query).ok();
+    Ok(Handshake { key, query, token })
+}
+
+/// Authenticates a checked upgrade and registers the connection (on this thread); the
+/// `Sec-WebSocket-Accept` value.
+async fn accept(state: &web::Data<AppState>, hs: Handshake) -> ApiResult<(Upgraded, String)> {
+    let Some(token) = hs.token else {
         let conn = state
             .dispatcher
             .accept_binary(Transport::WebSocket, resolver(state.clone()))
             .map_err(dispatch_error)?;
-        return Ok((Upgraded::Binary(conn), key));
+        return Ok((Upgraded::Binary(conn), hs.key));
     };
     let auth = authenticate_token(state, &token).await?;
+    let q = hs.query;
     let device_id = q.device_id.unwrap_or_default();
     if device_id.len() > 128 {
         return Err(ApiError::bad_request(
@@ -187,11 +234,11 @@ async fn accept(state: &web::Data<AppState>, req: &Request) -> ApiResult<(Upgrad
         .await
         .map_err(dispatch_error)?;
     // Registered after the shutdown began: the 1001 sweep may have missed it.
-    if shutting_down() {
+    if shutting_down(state) {
         accepted.abandon().await;
-        return Err(refuse());
+        return Err(refusal());
     }
-    Ok((Upgraded::Json(accepted), key))
+    Ok((Upgraded::Json(accepted), hs.key))
 }
 
 /// The `Sec-WebSocket-Accept` value of a valid handshake.

@@ -7,6 +7,7 @@
 //! connections' outboxes and decides on push.
 
 mod cluster;
+mod conn_threads;
 mod connection;
 mod fanout;
 pub mod frame;
@@ -250,7 +251,7 @@ impl Drop for ConnectionSlot {
 }
 
 impl Dispatcher {
-    /// Starts the dispatch arbiters (`threads`, 0 = one per core).
+    /// Starts the dispatch arbiters and as many connection threads (`threads`, 0 = one per core).
     pub fn new(store: Store, push: PushQueue, limits: Limits, threads: usize) -> Dispatcher {
         let registry = Arc::new(Registry::new(threads));
         let limits = Arc::new(limits);
@@ -753,6 +754,24 @@ impl Dispatcher {
                 .send(CloseAll(CloseReason::GoingAway, "server shutting down"))
                 .await;
         }
+    }
+
+    /// Moves an accepted socket to a connection thread and calls `start` with it there
+    /// (`conn_threads.rs`): accept or register the connection inside `start`, so that its
+    /// registration and hub are on the thread its task runs on.
+    pub fn adopt(
+        &self,
+        io: tokio::net::TcpStream,
+        start: impl FnOnce(tokio::net::TcpStream) + Send + 'static,
+    ) {
+        self.inner.registry.conn_threads.adopt(io, start);
+    }
+
+    /// Shutdown, after the connections were told to close and requests finished: drops the
+    /// connections still open (binary ones that never authenticated have no session to close
+    /// them through).
+    pub fn stop_connections(&self) {
+        self.inner.registry.conn_threads.stop();
     }
 
     /// Shutdown, last step (after in-flight requests finished, so their jobs are queued):

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use actix::{Addr, ArbiterHandle};
 use dashmap::DashMap;
 
+use super::conn_threads::ConnThreads;
 use super::group::GroupActor;
 use super::hub::Hubs;
 use super::online::OnlineIndex;
@@ -91,8 +92,10 @@ impl Relayed {
 type FastHash = foldhash::fast::RandomState;
 
 pub struct Registry {
-    /// Per-worker delivery hubs (`hub.rs`).
+    /// Per-thread delivery hubs (`hub.rs`).
     pub hubs: Hubs,
+    /// The threads connections run on, each with its hub (`conn_threads.rs`).
+    pub conn_threads: ConnThreads,
     /// Which members of each super group are online (`online.rs`): written by sessions and
     /// group actors, read by super-group fan-out.
     pub online: OnlineIndex,
@@ -111,7 +114,7 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Starts `threads` dispatch arbiters (0 = one per core).
+    /// Starts `threads` dispatch arbiters and as many connection threads (0 = one per core).
     pub fn new(threads: usize) -> Registry {
         let n = match threads {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -119,6 +122,7 @@ impl Registry {
         };
         Registry {
             hubs: Hubs::default(),
+            conn_threads: ConnThreads::new(n),
             online: OnlineIndex::default(),
             tokenless: Default::default(),
             sessions: DashMap::with_hasher(FastHash::default()),

@@ -65,7 +65,8 @@ pub struct Common {
     /// Token grants and WebSocket handshakes in flight at once.
     #[arg(long, global = true, default_value_t = 64)]
     pub connect_concurrency: usize,
-    /// Seconds to wait after the last send for outstanding deliveries.
+    /// Seconds to wait for outstanding deliveries after the last send, or after the last one
+    /// that arrived: a server still delivering a backlog is waited for, a stalled one is not.
     #[arg(long, global = true, default_value_t = 10.0)]
     pub drain: f64,
     /// Timeout in seconds of one HTTP request, WebSocket handshake or hello frame.

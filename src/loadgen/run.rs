@@ -177,8 +177,8 @@ impl Run {
         Ok(())
     }
 
-    /// Waits until `counter` reaches `target`, at most `within`, moving the bar; returns
-    /// whether it got there.
+    /// Waits until `counter` reaches `target`, giving up once `within` passes without it
+    /// moving, and moves the bar; returns whether it got there.
     pub async fn wait_for(
         &mut self,
         what: &str,
@@ -187,7 +187,7 @@ impl Run {
         within: Duration,
     ) -> bool {
         self.progress.phase(what, Some(target));
-        let until = Instant::now() + within;
+        let (mut last, mut until) = (Counters::get(counter), Instant::now() + within);
         loop {
             let now = Counters::get(counter);
             self.progress.set(now);
@@ -195,7 +195,9 @@ impl Run {
                 self.progress.finish();
                 return true;
             }
-            if Instant::now() >= until {
+            if now > last {
+                (last, until) = (now, Instant::now() + within); // still arriving: keep waiting
+            } else if Instant::now() >= until {
                 self.progress.finish();
                 return false;
             }

@@ -93,7 +93,7 @@ impl Run {
 }
 
 impl Run {
-    /// Waits (at most `--drain`) for the deliveries of what was sent: every receiver of every
+    /// Waits (until `--drain` passes without one) for the deliveries of what was sent: every receiver of every
     /// acknowledged message — and of the unanswered sends too: one that timed out may still
     /// have been stored, and its deliveries must not end the wait before ours arrived.
     pub async fn drain(&mut self, sent: &Sent, per_message: u64) {

@@ -139,11 +139,28 @@ impl RedisStore {
         match tokio::time::timeout(self.timeout, op).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(map_err(e)),
-            // The command may be queued in Redis (a stall, a long script) and still run.
-            Err(_) => Err(StoreError::OutcomeUnknown(format!(
-                "no answer from redis within {} ms",
-                self.timeout.as_millis()
-            ))),
+            Err(_) => Err(self.no_answer()),
+        }
+    }
+
+    /// A timed-out command: it may be queued in Redis (a stall, a long script) and still run.
+    fn no_answer(&self) -> StoreError {
+        StoreError::OutcomeUnknown(format!(
+            "no answer from redis within {} ms",
+            self.timeout.as_millis()
+        ))
+    }
+
+    /// A read on this thread's connection, sent again once if the connection turns out to
+    /// have dropped: a Redis restarted while this thread's connection sat idle fails the first
+    /// command on it (which starts the reconnect), and a connection thread's first command is
+    /// often a WebSocket's token check. Reads only: a write that may have run is not repeated.
+    async fn read<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> StoreResult<T> {
+        let mut c = self.conn()?;
+        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut c)).await {
+            Ok(Err(e)) if e.is_unrecoverable_error() => self.run(cmd.query_async(&mut c)).await,
+            Ok(r) => r.map_err(map_err),
+            Err(_) => Err(self.no_answer()),
         }
     }
 
@@ -205,16 +222,12 @@ impl RedisStore {
     }
 
     pub async fn resolve_token(&self, token: &str) -> StoreResult<Option<UserKey>> {
-        let mut c = self.conn()?;
-        let (uid, app): (Option<String>, Option<String>) = self
-            .run(
-                redis::cmd("HMGET")
-                    .arg(keys::access_token(token))
-                    .arg("user_id")
-                    .arg("app_id")
-                    .query_async(&mut c),
-            )
-            .await?;
+        let mut hmget = redis::cmd("HMGET");
+        hmget
+            .arg(keys::access_token(token))
+            .arg("user_id")
+            .arg("app_id");
+        let (uid, app): (Option<String>, Option<String>) = self.read(&hmget).await?;
         let parse = |s: Option<String>| s.and_then(|s| crate::domain::parse_id(&s).ok());
         Ok(match (parse(app), parse(uid)) {
             (Some(app), Some(uid)) => Some(UserKey::new(crate::domain::AppId(app), Uid(uid))),
