@@ -93,6 +93,8 @@ pub struct HttpSettings {
     pub cors_origins: Vec<String>,
     /// A separate address for GET /metrics; empty = the main listener.
     pub metrics_listen: String,
+    /// Nice value (0–19) of the connection threads, below the request workers' 0.
+    pub connection_nice: u8,
 }
 
 /// The original im server's HTTP API on its own listener (README "The im server's HTTP API").
@@ -348,6 +350,12 @@ impl Settings {
             return fail(format!(
                 "http.metrics_listen {:?} is not an ip:port",
                 self.http.metrics_listen
+            ));
+        }
+        if self.http.connection_nice > 19 {
+            return fail(format!(
+                "http.connection_nice must be 0 to 19 (a nice value), got {}",
+                self.http.connection_nice
             ));
         }
         self.validate_media()?;

@@ -186,6 +186,7 @@ async fn app_state(
     let push = PushQueue::start(&settings.push, store.clone(), &settings.store.redis_url);
     tracing::info!(sink = ?settings.push.sink, "push sink");
     let dispatcher = Dispatcher::new(store.clone(), push, settings.limits.clone(), workers);
+    dispatcher.set_connection_nice(settings.http.connection_nice);
     if settings.customers.help_desk_app != 0 {
         let apps = settings.apps.iter().map(|a| AppId(a.id));
         dispatcher.set_help_desk(AppId(settings.customers.help_desk_app), apps);

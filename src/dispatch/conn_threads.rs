@@ -40,6 +40,18 @@ impl ConnThreads {
         }
     }
 
+    /// Lowers the threads' priority to `nice` (`http.connection_nice`), so that requests
+    /// (on the workers, at 0) get the cores first when a fan-out would take them all.
+    pub fn set_nice(&self, nice: u8) {
+        for a in &self.arbiters {
+            a.spawn_fn(move || {
+                if let Err(e) = set_thread_nice(nice) {
+                    tracing::warn!(error = %e, nice, "connection thread: cannot set its nice value");
+                }
+            });
+        }
+    }
+
     /// Stops the threads, dropping the connections still on them (shutdown, after they were
     /// told to close).
     pub fn stop(&self) {
@@ -52,5 +64,17 @@ impl ConnThreads {
 impl Drop for ConnThreads {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Sets the calling thread's nice value (Linux: per thread; elsewhere the process's).
+#[allow(unsafe_code)] // one libc call; no well-kept crate wraps setpriority for a thread
+fn set_thread_nice(nice: u8) -> std::io::Result<()> {
+    // SAFETY: setpriority takes plain integers and touches no memory of ours; `who` 0 is the
+    // calling thread on Linux.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, libc::c_int::from(nice)) };
+    match r {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }

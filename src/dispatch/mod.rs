@@ -767,6 +767,11 @@ impl Dispatcher {
         self.inner.registry.conn_threads.adopt(io, start);
     }
 
+    /// The connection threads' nice value (`http.connection_nice`).
+    pub fn set_connection_nice(&self, nice: u8) {
+        self.inner.registry.conn_threads.set_nice(nice);
+    }
+
     /// Shutdown, after the connections were told to close and requests finished: drops the
     /// connections still open (binary ones that never authenticated have no session to close
     /// them through).
