@@ -74,6 +74,16 @@ fn config_errors_exit_non_zero_with_one_line() {
         &[("IMD_BINARY__LISTEN", "not-an-address")],
         "binary.listen",
     );
+    config_error(
+        &["serve"],
+        &[("IMD_HTTP__CONNECTION_NICE", "20")],
+        "http.connection_nice",
+    );
+    config_error(
+        &["serve"],
+        &[("IMD_HTTP__CONNECTION_NICE", "-5")],
+        "connection_nice",
+    );
     let dir = std::env::temp_dir().join(format!("imd-cli-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let bad = dir.join("bad.toml");
