@@ -146,16 +146,12 @@ const ROUND_DELIVERIES: usize = 1 << 20;
 /// `WAKE_SLICE`, yielding after each, so the thread's other connections (and the hub's next
 /// jobs) run between slices instead of behind a whole fan-out's writes.
 async fn run_hub(hubs_id: u64, mut rx: mpsc::Receiver<Job>) {
-    let mut to_wake = VecDeque::new();
+    let (mut to_wake, mut round) = (VecDeque::new(), Vec::new());
     loop {
         if to_wake.is_empty() {
             let Some(job) = rx.recv().await else { return };
-            let (mut jobs, mut queued) = (1, run_local(hubs_id, job, &mut to_wake));
-            while jobs < ROUND_JOBS && queued < ROUND_DELIVERIES {
-                let Ok(job) = rx.try_recv() else { break };
-                queued += run_local(hubs_id, job, &mut to_wake);
-                jobs += 1;
-            }
+            take_round(job, &mut rx, &mut round);
+            run_round(hubs_id, &mut round, &mut to_wake);
         }
         for outbox in to_wake.drain(..WAKE_SLICE.min(to_wake.len())) {
             outbox.wake_marked();
@@ -167,31 +163,71 @@ async fn run_hub(hubs_id: u64, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// Queues a job's delivery on this thread's connections, without waking them: those not
-/// signalled yet are added to `to_wake`. How many targets the job had.
-fn run_local(hubs_id: u64, job: Job, to_wake: &mut VecDeque<Arc<Outbox>>) -> usize {
+/// `first` and as many of the jobs queued after it as one round takes.
+fn take_round(first: Job, rx: &mut mpsc::Receiver<Job>, round: &mut Vec<Job>) {
+    let mut queued = first.targets.len();
+    round.push(first);
+    while round.len() < ROUND_JOBS && queued < ROUND_DELIVERIES {
+        let Ok(job) = rx.try_recv() else { break };
+        queued += job.targets.len();
+        round.push(job);
+    }
+}
+
+/// Queues a round's jobs on this thread's connections, in order, without waking them: those
+/// not signalled yet are added to `to_wake`. Consecutive super-group messages to the same
+/// targets reach each connection under one lock: a connection's outbox is a cache miss, paid
+/// once for the run of messages instead of once per message (a serial publisher's round: 20 %
+/// of the server's CPU was that miss, in `Outbox::put`).
+fn run_round(hubs_id: u64, round: &mut Vec<Job>, to_wake: &mut VecDeque<Arc<Outbox>>) {
     LOCAL.with(|local| {
         let local = local.borrow();
-        let Some(hub) = local.get(&hubs_id) else {
-            return 0;
-        };
-        for &(conn, seq) in job.targets.iter() {
-            if Some(conn) == job.exclude {
-                continue;
-            }
-            let Some(outbox) = hub.conns.get(&conn) else {
-                continue;
-            };
-            let unsignalled = match &job.delivery {
-                Delivery::Seq(parts) => {
-                    outbox.push_seq_deferred(seq, Frame::Spliced(parts.clone(), seq))
-                }
-                Delivery::Shared(frame) => outbox.push_deferred(frame.clone()),
-            };
-            if unsignalled {
-                to_wake.push_back(outbox.clone());
+        if let Some(hub) = local.get(&hubs_id) {
+            let mut rest = &round[..];
+            while let Some(first) = rest.first() {
+                let n = rest.iter().take_while(|j| same_shared(first, j)).count();
+                let (batch, after) = rest.split_at(n.max(1));
+                queue_batch(hub, batch, to_wake);
+                rest = after;
             }
         }
-        job.targets.len()
-    })
+    });
+    round.clear();
+}
+
+/// Both jobs deliver a shared frame to the same targets (the kept lists of one super group).
+fn same_shared(a: &Job, b: &Job) -> bool {
+    matches!(
+        (&a.delivery, &b.delivery),
+        (Delivery::Shared(_), Delivery::Shared(_))
+    ) && Arc::ptr_eq(&a.targets, &b.targets)
+        && a.exclude == b.exclude
+}
+
+/// Queues jobs with the same targets (one job, unless `same_shared`) on each target.
+fn queue_batch(hub: &LocalHub, batch: &[Job], to_wake: &mut VecDeque<Arc<Outbox>>) {
+    let Some(first) = batch.first() else { return };
+    let shared = || {
+        batch.iter().filter_map(|j| match &j.delivery {
+            Delivery::Shared(frame) => Some(frame),
+            Delivery::Seq(_) => None,
+        })
+    };
+    for &(conn, seq) in first.targets.iter() {
+        if Some(conn) == first.exclude {
+            continue;
+        }
+        let Some(outbox) = hub.conns.get(&conn) else {
+            continue;
+        };
+        let unsignalled = match &first.delivery {
+            Delivery::Seq(parts) => {
+                outbox.push_seq_deferred(seq, Frame::Spliced(parts.clone(), seq))
+            }
+            Delivery::Shared(_) => outbox.push_all_deferred(shared()),
+        };
+        if unsignalled {
+            to_wake.push_back(outbox.clone());
+        }
+    }
 }

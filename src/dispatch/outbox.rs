@@ -158,6 +158,18 @@ impl Outbox {
         self.mark()
     }
 
+    /// `push_deferred` of several frames, in order, under one lock.
+    pub fn push_all_deferred<'a>(&self, frames: impl Iterator<Item = &'a Frame>) -> bool {
+        let mut st = self.lock();
+        for frame in frames {
+            if !self.enqueue(&mut st, frame.clone()) {
+                break;
+            }
+        }
+        drop(st);
+        self.mark()
+    }
+
     /// `push_seq` without waking the socket loop; as `push_deferred`.
     pub fn push_seq_deferred(&self, seq: u64, frame: Frame) -> bool {
         self.put_seq(seq, frame);
@@ -519,6 +531,21 @@ mod tests {
         assert!(o.push(text("b")));
         assert!(!o.push(text("c")));
         assert!(o.is_closing());
+        assert_eq!(o.backlog(), 0);
+    }
+
+    #[test]
+    fn several_frames_queue_in_order_under_one_signal_and_overflow_as_one_by_one() {
+        let o = Outbox::new(3);
+        let frames = [text("a"), text("b")];
+        assert!(o.push_all_deferred(frames.iter()), "first signal: wake it");
+        assert!(
+            !o.push_all_deferred(frames[..1].iter()),
+            "already signalled"
+        );
+        assert_eq!(queued(&o), vec!["a", "b", "a"]);
+        o.push_all_deferred(frames.iter());
+        assert!(o.is_closing(), "a fourth frame overflows a queue of three");
         assert_eq!(o.backlog(), 0);
     }
 }
