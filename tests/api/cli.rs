@@ -51,39 +51,48 @@ fn config_errors_exit_non_zero_with_one_line() {
         &[],
         "/definitely/not/here.toml",
     );
-    config_error(&["serve"], &[("IMD_STORE__KIND", "sqlite")], "sqlite");
-    config_error(&["serve"], &[("IMD_HTTP__TYPO", "1")], "typo");
-    config_error(
-        &["serve"],
-        &[("IMD_HTTP__LISTEN", "not-an-address")],
-        "listen",
+    // (variable, value, what the one line must name)
+    let bad_env = [
+        ("IMD_STORE__KIND", "sqlite", "sqlite"),
+        ("IMD_HTTP__TYPO", "1", "typo"),
+        ("IMD_HTTP__LISTEN", "not-an-address", "listen"),
+        ("IMD_LIMITS__CONTENT", "0", "limits.content"),
+        // Shorter than the GoBelieve SDKs' 180 s ping: it would drop healthy idle clients.
+        (
+            "IMD_LIMITS__BINARY_IDLE_TIMEOUT_SECS",
+            "180",
+            "binary_idle_timeout_secs",
+        ),
+        ("IMD_BINARY__LISTEN", "not-an-address", "binary.listen"),
+        ("IMD_HTTP__CONNECTION_NICE", "20", "http.connection_nice"),
+        ("IMD_HTTP__CONNECTION_NICE", "-5", "connection_nice"),
+    ];
+    for (var, value, mention) in bad_env {
+        config_error(&["serve"], &[(var, value)], mention);
+    }
+    // A Redis URL that does not parse is a config error that does not print its password.
+    let out = Command::new(BIN)
+        .arg("serve")
+        .envs([
+            ("IMD_STORE__KIND", "redis"),
+            (
+                "IMD_STORE__REDIS_URL",
+                "redis://:hunter2#x@localhost:notaport",
+            ),
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("store.redis_url"), "{stderr}");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password was printed: {stderr}"
     );
-    config_error(
-        &["serve"],
-        &[("IMD_LIMITS__CONTENT", "0")],
-        "limits.content",
-    );
-    // Shorter than the GoBelieve SDKs' 180 s ping: it would drop healthy idle clients.
-    config_error(
-        &["serve"],
-        &[("IMD_LIMITS__BINARY_IDLE_TIMEOUT_SECS", "180")],
-        "binary_idle_timeout_secs",
-    );
-    config_error(
-        &["serve"],
-        &[("IMD_BINARY__LISTEN", "not-an-address")],
-        "binary.listen",
-    );
-    config_error(
-        &["serve"],
-        &[("IMD_HTTP__CONNECTION_NICE", "20")],
-        "http.connection_nice",
-    );
-    config_error(
-        &["serve"],
-        &[("IMD_HTTP__CONNECTION_NICE", "-5")],
-        "connection_nice",
-    );
+}
+
+#[test]
+fn bad_config_files_exit_non_zero_with_one_line() {
     let dir = std::env::temp_dir().join(format!("imd-cli-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let bad = dir.join("bad.toml");
@@ -114,25 +123,6 @@ fn config_errors_exit_non_zero_with_one_line() {
         "store_id 9",
     );
     let _ = std::fs::remove_dir_all(&dir);
-    // A Redis URL that does not parse is a config error that does not print its password.
-    let out = Command::new(BIN)
-        .arg("serve")
-        .envs([
-            ("IMD_STORE__KIND", "redis"),
-            (
-                "IMD_STORE__REDIS_URL",
-                "redis://:hunter2#x@localhost:notaport",
-            ),
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("store.redis_url"), "{stderr}");
-    assert!(
-        !stderr.contains("hunter2"),
-        "the password was printed: {stderr}"
-    );
 }
 
 #[test]
