@@ -146,7 +146,9 @@ impl Application {
         {
             tracing::warn!("shutdown grace period over; exiting");
         }
-        self.state.dispatcher.stop_connections();
+        // Closing connections end after their close handshake (at most a second each).
+        let closing = grace.min(Duration::from_secs(2));
+        self.state.dispatcher.stop_connections(closing).await;
         self.state.dispatcher.flush_push(grace).await;
         self.state.store.leave().await;
         let _ = server.await;

@@ -772,10 +772,14 @@ impl Dispatcher {
         self.inner.registry.conn_threads.set_nice(nice);
     }
 
-    /// Shutdown, after the connections were told to close and requests finished: drops the
-    /// connections still open (binary ones that never authenticated have no session to close
-    /// them through).
-    pub fn stop_connections(&self) {
+    /// Shutdown, after the connections were told to close and requests finished: waits up to
+    /// `within` for them to write their close frames and end, then drops the ones still open
+    /// (binary ones that never authenticated have no session to close them through).
+    pub async fn stop_connections(&self, within: Duration) {
+        let until = tokio::time::Instant::now() + within;
+        while self.connection_count() > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         self.inner.registry.conn_threads.stop();
     }
 
