@@ -95,8 +95,8 @@ impl Dispatcher {
 }
 
 impl Accepted {
-    /// Runs the connection on the current (connection) thread: `io` is the upgraded socket, `read` what was
-    /// already read past the handshake.
+    /// Runs the connection on the current (connection) thread: `io` is the upgraded socket,
+    /// `read` what was already read past the handshake.
     pub fn run(self, io: TcpStream, read: BytesMut) {
         actix_web::rt::spawn(socket::run(Peer::Json(self.conn), io, read, Wire::JSON_WS));
     }

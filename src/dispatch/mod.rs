@@ -251,7 +251,8 @@ impl Drop for ConnectionSlot {
 }
 
 impl Dispatcher {
-    /// Starts the dispatch arbiters and as many connection threads (`threads`, 0 = one per core).
+    /// Starts the dispatch arbiters and as many connection threads (`threads`, 0 = one per
+    /// core).
     pub fn new(store: Store, push: PushQueue, limits: Limits, threads: usize) -> Dispatcher {
         let registry = Arc::new(Registry::new(threads));
         let limits = Arc::new(limits);

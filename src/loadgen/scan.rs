@@ -100,32 +100,40 @@ pub fn message_payload(frame: &[u8]) -> Option<Payload> {
     (flat(tail) && tail.ends_with(b"}")).then_some(p)
 }
 
+/// What the receive paths' tests read: one payload and a server frame around it.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(super) mod fixtures {
+    use super::Payload;
 
-    const OURS: Payload = Payload {
+    pub const OURS: Payload = Payload {
         t: 1_764_680_000_123_456,
         n: 42,
         s: 7,
         r: 12_345_678_901_234_567_890,
     };
 
-    /// A message frame as the server writes it, around `content` (already a JSON string).
-    fn frame(content: &str) -> String {
+    pub fn quoted(s: &str) -> String {
+        serde_json::to_string(s).unwrap_or_default()
+    }
+
+    /// A message frame as the server writes it, with `content` (quoted here) as its content.
+    pub fn message(content: &str) -> String {
+        let content = quoted(content);
         format!(
             r#"{{"type":"message","id":9,"group_seq":3,"kind":"group","sender":7,"receiver":5,"group_id":5,"content":{content},"timestamp":1764680000123}}"#
         )
     }
+}
 
-    fn quoted(s: &str) -> String {
-        serde_json::to_string(s).unwrap_or_default()
-    }
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{OURS, message, quoted};
+    use super::*;
 
     #[test]
     fn a_message_frame_with_our_payload_is_read_without_serde() {
         assert_eq!(
-            message_payload(frame(&quoted(&OURS.encode())).as_bytes()),
+            message_payload(message(&OURS.encode()).as_bytes()),
             Some(OURS)
         );
         assert_eq!(plain_payload(OURS.encode().as_bytes()), Some(OURS));
@@ -133,9 +141,9 @@ mod tests {
 
     #[test]
     fn a_foreign_content_is_left_to_serde() {
-        let notification = frame(&quoted(r#"{"create":{"group_id":5}}"#));
+        let notification = message(r#"{"create":{"group_id":5}}"#);
         assert_eq!(message_payload(notification.as_bytes()), None);
-        assert_eq!(message_payload(frame(&quoted("hello")).as_bytes()), None);
+        assert_eq!(message_payload(message("hello").as_bytes()), None);
         assert_eq!(plain_payload(b"hello"), None);
     }
 
@@ -153,22 +161,21 @@ mod tests {
     #[test]
     fn odd_but_valid_frames_are_left_to_serde() {
         let ours = quoted(&OURS.encode());
+        let plain = message(&OURS.encode());
         let odd = [
             // Keys in another order, or "type" not first.
             format!(r#"{{"id":9,"type":"message","content":{ours}}}"#),
             // An escape before the content: its quotes are no longer plainly structural.
-            frame(&ours).replace(r#""kind":"group""#, r#""kind":"gr\u006fup""#),
+            plain.replace(r#""kind":"group""#, r#""kind":"gr\u006fup""#),
             // A nested object holding a "content" of its own.
-            frame(&ours).replace(r#""sender":7"#, r#""x":{"content":"y"}"#),
+            plain.replace(r#""sender":7"#, r#""x":{"content":"y"}"#),
             // The payload escaped differently (\/ for nothing, a unicode escape for a digit).
-            frame(&quoted(&OURS.encode())).replace(r#"\"n\":42"#, r#"\"n\":4\u0032"#),
+            plain.replace(r#"\"n\":42"#, r#"\"n\":4\u0032"#),
             // Numbers serde_json would not read as a u64.
-            frame(&quoted(&OURS.encode().replace(":42", ":042"))),
-            frame(&quoted(
-                &OURS.encode().replace(":42", ":18446744073709551616"),
-            )),
+            message(&OURS.encode().replace(":42", ":042")),
+            message(&OURS.encode().replace(":42", ":18446744073709551616")),
             // Whitespace inside the payload.
-            frame(&quoted(&OURS.encode().replace(",", ", "))),
+            message(&OURS.encode().replace(",", ", ")),
         ];
         for f in odd {
             assert_eq!(message_payload(f.as_bytes()), None, "{f}");

@@ -93,9 +93,10 @@ impl Run {
 }
 
 impl Run {
-    /// Waits (until `--drain` passes without one) for the deliveries of what was sent: every receiver of every
-    /// acknowledged message — and of the unanswered sends too: one that timed out may still
-    /// have been stored, and its deliveries must not end the wait before ours arrived.
+    /// Waits (until `--drain` passes without one) for the deliveries of what was sent: every
+    /// receiver of every acknowledged message — and of the unanswered sends too: one that
+    /// timed out may still have been stored, and its deliveries must not end the wait before
+    /// ours arrived.
     pub async fn drain(&mut self, sent: &Sent, per_message: u64) {
         let shared = self.shared.clone();
         let c = &shared.counters;

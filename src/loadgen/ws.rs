@@ -232,21 +232,8 @@ pub(super) fn delivered(w: &Worker, seen: &mut Seen, payload: Option<Payload>) {
 
 #[cfg(test)]
 mod tests {
+    use super::scan::fixtures::{OURS, message, quoted};
     use super::*;
-
-    const OURS: Payload = Payload {
-        t: 1_764_680_000_123_456,
-        n: 42,
-        s: 7,
-        r: 99,
-    };
-
-    fn message(content: &str) -> String {
-        let content = serde_json::to_string(content).unwrap_or_default();
-        format!(
-            r#"{{"type":"message","id":9,"seq":3,"kind":"peer","sender":7,"receiver":5,"content":{content},"timestamp":1764680000123}}"#
-        )
-    }
 
     #[test]
     fn a_message_frame_gives_its_payload() {
@@ -281,7 +268,7 @@ mod tests {
         let spaced = plain.replace(r#"{"type":"message","#, r#"{ "type" : "message" , "#);
         let reordered = format!(
             r#"{{"content":{},"type":"message"}}"#,
-            serde_json::to_string(&OURS.encode()).unwrap_or_default()
+            quoted(&OURS.encode())
         );
         for f in [escaped, spaced, reordered] {
             assert_eq!(scan::message_payload(f.as_bytes()), None, "{f}");

@@ -74,7 +74,8 @@ impl Dispatcher {
 }
 
 impl BinaryConnection {
-    /// Runs the connection on the current (connection) thread: `read` is what was read past a handshake.
+    /// Runs the connection on the current (connection) thread: `read` is what was read past
+    /// a handshake.
     pub fn run(self, io: TcpStream, read: BytesMut) {
         let wire = Wire {
             transport: self.transport,
