@@ -7,8 +7,11 @@
 //!
 //! Each command runs to completion (store write, notifications, fan-out) before the next one
 //! starts (`AtomicResponse`): a group is sequential, groups run in parallel on the dispatch
-//! arbiters. The commands and their replies are in `commands.rs`.
+//! arbiters. Sends that arrive together are stored together, in one round-trip, and keep
+//! their place among the other commands (`batch.rs`). The commands and their replies are in
+//! `commands.rs`.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -24,6 +27,7 @@ use crate::config::Limits;
 use crate::domain::{AppId, GroupId, GroupKey, Uid, now_millis, now_secs};
 use crate::store::{GroupRecord, Store, StoreError};
 
+mod batch;
 mod change;
 mod commands;
 mod membership;
@@ -72,13 +76,15 @@ pub struct GroupActor {
     applied: Option<tokio::sync::oneshot::Sender<Vec<Uid>>>,
     /// A super group's last fan-out targets, for the next message (`group/targets.rs`).
     kept: Option<Box<targets::Kept>>,
+    /// Sends taken from the mailbox, to be stored together (`group/batch.rs`).
+    queued: VecDeque<batch::Queued>,
 }
 
-/// A command's reply, computed with the mailbox held.
-type Reply<T> = AtomicResponse<GroupActor, Result<T, DispatchError>>;
+/// A command's reply, computed with the mailbox held (`batch::in_turn` wraps it).
+type Reply<T> = ResponseActFuture<GroupActor, Result<T, DispatchError>>;
 
 fn done<T: 'static>(r: Result<T, DispatchError>) -> Reply<T> {
-    AtomicResponse::new(Box::pin(fut::ready(r)))
+    Box::pin(fut::ready(r))
 }
 
 /// The member limit of a group of this kind, in one place: `members` after the change.
@@ -116,6 +122,7 @@ impl GroupActor {
             last_active: Instant::now(),
             applied: None,
             kept: None,
+            queued: VecDeque::new(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Groups in the store: the record, its members with their settings, the super-group timeline
 //! and the `group_manager_stream` events the original im server consumes.
 
-use super::{Appended, Store, StoreResult};
+use super::{Append, Appended, Store, StoreResult};
 use crate::domain::{AppId, GroupId, GroupKey, Uid, UserKey};
 
 /// One member as stored.
@@ -252,6 +252,38 @@ impl Store {
         metrics::histogram!("imd_store_op_duration_seconds", "op" => "append_timeline")
             .record(started.elapsed().as_secs_f64());
         r
+    }
+
+    /// A group's messages in order, in one round-trip where the store has them: each as
+    /// `append_timeline_in_group` (`is_super`; `inboxes` unused) or `append_in_group` (`ver`
+    /// `None`: unchecked, as `append`) would store it alone, with a result of its own.
+    pub async fn append_group_batch(
+        &self,
+        gid: GroupKey,
+        is_super: bool,
+        ver: Option<u64>,
+        batch: &[Append<'_>],
+    ) -> Vec<StoreResult<Appended>> {
+        let started = std::time::Instant::now();
+        let results = match self {
+            Store::Redis(s) => s.append_group_batch(gid, is_super, ver, batch).await,
+            Store::Memory(_) => {
+                let mut results = Vec::with_capacity(batch.len());
+                for a in batch {
+                    results.push(match is_super {
+                        true => {
+                            self.append_timeline_in_group(gid, a.body, a.idempotency, ver)
+                                .await
+                        }
+                        false => self.append(a).await,
+                    });
+                }
+                results
+            }
+        };
+        metrics::histogram!("imd_store_op_duration_seconds", "op" => "append_group_batch")
+            .record(started.elapsed().as_secs_f64());
+        results
     }
 
     /// The group's version (every change moves it; 0 for the memory store, which one node

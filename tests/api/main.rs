@@ -17,6 +17,7 @@ mod fanout_order;
 mod fanout_targets;
 mod faults;
 mod fuzz;
+mod group_batches;
 mod groups;
 mod health;
 mod im_http;

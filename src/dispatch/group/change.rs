@@ -48,12 +48,12 @@ impl GroupActor {
             }
             .into_actor(act)
         });
-        AtomicResponse::new(Box::pin(fut.map(|r, act, ctx| {
+        Box::pin(fut.map(|r, act, ctx| {
             if r.is_err() || act.state.is_none() {
                 ctx.stop();
             }
             r
-        })))
+        }))
     }
 
     /// The notifications, with the group as it is now.
@@ -133,7 +133,7 @@ impl GroupActor {
                 timeline: is_super,
             })
         };
-        AtomicResponse::new(Box::pin(fut.into_actor(self)))
+        Box::pin(fut.into_actor(self))
     }
 
     pub(super) fn rename(&mut self, name: String) -> Reply<Vec<Uid>> {

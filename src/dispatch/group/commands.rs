@@ -104,33 +104,42 @@ impl Message for IsMember {
     type Result = Result<(), DispatchError>;
 }
 
+/// The result of a command that runs in turn (`batch::in_turn`).
+type InTurn<T> = AtomicResponse<GroupActor, Result<T, DispatchError>>;
+
 impl Handler<Send> for GroupActor {
-    type Result = Reply<Sent>;
-    fn handle(&mut self, cmd: Send, ctx: &mut Context<Self>) -> Reply<Sent> {
+    type Result = ResponseFuture<Result<Sent, DispatchError>>;
+    fn handle(&mut self, cmd: Send, ctx: &mut Context<Self>) -> Self::Result {
         self.last_active = Instant::now();
         if self.state.as_ref().is_some_and(|st| st.ver.is_none()) && self.env.store.node().is_some()
         {
             // Created here from the request, version unknown: sends need a copy whose
             // version the store can check (`send.rs`), so the next attempt loads one.
             ctx.stop();
-            return done(Err(DispatchError::StaleGroup));
+            return Box::pin(std::future::ready(Err(DispatchError::StaleGroup)));
         }
-        self.send(cmd)
+        self.queue(cmd, ctx)
     }
 }
 
 impl Handler<Notify> for GroupActor {
-    type Result = Reply<Sent>;
-    fn handle(&mut self, cmd: Notify, _: &mut Context<Self>) -> Reply<Sent> {
+    type Result = InTurn<Sent>;
+    fn handle(&mut self, cmd: Notify, _: &mut Context<Self>) -> InTurn<Sent> {
         self.last_active = Instant::now();
-        self.notify(cmd)
+        self.in_turn(move |act| act.notify(cmd))
     }
 }
 
 impl Handler<Apply> for GroupActor {
-    type Result = Reply<Vec<Uid>>;
-    fn handle(&mut self, cmd: Apply, _: &mut Context<Self>) -> Reply<Vec<Uid>> {
+    type Result = InTurn<Vec<Uid>>;
+    fn handle(&mut self, cmd: Apply, _: &mut Context<Self>) -> InTurn<Vec<Uid>> {
         self.last_active = Instant::now();
+        self.in_turn(move |act| act.apply(cmd))
+    }
+}
+
+impl GroupActor {
+    fn apply(&mut self, cmd: Apply) -> Reply<Vec<Uid>> {
         if let Err(e) = self.state(cmd.app) {
             return done(Err(e));
         }
@@ -150,28 +159,25 @@ impl Handler<Apply> for GroupActor {
     }
 }
 
+/// Reads answer at once, from memory: they need no turn.
 impl Handler<Info> for GroupActor {
-    type Result = Reply<GroupView>;
-    fn handle(&mut self, cmd: Info, _: &mut Context<Self>) -> Reply<GroupView> {
+    type Result = Result<GroupView, DispatchError>;
+    fn handle(&mut self, cmd: Info, _: &mut Context<Self>) -> Self::Result {
         self.last_active = Instant::now();
-        done(
-            self.state(cmd.app)
-                .map(|st| st.view(self.gid, cmd.after, cmd.limit)),
-        )
+        self.state(cmd.app)
+            .map(|st| st.view(self.gid, cmd.after, cmd.limit))
     }
 }
 
 impl Handler<IsMember> for GroupActor {
-    type Result = Reply<()>;
+    type Result = Result<(), DispatchError>;
     /// From memory: the group is not held up by a store read for every sync.
-    fn handle(&mut self, cmd: IsMember, _: &mut Context<Self>) -> Reply<()> {
+    fn handle(&mut self, cmd: IsMember, _: &mut Context<Self>) -> Self::Result {
         self.last_active = Instant::now();
-        done(
-            self.state(cmd.app)
-                .and_then(|st| match st.members.contains(cmd.uid) {
-                    true => Ok(()),
-                    false => Err(DispatchError::NotGroupMember),
-                }),
-        )
+        self.state(cmd.app)
+            .and_then(|st| match st.members.contains(cmd.uid) {
+                true => Ok(()),
+                false => Err(DispatchError::NotGroupMember),
+            })
     }
 }

@@ -36,10 +36,16 @@ impl Message for Relay {
 }
 
 impl Handler<Relay> for GroupActor {
-    type Result = Reply<()>;
+    type Result = AtomicResponse<Self, Result<(), DispatchError>>;
 
-    fn handle(&mut self, m: Relay, _: &mut Context<Self>) -> Reply<()> {
+    fn handle(&mut self, m: Relay, _: &mut Context<Self>) -> Self::Result {
         self.last_active = std::time::Instant::now();
+        self.in_turn(move |act| act.relay(m))
+    }
+}
+
+impl GroupActor {
+    fn relay(&mut self, m: Relay) -> Reply<()> {
         let (Some(registry), Ok(st)) = (self.env.registry.upgrade(), self.state(m.app)) else {
             return done(Ok(()));
         };
@@ -87,22 +93,20 @@ impl Handler<Relay> for GroupActor {
             frames.extend(current);
             frames
         };
-        AtomicResponse::new(Box::pin(read.into_actor(self).then(
-            move |frames, act, _| {
-                // The targets kept between messages serve relayed ones too (`targets.rs`).
-                let fanouts: Vec<_> = frames
-                    .iter()
-                    .filter_map(|f| act.super_fanout(&registry, f, None))
-                    .collect();
-                // The next command starts once these frames are queued: order holds.
-                async move {
-                    for f in fanouts {
-                        f.send(&registry).await;
-                    }
-                    Ok(())
+        Box::pin(read.into_actor(self).then(move |frames, act, _| {
+            // The targets kept between messages serve relayed ones too (`targets.rs`).
+            let fanouts: Vec<_> = frames
+                .iter()
+                .filter_map(|f| act.super_fanout(&registry, f, None))
+                .collect();
+            // The next command starts once these frames are queued: order holds.
+            async move {
+                for f in fanouts {
+                    f.send(&registry).await;
                 }
-                .into_actor(act)
-            },
-        )))
+                Ok(())
+            }
+            .into_actor(act)
+        }))
     }
 }

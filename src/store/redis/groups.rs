@@ -5,11 +5,12 @@
 use redis::AsyncCommands;
 
 use super::RedisStore;
+use super::batch::Call;
 use super::group_scripts::{DELETE_GROUP, MEMBER, RENAME_GROUP, UPDATE_MEMBER, UPGRADE_GROUP};
-use super::messages::parse_appended;
+use super::messages::{check_group, parse_appended};
 use super::scripts::INBOX_AFTER;
 use crate::domain::{GroupKey, Uid, UserKey};
-use crate::store::{Appended, GroupEvent, MemberRecord, StoreResult, keys};
+use crate::store::{Append, Appended, GroupEvent, MemberRecord, StoreResult, keys};
 
 fn events_json(gid: GroupKey, events: &[GroupEvent]) -> String {
     let all: Vec<Vec<String>> = events.iter().map(|e| e.fields(gid.id)).collect();
@@ -95,11 +96,55 @@ impl RedisStore {
         idempotency: Option<(&str, u64)>,
         ver: Option<u64>,
     ) -> StoreResult<Appended> {
+        let call = self.timeline_call(gid, body, idempotency, ver);
+        parse_appended(self.eval(&call.invocation(), false).await?)
+    }
+
+    fn timeline_call(
+        &self,
+        gid: GroupKey,
+        body: &str,
+        idempotency: Option<(&str, u64)>,
+        ver: Option<u64>,
+    ) -> Call {
         let timeline = std::iter::once((keys::timeline_seq(gid), keys::timeline(gid)));
-        let mut inv =
-            self.append_invocation(gid.app, timeline, body, idempotency, "group_seq", None);
-        super::messages::check_group(&mut inv, ver.map(|v| (gid, v)));
-        parse_appended(self.eval(&inv, false).await?)
+        let mut call = self.append_call(gid.app, timeline, body, idempotency, "group_seq", None);
+        check_group(&mut call, ver.map(|v| (gid, v)));
+        call
+    }
+
+    /// A group's messages, in order and in one round-trip: each on the timeline (`is_super`)
+    /// or in its inboxes, each checked against `ver` (`Store::append_group_batch`).
+    pub async fn append_group_batch(
+        &self,
+        gid: GroupKey,
+        is_super: bool,
+        ver: Option<u64>,
+        batch: &[Append<'_>],
+    ) -> Vec<StoreResult<Appended>> {
+        let calls: Vec<Call> = batch
+            .iter()
+            .map(|a| match is_super {
+                true => self.timeline_call(gid, a.body, a.idempotency, ver),
+                false => {
+                    let lists = a
+                        .inboxes
+                        .iter()
+                        .map(|u| (keys::inbox_seq(*u), keys::inbox(*u)));
+                    let mut call =
+                        self.append_call(gid.app, lists, a.body, a.idempotency, "seq", None);
+                    check_group(&mut call, ver.map(|v| (gid, v)));
+                    call
+                }
+            })
+            .collect();
+        // As `append_checked`: many inbox writes take a dedicated connection.
+        let bulk = batch.iter().map(|a| a.inboxes.len()).sum::<usize>() > 64;
+        let replies = self.eval_all(&calls, bulk).await;
+        replies
+            .into_iter()
+            .map(|r| r.and_then(parse_appended))
+            .collect()
     }
 
     /// The group's `ver` (moved by every change; 0 before the first).

@@ -3,16 +3,17 @@
 use redis::AsyncCommands;
 
 use super::RedisStore;
+use super::batch::Call;
 use super::scripts::{APPEND, APPEND_EACH, INBOX_AFTER, INBOX_LATEST, SET_ACK, UNREAD};
 use crate::domain::{AppId, DeviceToken, GroupKey, PushProvider, UserKey};
+use crate::store::{Append, AppendEach, Appended, StoreError, StoreResult, keys, sort_tokens};
 
 /// Adds the group check of `APPEND` (ARGV 7 and 8).
-pub(super) fn check_group(inv: &mut redis::ScriptInvocation<'_>, check: Option<(GroupKey, u64)>) {
+pub(super) fn check_group(call: &mut Call, check: Option<(GroupKey, u64)>) {
     if let Some((group, ver)) = check {
-        inv.arg(keys::group(group)).arg(ver);
+        call.arg(keys::group(group)).arg(ver);
     }
 }
-use crate::store::{Append, AppendEach, Appended, StoreError, StoreResult, keys, sort_tokens};
 
 impl RedisStore {
     pub async fn device_tokens(&self, users: &[UserKey]) -> StoreResult<Vec<Vec<DeviceToken>>> {
@@ -73,16 +74,16 @@ impl RedisStore {
             .iter()
             .map(|u| (keys::inbox_seq(*u), keys::inbox(*u)));
         let app = a.inboxes.first().map_or(AppId(0), |u| u.app);
-        let mut inv = self.append_invocation(app, lists, a.body, a.idempotency, "seq", id);
-        check_group(&mut inv, check);
+        let mut call = self.append_call(app, lists, a.body, a.idempotency, "seq", id);
+        check_group(&mut call, check);
         // Big fan-outs take a dedicated connection so they do not hold up small commands.
-        let reply = self.eval(&inv, a.inboxes.len() > 64).await?;
+        let reply = self.eval(&call.invocation(), a.inboxes.len() > 64).await?;
         parse_appended(reply)
     }
 
     /// The `APPEND` script for `lists`, (seq counter, list) key pairs; `seq_field` names the
     /// seq in the stored JSON; `id` stores under a given message id instead of a new one.
-    pub(super) fn append_invocation(
+    pub(super) fn append_call(
         &self,
         app: AppId,
         lists: impl Iterator<Item = (String, String)>,
@@ -90,23 +91,23 @@ impl RedisStore {
         idempotency: Option<(&str, u64)>,
         seq_field: &str,
         id: Option<u64>,
-    ) -> redis::ScriptInvocation<'static> {
-        let mut inv = APPEND.prepare_invoke();
-        inv.key(keys::message_id(app));
+    ) -> Call {
+        let mut call = Call::new(&APPEND);
+        call.key(keys::message_id(app));
         match idempotency {
-            Some((key, _)) => inv.key(keys::idempotency(key)),
-            None => inv.key("imd:idem:-"),
+            Some((key, _)) => call.key(keys::idempotency(key)),
+            None => call.key("imd:idem:-"),
         };
         for (seq, list) in lists {
-            inv.key(seq).key(list);
+            call.key(seq).key(list);
         }
-        inv.arg(body)
+        call.arg(body)
             .arg(self.inbox_len)
             .arg(idempotency.map_or(0, |(_, ttl)| ttl.max(1)))
             .arg(seq_field)
             .arg(id.unwrap_or(0))
             .arg(self.node());
-        inv
+        call
     }
 
     pub async fn append_each(&self, each: &AppendEach<'_>) -> StoreResult<Vec<(u64, u64)>> {

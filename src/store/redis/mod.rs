@@ -15,6 +15,7 @@ use redis::{AsyncCommands, RedisError};
 
 use self::scripts::{GRANT, REVOKE, UNBIND, UPDATE_USER};
 
+mod batch;
 mod bus;
 mod customers;
 mod group_scripts;
