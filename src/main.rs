@@ -8,6 +8,13 @@ use im_dispatcher::config::Settings;
 use im_dispatcher::loadgen::LoadOptions;
 use im_dispatcher::startup::{Application, ShutdownSignal};
 
+/// jemalloc rather than glibc's malloc: frames and buffers are allocated on one thread and freed
+/// on another (group actor → connection thread), which glibc pays for in free-list work (7 % of
+/// the server's CPU in a normal-group fan-out); jemalloc takes 8 % less CPU a delivery there at
+/// the same idle memory (README "Performance"; mimalloc: as fast, 23 % more bytes a connection).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "im-dispatcher",
