@@ -240,3 +240,61 @@ async fn a_refused_send_in_a_batch_fails_alone() {
     assert_eq!(seen, ["a", "b", "c"], "each accepted send once");
     ws.expect_silence(Duration::from_millis(200)).await;
 }
+
+/// Redis lost its scripts (a restart, `SCRIPT FLUSH`): every call of the next pipeline misses,
+/// none of them ran, so the batch is sent again once the script is loaded — each message
+/// stored once.
+#[actix_web::test]
+async fn a_batch_after_redis_lost_its_scripts_is_stored_once() {
+    let redis = Dedicated::start("everysec");
+    let (mut s, _) = test_settings(Backend::Memory);
+    s.store.kind = im_dispatcher::config::StoreKind::Redis;
+    s.store.redis_url = redis.url();
+    s.store.timeout_ms = 5_000;
+    let app = spawn_with(s, None).await;
+    let res = app
+        .post(
+            "/groups",
+            json!({"master": 1, "name": "g", "members": [2, 3]}),
+        )
+        .await;
+    let gid = res.data()["group_id"].as_u64().unwrap_or_default();
+    let poster = Poster::of(&app);
+    assert_eq!(poster.send(1, gid, "before").await.0, 200);
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query(&mut redis.connection())
+        .unwrap_or_else(|e| panic!("SCRIPT FLUSH: {e}"));
+    let stalled = stall(&redis, "0.4").await;
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let poster = poster.clone();
+        let content = format!("after-{i}");
+        tasks.push(actix_web::rt::spawn(async move {
+            poster.send(1 + i % 3, gid, &content).await
+        }));
+    }
+    for t in tasks {
+        let (status, body) = t.await.unwrap_or_else(|e| panic!("sender: {e}"));
+        assert_eq!(status, 200, "{body}");
+    }
+    stalled.join().ok();
+    let stored: Vec<String> = redis::Commands::lrange(
+        &mut redis.connection(),
+        format!("imd:inbox:{{{APP_A}:2}}"),
+        0,
+        -1,
+    )
+    .unwrap_or_else(|e| panic!("inbox: {e}"));
+    let mut contents: Vec<String> = stored
+        .iter()
+        .filter_map(|m| serde_json::from_str::<Value>(m).ok())
+        .filter(|m| m["kind"] == "group")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+        .collect();
+    contents.sort();
+    let mut expected: Vec<String> = (0..6).map(|i| format!("after-{i}")).collect();
+    expected.push("before".into());
+    expected.sort();
+    assert_eq!(contents, expected, "each message stored once: {stored:?}");
+}
