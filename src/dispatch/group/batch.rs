@@ -67,9 +67,15 @@ impl GroupActor {
         if self.queued.is_empty() {
             return AtomicResponse::new(run(self));
         }
-        AtomicResponse::new(Box::pin(
-            self.store_queued().then(move |(), act, _| run(act)),
-        ))
+        AtomicResponse::new(Box::pin(self.store_queued().then(move |(), act, ctx| {
+            if ctx.state() != ActorState::Running {
+                // A send before it found this copy stale, so it is stopping: the command is
+                // left unanswered, its caller sees the mailbox close and asks a fresh copy.
+                let left: Reply<T> = Box::pin(fut::wrap_future(std::future::pending()));
+                return left;
+            }
+            run(act)
+        })))
     }
 
     /// Stores and hands over every queued send, a batch at a time.
