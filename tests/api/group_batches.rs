@@ -84,27 +84,76 @@ async fn stall(redis: &Dedicated, secs: &str) -> std::thread::JoinHandle<redis::
     t
 }
 
+/// An app on the private `redis`, with a store timeout longer than the stalls.
+async fn app_on(redis: &Dedicated) -> TestApp {
+    let (mut s, _) = test_settings(Backend::Memory);
+    s.store.kind = im_dispatcher::config::StoreKind::Redis;
+    s.store.redis_url = redis.url();
+    s.store.timeout_ms = 5_000;
+    spawn_with(s, None).await
+}
+
+/// A group of members 1..=MEMBERS, every one of them online.
+async fn group_online(app: &TestApp, is_super: bool) -> (u64, Vec<Ws>) {
+    let members: Vec<u64> = (1..=MEMBERS).collect();
+    let res = app
+        .post(
+            "/groups",
+            json!({"master": 1, "name": "g", "super": is_super, "members": members}),
+        )
+        .await;
+    let gid = res.data()["group_id"].as_u64().unwrap_or_default();
+    let mut clients = Vec::new();
+    for uid in 1..=MEMBERS {
+        clients.push(app.online(uid, 1, "p").await);
+    }
+    (gid, clients)
+}
+
+/// Every member but the leaver got every message once, in one order, each sender's two in the
+/// order sent; the leaver (the last member), removed among the sends, exactly those stored
+/// before its removal.
+async fn assert_one_order(clients: &mut [Ws], is_super: bool) {
+    let quiet = Duration::from_millis(500);
+    let first = contents(&mut clients[0], quiet).await;
+    assert_eq!(
+        first.len(),
+        1 + 2 * SENDERS as usize,
+        "super={is_super}: {first:?}"
+    );
+    for sender in 1..=SENDERS {
+        let own: Vec<String> = first
+            .iter()
+            .filter(|c| c.starts_with(&format!("{sender}-")))
+            .cloned()
+            .collect();
+        assert_eq!(own, [format!("{sender}-0"), format!("{sender}-1")]);
+    }
+    let (leaver, others) = clients
+        .split_last_mut()
+        .unwrap_or_else(|| panic!("no members"));
+    for (i, ws) in others.iter_mut().enumerate().skip(1) {
+        let order = contents(ws, quiet).await;
+        assert_eq!(
+            order,
+            first,
+            "super={is_super}: member {} sees the one order",
+            i + 1
+        );
+    }
+    let left = contents(leaver, quiet).await;
+    assert!(
+        first.starts_with(&left) && left.len() < first.len(),
+        "super={is_super}: the leaver's messages {left:?} are a beginning of {first:?}"
+    );
+}
+
 #[actix_web::test]
 async fn sends_queued_behind_a_busy_store_go_together_in_order_and_a_change_keeps_its_place() {
     let redis = Dedicated::start("everysec");
     for is_super in [false, true] {
-        let (mut s, _) = test_settings(Backend::Memory);
-        s.store.kind = im_dispatcher::config::StoreKind::Redis;
-        s.store.redis_url = redis.url();
-        s.store.timeout_ms = 5_000;
-        let app = spawn_with(s, None).await;
-        let members: Vec<u64> = (1..=MEMBERS).collect();
-        let res = app
-            .post(
-                "/groups",
-                json!({"master": 1, "name": "g", "super": is_super, "members": members}),
-            )
-            .await;
-        let gid = res.data()["group_id"].as_u64().unwrap_or_default();
-        let mut clients = Vec::new();
-        for uid in 1..=MEMBERS {
-            clients.push(app.online(uid, 1, "p").await);
-        }
+        let app = app_on(&redis).await;
+        let (gid, mut clients) = group_online(&app, is_super).await;
         let poster = Poster::of(&app);
         assert_eq!(poster.send(1, gid, "first").await.0, 200);
         let before = batches(&app).await;
@@ -136,45 +185,7 @@ async fn sends_queued_behind_a_busy_store_go_together_in_order_and_a_change_keep
         stalled.join().ok();
         let after = batches(&app).await;
 
-        let quiet = Duration::from_millis(500);
-        let first = contents(&mut clients[0], quiet).await;
-        assert_eq!(
-            first.len(),
-            1 + 2 * SENDERS as usize,
-            "super={is_super}: {first:?}"
-        );
-        for sender in 1..=SENDERS {
-            let own: Vec<&String> = first
-                .iter()
-                .filter(|c| c.starts_with(&format!("{sender}-")))
-                .collect();
-            assert_eq!(
-                own,
-                [format!("{sender}-0"), format!("{sender}-1")]
-                    .iter()
-                    .collect::<Vec<_>>()
-            );
-        }
-        for (i, ws) in clients
-            .iter_mut()
-            .enumerate()
-            .take(MEMBERS as usize - 1)
-            .skip(1)
-        {
-            let order = contents(ws, quiet).await;
-            assert_eq!(
-                order,
-                first,
-                "super={is_super}: member {} sees the one order",
-                i + 1
-            );
-        }
-        // The member removed among the sends got exactly those stored before its removal.
-        let leaver = contents(&mut clients[LEAVER as usize - 1], quiet).await;
-        assert!(
-            first.starts_with(&leaver) && leaver.len() < first.len(),
-            "super={is_super}: the leaver's messages {leaver:?} are a beginning of {first:?}"
-        );
+        assert_one_order(&mut clients, is_super).await;
         // Twenty sends queued behind the stall: far fewer round-trips than messages. Other
         // tests' sends can only add batches of their own, never take messages out of one.
         let (batches, messages) = (after.0 - before.0, after.1 - before.1);
@@ -189,11 +200,7 @@ async fn sends_queued_behind_a_busy_store_go_together_in_order_and_a_change_keep
 #[actix_web::test]
 async fn a_refused_send_in_a_batch_fails_alone() {
     let redis = Dedicated::start("everysec");
-    let (mut s, _) = test_settings(Backend::Memory);
-    s.store.kind = im_dispatcher::config::StoreKind::Redis;
-    s.store.redis_url = redis.url();
-    s.store.timeout_ms = 5_000;
-    let app = spawn_with(s, None).await;
+    let app = app_on(&redis).await;
     let res = app
         .post(
             "/groups",
@@ -247,11 +254,7 @@ async fn a_refused_send_in_a_batch_fails_alone() {
 #[actix_web::test]
 async fn a_batch_after_redis_lost_its_scripts_is_stored_once() {
     let redis = Dedicated::start("everysec");
-    let (mut s, _) = test_settings(Backend::Memory);
-    s.store.kind = im_dispatcher::config::StoreKind::Redis;
-    s.store.redis_url = redis.url();
-    s.store.timeout_ms = 5_000;
-    let app = spawn_with(s, None).await;
+    let app = app_on(&redis).await;
     let res = app
         .post(
             "/groups",
