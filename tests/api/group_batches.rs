@@ -93,16 +93,18 @@ async fn app_on(redis: &Dedicated) -> TestApp {
     spawn_with(s, None).await
 }
 
+/// A group of `members`, mastered by the first; its id.
+async fn create_group(app: &TestApp, members: &[u64], is_super: bool) -> u64 {
+    let master = members.first().copied().unwrap_or(1);
+    let body = json!({"master": master, "name": "g", "super": is_super, "members": members});
+    let res = app.post("/groups", body).await;
+    res.data()["group_id"].as_u64().unwrap_or_default()
+}
+
 /// A group of members 1..=MEMBERS, every one of them online.
 async fn group_online(app: &TestApp, is_super: bool) -> (u64, Vec<Ws>) {
     let members: Vec<u64> = (1..=MEMBERS).collect();
-    let res = app
-        .post(
-            "/groups",
-            json!({"master": 1, "name": "g", "super": is_super, "members": members}),
-        )
-        .await;
-    let gid = res.data()["group_id"].as_u64().unwrap_or_default();
+    let gid = create_group(app, &members, is_super).await;
     let mut clients = Vec::new();
     for uid in 1..=MEMBERS {
         clients.push(app.online(uid, 1, "p").await);
@@ -201,13 +203,7 @@ async fn sends_queued_behind_a_busy_store_go_together_in_order_and_a_change_keep
 async fn a_refused_send_in_a_batch_fails_alone() {
     let redis = Dedicated::start("everysec");
     let app = app_on(&redis).await;
-    let res = app
-        .post(
-            "/groups",
-            json!({"master": 1, "name": "g", "members": [2, 3]}),
-        )
-        .await;
-    let gid = res.data()["group_id"].as_u64().unwrap_or_default();
+    let gid = create_group(&app, &[1, 2, 3], false).await;
     let mut ws = app.online(2, 1, "p").await;
     // Member 3 is muted; its send, queued among the others, is refused alone.
     let poster = Poster::of(&app);
@@ -255,13 +251,7 @@ async fn a_refused_send_in_a_batch_fails_alone() {
 async fn a_batch_after_redis_lost_its_scripts_is_stored_once() {
     let redis = Dedicated::start("everysec");
     let app = app_on(&redis).await;
-    let res = app
-        .post(
-            "/groups",
-            json!({"master": 1, "name": "g", "members": [2, 3]}),
-        )
-        .await;
-    let gid = res.data()["group_id"].as_u64().unwrap_or_default();
+    let gid = create_group(&app, &[1, 2, 3], false).await;
     let poster = Poster::of(&app);
     assert_eq!(poster.send(1, gid, "before").await.0, 200);
     let _: () = redis::cmd("SCRIPT")
