@@ -116,6 +116,13 @@ pub(super) mod fixtures {
         serde_json::to_string(s).unwrap_or_default()
     }
 
+    /// Frames the server writes that are not messages.
+    pub const OTHER_FRAMES: [&str; 3] = [
+        r#"{"type":"hello","uid":5}"#,
+        r#"{"type":"pong"}"#,
+        r#"{"type":"sync_end","seq":3}"#,
+    ];
+
     /// A message frame as the server writes it, with `content` (quoted here) as its content.
     pub fn message(content: &str) -> String {
         let content = quoted(content);
@@ -127,7 +134,7 @@ pub(super) mod fixtures {
 
 #[cfg(test)]
 mod tests {
-    use super::fixtures::{OURS, message, quoted};
+    use super::fixtures::{OTHER_FRAMES, OURS, message, quoted};
     use super::*;
 
     #[test]
@@ -149,11 +156,7 @@ mod tests {
 
     #[test]
     fn frames_of_other_types_are_left_to_serde() {
-        for f in [
-            r#"{"type":"hello","uid":5}"#,
-            r#"{"type":"pong"}"#,
-            r#"{"type":"sync_end","seq":3}"#,
-        ] {
+        for f in OTHER_FRAMES {
             assert_eq!(message_payload(f.as_bytes()), None, "{f}");
         }
     }

@@ -232,7 +232,7 @@ pub(super) fn delivered(w: &Worker, seen: &mut Seen, payload: Option<Payload>) {
 
 #[cfg(test)]
 mod tests {
-    use super::scan::fixtures::{OURS, message, quoted};
+    use super::scan::fixtures::{OTHER_FRAMES, OURS, message, quoted};
     use super::*;
 
     #[test]
@@ -252,11 +252,7 @@ mod tests {
 
     #[test]
     fn frames_other_than_messages_are_not_deliveries() {
-        for f in [
-            r#"{"type":"hello","uid":5}"#,
-            r#"{"type":"pong"}"#,
-            r#"{"type":"sync_end","seq":3}"#,
-        ] {
+        for f in OTHER_FRAMES {
             assert_eq!(read_text(f.as_bytes()), Text::Other, "{f}");
         }
     }

@@ -64,17 +64,6 @@ impl Poster {
     }
 }
 
-/// The group messages one member receives until `quiet` passes without one.
-async fn contents(ws: &mut Ws, quiet: Duration) -> Vec<String> {
-    let mut got = Vec::new();
-    while let Some(Ok(m)) = ws.next(quiet).await {
-        if m["kind"] == "group" {
-            got.push(m["content"].as_str().unwrap_or_default().to_string());
-        }
-    }
-    got
-}
-
 /// Stalls the Redis for `secs` (from another thread), and waits until the stall has begun.
 async fn stall(redis: &Dedicated, secs: &str) -> std::thread::JoinHandle<redis::RedisResult<()>> {
     let mut conn = redis.connection();
@@ -117,7 +106,7 @@ async fn group_online(app: &TestApp, is_super: bool) -> (u64, Vec<Ws>) {
 /// before its removal.
 async fn assert_one_order(clients: &mut [Ws], is_super: bool) {
     let quiet = Duration::from_millis(500);
-    let first = contents(&mut clients[0], quiet).await;
+    let first = clients[0].group_contents(quiet).await;
     assert_eq!(
         first.len(),
         1 + 2 * SENDERS as usize,
@@ -135,7 +124,7 @@ async fn assert_one_order(clients: &mut [Ws], is_super: bool) {
         .split_last_mut()
         .unwrap_or_else(|| panic!("no members"));
     for (i, ws) in others.iter_mut().enumerate().skip(1) {
-        let order = contents(ws, quiet).await;
+        let order = ws.group_contents(quiet).await;
         assert_eq!(
             order,
             first,
@@ -143,7 +132,7 @@ async fn assert_one_order(clients: &mut [Ws], is_super: bool) {
             i + 1
         );
     }
-    let left = contents(leaver, quiet).await;
+    let left = leaver.group_contents(quiet).await;
     assert!(
         first.starts_with(&left) && left.len() < first.len(),
         "super={is_super}: the leaver's messages {left:?} are a beginning of {first:?}"

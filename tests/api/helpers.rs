@@ -526,6 +526,17 @@ impl Ws {
         }
     }
 
+    /// The contents of the group messages received until `quiet` passes without a frame.
+    pub async fn group_contents(&mut self, quiet: Duration) -> Vec<String> {
+        let mut got = Vec::new();
+        while let Some(Ok(m)) = self.next(quiet).await {
+            if m["kind"] == "group" {
+                got.push(m["content"].as_str().unwrap_or_default().to_string());
+            }
+        }
+        got
+    }
+
     /// Asserts no JSON frame arrives for `d`.
     pub async fn expect_silence(&mut self, d: Duration) {
         if let Some(Ok(v)) = self.next(d).await {

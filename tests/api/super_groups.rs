@@ -64,17 +64,6 @@ async fn note(ws: &mut Ws) -> Value {
     }
 }
 
-/// The group messages (by content) a connection receives until `quiet` passes without one.
-async fn contents(ws: &mut Ws, quiet: Duration) -> Vec<String> {
-    let mut got = Vec::new();
-    while let Some(Ok(m)) = ws.next(quiet).await {
-        if m["kind"] == "group" {
-            got.push(m["content"].as_str().unwrap_or_default().to_string());
-        }
-    }
-    got
-}
-
 /// Group push jobs of message `content` in the redis sink's queue, once `expected` receivers
 /// are in (or the deadline passed): receivers → how often each came.
 async fn pushed(sink: &str, content: &str, expected: usize) -> HashMap<u64, usize> {
@@ -199,7 +188,7 @@ async fn a_hundred_thousand_member_super_group_is_built_used_and_reloaded_throug
         let sent = send(&app, 1, gid, "m1").await;
         for (uid, ws) in on.all() {
             assert_eq!(
-                contents(ws, Duration::from_millis(300)).await,
+                ws.group_contents(Duration::from_millis(300)).await,
                 ["m1"],
                 "{uid}"
             );
@@ -242,7 +231,7 @@ async fn a_hundred_thousand_member_super_group_is_built_used_and_reloaded_throug
         for (uid, ws) in on.all() {
             let want: &[&str] = if uid > MEMBERS / 2 { &[] } else { &["m2"] };
             assert_eq!(
-                contents(ws, Duration::from_millis(300)).await,
+                ws.group_contents(Duration::from_millis(300)).await,
                 want,
                 "{uid}"
             );

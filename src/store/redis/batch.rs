@@ -98,12 +98,10 @@ impl RedisStore {
         bulk: bool,
     ) -> StoreResult<Vec<redis::RedisResult<Value>>> {
         if bulk {
-            let mut c = self.checkout().await?;
-            self.run(pipe.query_async(&mut *c)).await
-        } else {
-            let mut c = self.conn()?;
-            self.run(pipe.query_async(&mut c)).await
+            return self.bulk(pipe).await;
         }
+        let mut c = self.conn()?;
+        self.run(pipe.query_async(&mut c)).await
     }
 
     async fn load(&self, script: &Script) -> StoreResult<()> {
