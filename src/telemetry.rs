@@ -8,11 +8,13 @@ use tracing_subscriber::EnvFilter;
 use crate::config::{LogFormat, LogSettings};
 
 /// Installs the global tracing subscriber. Safe to call more than once (tests do): later calls
-/// leave the first subscriber in place.
+/// leave the first subscriber in place. `RUST_LOG`, when set, replaces `log.level`.
 pub fn init_tracing(settings: &LogSettings) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = EnvFilter::try_new(directives(&settings.level))
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let (level, refused) = chosen_level(&settings.level, rust_log.as_deref());
+    let filter = EnvFilter::try_new(directives(level))
         .unwrap_or_else(|_| EnvFilter::new(directives("info")));
     let text = (settings.format == LogFormat::Text)
         .then(|| tracing_subscriber::fmt::layer().with_target(false));
@@ -28,6 +30,22 @@ pub fn init_tracing(settings: &LogSettings) {
         .with(text)
         .with(json)
         .try_init();
+    if let Some(bad) = refused {
+        tracing::warn!(
+            rust_log = bad,
+            "RUST_LOG is not a valid log filter; log.level applies"
+        );
+    }
+}
+
+/// The filter in force: `RUST_LOG` (the Rust convention) when it is set and valid, else the
+/// configured `log.level`; and a `RUST_LOG` that was set but refused, to be reported.
+fn chosen_level<'a>(configured: &'a str, rust_log: Option<&'a str>) -> (&'a str, Option<&'a str>) {
+    match rust_log.map(str::trim).filter(|v| !v.is_empty()) {
+        Some(v) if valid_level(v) => (v, None),
+        Some(v) => (configured, Some(v)),
+        None => (configured, None),
+    }
 }
 
 /// actix-http logs a request it cannot parse (a header with a NUL byte, a bad request line, a
@@ -113,4 +131,32 @@ pub fn metrics() -> Option<&'static PrometheusHandle> {
             Some(handle)
         })
         .as_ref()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chosen_level;
+
+    #[test]
+    fn rust_log_replaces_the_configured_level_when_it_is_a_valid_filter() {
+        assert_eq!(chosen_level("info", Some("warn")), ("warn", None));
+        assert_eq!(
+            chosen_level("info", Some(" warn,im_dispatcher=debug ")),
+            ("warn,im_dispatcher=debug", None)
+        );
+    }
+
+    #[test]
+    fn an_unset_or_empty_rust_log_leaves_the_configured_level() {
+        assert_eq!(chosen_level("debug", None), ("debug", None));
+        assert_eq!(chosen_level("debug", Some("  ")), ("debug", None));
+    }
+
+    #[test]
+    fn an_invalid_rust_log_is_refused_and_reported() {
+        assert_eq!(
+            chosen_level("info", Some("warn,[{bad")),
+            ("info", Some("warn,[{bad"))
+        );
+    }
 }

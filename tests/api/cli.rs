@@ -129,6 +129,7 @@ fn bad_config_files_exit_non_zero_with_one_line() {
 fn serve_logs_its_address_and_stops_gracefully_on_sigterm() {
     let mut child = Command::new(BIN)
         .arg("serve")
+        .env_remove("RUST_LOG")
         .env("IMD_HTTP__LISTEN", "127.0.0.1:0")
         .env("IMD_LOG__FORMAT", "json")
         .stdout(Stdio::piped())
@@ -172,4 +173,38 @@ fn serve_logs_its_address_and_stops_gracefully_on_sigterm() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `RUST_LOG` replaces `log.level` (as for any Rust service): at `warn` the access log of a
+/// request is gone, while the configured `info` alone logs it.
+#[actix_web::test]
+async fn rust_log_replaces_the_configured_level() {
+    async fn logs_a_request(env: &[(&str, String)]) -> bool {
+        let server = crate::process::Server::start(env);
+        let res = awc::Client::new()
+            .get(format!("{}/healthz", server.base()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET /healthz: {e}"));
+        assert_eq!(res.status().as_u16(), 200);
+        // The access log line is written as the response goes out; give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let logged = server.log_text().contains("\"path\":\"/healthz\"");
+            if logged || Instant::now() >= deadline {
+                return logged;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let info = [("IMD_LOG__LEVEL", "info".to_string())];
+    assert!(logs_a_request(&info).await, "log.level info logs requests");
+    let warn = [
+        ("IMD_LOG__LEVEL", "info".to_string()),
+        ("RUST_LOG", "warn,im_dispatcher::startup=info".to_string()),
+    ];
+    assert!(
+        !logs_a_request(&warn).await,
+        "RUST_LOG=warn overrides log.level"
+    );
 }

@@ -26,6 +26,8 @@ impl Server {
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
             .args(args)
+            // The level is the test's to choose, not the developer's shell's.
+            .env_remove("RUST_LOG")
             .env("IMD_HTTP__LISTEN", "127.0.0.1:0")
             .env("IMD_LOG__FORMAT", "json")
             .env("IMD_HTTP__WORKERS", "2")
