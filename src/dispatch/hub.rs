@@ -141,6 +141,14 @@ impl Hubs {
 /// hub and message, in the channel; a full channel makes the fan-outs wait.
 const ROUND_JOBS: usize = 64;
 const ROUND_DELIVERIES: usize = 1 << 20;
+/// A round of small jobs (normal groups, peers: tens of targets each) goes on past
+/// `ROUND_JOBS`, up to `SMALL_ROUND_JOBS`, while it holds fewer than `SMALL_ROUND_DELIVERIES`:
+/// when delivery has fallen behind, a connection then finds several of its messages in one
+/// round and writes them at once, so the backlog costs less per delivery the longer it is.
+/// 512, half the default `limits.outbound_queue`: a round of jobs all for one connection (a
+/// flood to one user) cannot overflow a queue its client is reading.
+const SMALL_ROUND_JOBS: usize = 512;
+const SMALL_ROUND_DELIVERIES: usize = 16 * 1024;
 
 /// A hub's loop: queue a round of jobs on its connections, then wake them in slices of
 /// `WAKE_SLICE`, yielding after each, so the thread's other connections (and the hub's next
@@ -167,7 +175,11 @@ async fn run_hub(hubs_id: u64, mut rx: mpsc::Receiver<Job>) {
 fn take_round(first: Job, rx: &mut mpsc::Receiver<Job>, round: &mut Vec<Job>) {
     let mut queued = first.targets.len();
     round.push(first);
-    while round.len() < ROUND_JOBS && queued < ROUND_DELIVERIES {
+    let more = |jobs: usize, queued: usize| {
+        jobs < ROUND_JOBS && queued < ROUND_DELIVERIES
+            || jobs < SMALL_ROUND_JOBS && queued < SMALL_ROUND_DELIVERIES
+    };
+    while more(round.len(), queued) {
         let Ok(job) = rx.try_recv() else { break };
         queued += job.targets.len();
         round.push(job);
@@ -229,5 +241,53 @@ fn queue_batch(hub: &LocalHub, batch: &[Job], to_wake: &mut VecDeque<Arc<Outbox>
         if unsignalled {
             to_wake.push_back(outbox.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(targets: &HubTargets) -> Job {
+        Job {
+            delivery: Delivery::Shared(Frame::Ping),
+            targets: targets.clone(),
+            exclude: None,
+        }
+    }
+
+    /// Takes one round from a channel holding `queued` jobs of `targets` each; its size.
+    fn round_of(queued: usize, targets: usize) -> usize {
+        let targets: HubTargets = (0..targets as u64).map(|c| (c, 0)).collect();
+        let (tx, mut rx) = mpsc::channel(HUB_QUEUE);
+        for _ in 0..queued {
+            tx.try_send(job(&targets))
+                .unwrap_or_else(|_| panic!("the channel holds {HUB_QUEUE}"));
+        }
+        let first = rx.try_recv().unwrap_or_else(|_| panic!("a first job"));
+        let mut round = Vec::new();
+        take_round(first, &mut rx, &mut round);
+        round.len()
+    }
+
+    #[test]
+    fn a_backlog_of_small_jobs_goes_out_in_a_large_round() {
+        // Normal groups of 50 on two hubs: ~25 targets a job; 512 of them stay under the
+        // delivery bound.
+        assert_eq!(round_of(2000, 25), SMALL_ROUND_JOBS);
+        // Groups of 100: the delivery bound ends the round first (16,384 / 50 → 328 jobs).
+        assert_eq!(round_of(2000, 50), 328);
+        // Peer messages (one target): the job bound.
+        assert_eq!(round_of(2000, 1), SMALL_ROUND_JOBS);
+        // Less queued than a round holds: all of it.
+        assert_eq!(round_of(10, 25), 10);
+    }
+
+    #[test]
+    fn a_backlog_of_large_jobs_keeps_rounds_of_64() {
+        // A 10,000-member super group on two hubs: 5,000 targets a job.
+        assert_eq!(round_of(500, 5000), ROUND_JOBS);
+        // Huge jobs: the delivery bound of a round ends it before 64.
+        assert_eq!(round_of(100, 100_000), 11);
     }
 }
