@@ -4,9 +4,11 @@
 //! behind the socket writes of the fan-outs before it (issue 13: an unrelated peer send waited
 //! up to 146 ms at p99 behind a 10,000-member fan-out when both shared the workers).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tokio::net::TcpStream;
+
+use super::pace;
 
 pub struct ConnThreads {
     arbiters: Vec<actix::Arbiter>,
@@ -40,13 +42,17 @@ impl ConnThreads {
         }
     }
 
-    /// Lowers the threads' priority to `nice` (`http.connection_nice`), so that requests
-    /// (on the workers, at 0) get the cores first when a fan-out would take them all.
+    /// Paces the threads' priority with `nice` (`http.connection_nice`) as the nice of a burst
+    /// (`pace.rs`), so that requests (on the workers, at 0) get the cores first when a fan-out
+    /// would take them all.
     pub fn set_nice(&self, nice: u8) {
+        static SAID: AtomicBool = AtomicBool::new(false);
         for a in &self.arbiters {
-            a.spawn_fn(move || {
-                if let Err(e) = set_thread_nice(nice) {
-                    tracing::warn!(error = %e, nice, "connection thread: cannot set its nice value");
+            a.spawn_fn(move || match pace::start(nice) {
+                Ok(mode) if !SAID.swap(true, Ordering::Relaxed) => say_mode(mode, nice),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, nice, "connection thread: cannot set its nice value")
                 }
             });
         }
@@ -67,14 +73,14 @@ impl Drop for ConnThreads {
     }
 }
 
-/// Sets the calling thread's nice value (Linux: per thread; elsewhere the process's).
-#[allow(unsafe_code)] // one libc call; no well-kept crate wraps setpriority for a thread
-fn set_thread_nice(nice: u8) -> std::io::Result<()> {
-    // SAFETY: setpriority takes plain integers and touches no memory of ours; `who` 0 is the
-    // calling thread on Linux.
-    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, libc::c_int::from(nice)) };
-    match r {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
+fn say_mode(mode: pace::Mode, nice: u8) {
+    match mode {
+        pace::Mode::Adaptive => tracing::info!(
+            "connection threads: nice 0 while delivery keeps up, {nice} while it is behind"
+        ),
+        pace::Mode::Fixed if nice > 0 => tracing::info!(
+            "connection threads: nice {nice} (going back to 0 after a burst needs CAP_SYS_NICE)"
+        ),
+        pace::Mode::Fixed => {}
     }
 }

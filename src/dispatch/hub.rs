@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::frame::Spliced;
 use super::outbox::{Frame, Outbox};
+use super::pace;
 
 /// What every target of one job gets.
 #[derive(Clone)]
@@ -157,8 +158,10 @@ async fn run_hub(hubs_id: u64, mut rx: mpsc::Receiver<Job>) {
     let (mut to_wake, mut round) = (VecDeque::new(), Vec::new());
     loop {
         if to_wake.is_empty() {
+            pace::round_done();
             let Some(job) = rx.recv().await else { return };
-            take_round(job, &mut rx, &mut round);
+            let deliveries = take_round(job, &mut rx, &mut round);
+            pace::after_round(round.len(), deliveries);
             run_round(hubs_id, &mut round, &mut to_wake);
         }
         for outbox in to_wake.drain(..WAKE_SLICE.min(to_wake.len())) {
@@ -171,8 +174,8 @@ async fn run_hub(hubs_id: u64, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
-/// `first` and as many of the jobs queued after it as one round takes.
-fn take_round(first: Job, rx: &mut mpsc::Receiver<Job>, round: &mut Vec<Job>) {
+/// `first` and as many of the jobs queued after it as one round takes; returns their targets.
+fn take_round(first: Job, rx: &mut mpsc::Receiver<Job>, round: &mut Vec<Job>) -> usize {
     let mut queued = first.targets.len();
     round.push(first);
     let more = |jobs: usize, queued: usize| {
@@ -184,6 +187,7 @@ fn take_round(first: Job, rx: &mut mpsc::Receiver<Job>, round: &mut Vec<Job>) {
         queued += job.targets.len();
         round.push(job);
     }
+    queued
 }
 
 /// Queues a round's jobs on this thread's connections, in order, without waking them: those

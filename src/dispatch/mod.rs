@@ -21,6 +21,7 @@ mod live_requests;
 mod members;
 mod online;
 pub mod outbox;
+mod pace;
 mod prepare;
 mod push_stream;
 mod registry;

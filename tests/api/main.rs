@@ -30,6 +30,7 @@ mod multinode_chaos;
 mod multinode_live;
 mod multinode_push;
 mod openapi;
+mod pacing;
 mod process;
 mod push;
 mod rooms;
