@@ -93,7 +93,8 @@ pub struct HttpSettings {
     pub cors_origins: Vec<String>,
     /// A separate address for GET /metrics; empty = the main listener.
     pub metrics_listen: String,
-    /// Nice value (0–19) of the connection threads, below the request workers' 0.
+    /// Nice value (0–19) of the connection threads while their delivery is heavy, below the
+    /// request workers' 0 (`dispatch/pace.rs`); at the process's own nice while it is light.
     pub connection_nice: u8,
 }
 

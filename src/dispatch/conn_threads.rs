@@ -76,10 +76,10 @@ impl Drop for ConnThreads {
 fn say_mode(mode: pace::Mode, nice: u8) {
     match mode {
         pace::Mode::Adaptive => tracing::info!(
-            "connection threads: nice 0 while delivery keeps up, {nice} while it is behind"
+            "connection threads: the process's nice while delivery keeps up, {nice} while it is behind"
         ),
         pace::Mode::Fixed if nice > 0 => tracing::info!(
-            "connection threads: nice {nice} (going back to 0 after a burst needs CAP_SYS_NICE)"
+            "connection threads: nice {nice} (going back after a burst needs CAP_SYS_NICE)"
         ),
         pace::Mode::Fixed => {}
     }

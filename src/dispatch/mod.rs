@@ -769,7 +769,7 @@ impl Dispatcher {
         self.inner.registry.conn_threads.adopt(io, start);
     }
 
-    /// The connection threads' nice value (`http.connection_nice`).
+    /// The connection threads' nice while their delivery is heavy (`http.connection_nice`).
     pub fn set_connection_nice(&self, nice: u8) {
         self.inner.registry.conn_threads.set_nice(nice);
     }

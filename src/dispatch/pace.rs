@@ -1,14 +1,16 @@
 //! A connection thread's priority follows its delivery. While delivery is light — each round
-//! of the thread's hub finds one job, and few deliveries a `WINDOW` — the thread runs at nice 0:
+//! of the thread's hub finds one job, and few deliveries a `WINDOW` — the thread runs at the
+//! process's own nice (0 unless started under `nice`):
 //! a message's writes go out at once, not each behind a reader on the same cores that a write
 //! woke (the last member of a 3,000-member super group at 10 msg/s: p99 30–33 ms against 42–46
 //! at 19, README "Performance"). While it is heavy — a round finds jobs waiting behind it, or
 //! more than `HEAVY` deliveries in a window — the thread is at `http.connection_nice` (19), so
 //! accepting and storing get the cores first and a lagging connection writes several of its
-//! messages at once (the groups burst); it comes back to 0 after a window without either.
+//! messages at once (the groups burst); it comes back after a window without either.
 //!
-//! Going back to 0 needs `CAP_SYS_NICE` (or a `RLIMIT_NICE` that allows it); a thread that may
-//! not is set to `http.connection_nice` for good, as before this module (`start` says which).
+//! Going back needs `CAP_SYS_NICE` (or a `RLIMIT_NICE` that allows it); a thread that may not
+//! is set to `http.connection_nice` for good, as before this module (`start` says which). A
+//! thread never runs above the priority the process started with.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -25,8 +27,10 @@ const HEAVY: usize = 16 * 1024;
 /// The calling thread's pacing, if it is a connection thread whose nice may follow delivery.
 #[derive(Clone, Copy)]
 struct Pace {
-    burst_nice: u8,
-    /// At `burst_nice` until this instant; `None`: at 0.
+    /// The process's own nice, where the thread started.
+    light_nice: i32,
+    burst_nice: i32,
+    /// At `burst_nice` until this instant; `None`: at `light_nice`.
     heavy_until: Option<Instant>,
     window_start: Instant,
     window_deliveries: usize,
@@ -35,8 +39,9 @@ struct Pace {
 }
 
 impl Pace {
-    fn nice(&self) -> u8 {
-        self.heavy_until.map_or(0, |_| self.burst_nice)
+    fn nice(&self) -> i32 {
+        self.heavy_until
+            .map_or(self.light_nice, |_| self.burst_nice)
     }
 
     /// `self` after a round of `jobs` jobs and `deliveries` deliveries at `now`.
@@ -73,24 +78,26 @@ thread_local! {
 /// How a connection thread's nice was set up.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// 0 while delivery is light, `burst_nice` while it is heavy.
+    /// The process's nice while delivery is light, `burst_nice` while it is heavy.
     Adaptive,
     /// `burst_nice` for good (0, or the thread may not go back to 0).
     Fixed,
 }
 
 /// Sets up the calling (connection) thread: adaptive when it may lower its nice again, else
-/// at `burst_nice` for good.
+/// at `burst_nice` for good (or left where it is, when that is not below the process's own).
 pub fn start(burst_nice: u8) -> std::io::Result<Mode> {
-    if burst_nice == 0 {
+    let (light_nice, burst_nice) = (current_nice().unwrap_or(0), i32::from(burst_nice));
+    if burst_nice <= light_nice {
         return Ok(Mode::Fixed);
     }
     set_thread_nice(burst_nice)?;
-    if set_thread_nice(0).is_err() {
+    if set_thread_nice(light_nice).is_err() {
         set_thread_nice(burst_nice)?; // a failed call may still have moved it
         return Ok(Mode::Fixed);
     }
     let pace = Pace {
+        light_nice,
         burst_nice,
         heavy_until: None,
         window_start: Instant::now(),
@@ -127,12 +134,21 @@ pub fn round_done() {
     });
 }
 
+/// The calling thread's nice value now.
+fn current_nice() -> std::io::Result<i32> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat")?;
+    let fields = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let nice = fields.split_whitespace().nth(16).unwrap_or("");
+    nice.parse()
+        .map_err(|_| std::io::Error::other("no nice in /proc/thread-self/stat"))
+}
+
 /// Sets the calling thread's nice value (Linux: per thread; elsewhere the process's).
 #[allow(unsafe_code)] // one libc call; no well-kept crate wraps setpriority for a thread
-fn set_thread_nice(nice: u8) -> std::io::Result<()> {
+fn set_thread_nice(nice: i32) -> std::io::Result<()> {
     // SAFETY: setpriority takes plain integers and touches no memory of ours; `who` 0 is the
     // calling thread on Linux.
-    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, libc::c_int::from(nice)) };
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
     match r {
         0 => Ok(()),
         _ => Err(std::io::Error::last_os_error()),
@@ -142,15 +158,6 @@ fn set_thread_nice(nice: u8) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The calling thread's nice value now.
-    fn current_nice() -> std::io::Result<i32> {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat")?;
-        let fields = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let nice = fields.split_whitespace().nth(16).unwrap_or("");
-        nice.parse()
-            .map_err(|_| std::io::Error::other("no nice in /proc/thread-self/stat"))
-    }
 
     /// Runs `f` on a thread of its own (nice and pacing are per thread).
     fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -162,6 +169,7 @@ mod tests {
 
     fn light() -> Pace {
         Pace {
+            light_nice: 0,
             burst_nice: 19,
             heavy_until: None,
             window_start: Instant::now(),
@@ -200,16 +208,17 @@ mod tests {
     #[test]
     fn a_paced_thread_changes_its_nice_only_when_it_may_go_back() {
         let niceness = on_thread(|| {
+            let base = current_nice()?;
             if start(19)? == Mode::Fixed {
                 // Unprivileged: the thread stays at 19, as it did before pacing.
                 return Ok::<_, std::io::Error>(vec![current_nice()?]);
             }
-            let mut seen = vec![current_nice()?];
+            let mut seen = vec![current_nice()? - base];
             after_round(3, 3);
             seen.push(current_nice()?);
             std::thread::sleep(WINDOW + Duration::from_millis(10));
             after_round(1, 1);
-            seen.push(current_nice()?);
+            seen.push(current_nice()? - base);
             Ok(seen)
         });
         let niceness = match niceness {

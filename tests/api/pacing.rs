@@ -1,6 +1,7 @@
 //! The connection threads' nice follows delivery (`dispatch/pace.rs`), seen from outside the
-//! real process: 0 while delivery is light, `http.connection_nice` (19) after a burst, 0 again
-//! at the next light message — or 19 for good where the process may not go back to 0.
+//! real process: the process's own nice (0 here) while delivery is light, `http.connection_nice`
+//! (19) after a burst, back at the next light message — or 19 for good where the process may
+//! not go back.
 
 use std::time::{Duration, Instant};
 
@@ -74,7 +75,8 @@ async fn next_group_message(ws: &mut Ws) -> serde_json::Value {
 }
 
 #[actix_web::test]
-async fn connection_threads_run_at_nice_0_while_delivery_is_light_and_lower_after_a_burst() {
+async fn connection_threads_keep_the_process_nice_while_delivery_is_light_and_lower_after_a_burst()
+{
     let level = "warn,im_dispatcher::dispatch::conn_threads=info";
     let server = process::Server::start(&[("IMD_LOG__LEVEL", level.into())]);
     let mut members = Vec::new();
@@ -114,7 +116,7 @@ async fn connection_threads_run_at_nice_0_while_delivery_is_light_and_lower_afte
         );
         return;
     }
-    assert!(!some_at_19(&server), "light delivery at nice 0");
+    assert!(!some_at_19(&server), "light delivery at the process's nice");
 
     // A burst makes delivery heavy; idle afterwards (every member has read it all), the
     // threads stay where it left them.
@@ -142,6 +144,6 @@ async fn connection_threads_run_at_nice_0_while_delivery_is_light_and_lower_afte
     assert_eq!(post_group_message(&server, gid, "again".into()).await, 200);
     assert!(
         eventually(|| !some_at_19(&server)).await,
-        "back at 0 after a quiet window and a light round"
+        "back after a quiet window and a light round"
     );
 }
