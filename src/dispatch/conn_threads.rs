@@ -78,9 +78,9 @@ fn say_mode(mode: pace::Mode, nice: u8) {
         pace::Mode::Adaptive => tracing::info!(
             "connection threads: the process's nice while delivery keeps up, {nice} while it is behind"
         ),
-        pace::Mode::Fixed if nice > 0 => tracing::info!(
+        pace::Mode::Fixed => tracing::info!(
             "connection threads: nice {nice} (going back after a burst needs CAP_SYS_NICE)"
         ),
-        pace::Mode::Fixed => {}
+        pace::Mode::Unchanged => {}
     }
 }

@@ -60,13 +60,11 @@ impl Pace {
         self
     }
 
-    /// `self` when the round under way is done at `now`: a heavy round that took longer than a
-    /// window keeps the thread heavy for a window after it.
-    fn round_done(mut self, now: Instant) -> Pace {
-        if self.round_heavy {
-            self.heavy_until = Some(now + WINDOW);
-            self.round_heavy = false;
-        }
+    /// `self` when the round under way is done at `now`, if it was heavy: a heavy round that took
+    /// longer than a window keeps the thread heavy for a window after it.
+    fn heavy_round_done(mut self, now: Instant) -> Pace {
+        self.heavy_until = Some(now + WINDOW);
+        self.round_heavy = false;
         self
     }
 }
@@ -80,8 +78,10 @@ thread_local! {
 pub enum Mode {
     /// The process's nice while delivery is light, `burst_nice` while it is heavy.
     Adaptive,
-    /// `burst_nice` for good (0, or the thread may not go back to 0).
+    /// `burst_nice` for good: the thread may not go back.
     Fixed,
+    /// Left at the process's nice: `burst_nice` is not above it (0 turns pacing off).
+    Unchanged,
 }
 
 /// Sets up the calling (connection) thread: adaptive when it may lower its nice again, else
@@ -89,7 +89,7 @@ pub enum Mode {
 pub fn start(burst_nice: u8) -> std::io::Result<Mode> {
     let (light_nice, burst_nice) = (current_nice().unwrap_or(0), i32::from(burst_nice));
     if burst_nice <= light_nice {
-        return Ok(Mode::Fixed);
+        return Ok(Mode::Unchanged);
     }
     set_thread_nice(burst_nice)?;
     if set_thread_nice(light_nice).is_err() {
@@ -128,8 +128,8 @@ pub fn after_round(jobs: usize, deliveries: usize) {
 /// Tells the calling thread's pacing that its hub's round is done (all its connections woken).
 pub fn round_done() {
     PACE.with(|p| {
-        if let Some(pace) = p.get() {
-            p.set(Some(pace.round_done(Instant::now())));
+        if let Some(pace) = p.get().filter(|pace| pace.round_heavy) {
+            p.set(Some(pace.heavy_round_done(Instant::now())));
         }
     });
 }
@@ -194,15 +194,15 @@ mod tests {
         assert_eq!(p.nice(), 19, "more than HEAVY deliveries in one window");
         let p = p.after_round(1, 1, ms(260));
         assert_eq!(p.nice(), 0, "a new window starts its count at 0");
-        let p = p.after_round(2, 2, ms(300)).round_done(ms(450));
+        let p = p.after_round(2, 2, ms(300)).heavy_round_done(ms(450));
         let p = p.after_round(1, 1, ms(460));
         assert_eq!(
             p.nice(),
             19,
             "a window counts from the end of a long heavy round"
         );
-        let p = p.round_done(ms(461)).after_round(1, 1, ms(551));
-        assert_eq!(p.nice(), 0, "and a light round's end does not extend it");
+        let p = p.after_round(1, 1, ms(551));
+        assert_eq!(p.nice(), 0, "a window after the heavy round's end");
     }
 
     #[test]
@@ -241,7 +241,7 @@ mod tests {
             after_round(5, 50_000);
             (before.ok(), mode.ok(), current_nice().ok())
         });
-        assert_eq!(seen.1, Some(Mode::Fixed));
+        assert_eq!(seen.1, Some(Mode::Unchanged));
         assert_eq!(seen.0, seen.2, "the thread's nice did not move");
     }
 }
