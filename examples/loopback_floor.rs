@@ -14,7 +14,6 @@
 use std::error::Error;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -96,11 +95,9 @@ fn split(mut all: Vec<TcpStream>, parts: usize) -> Vec<Vec<TcpStream>> {
 /// One thread a part, named `name` (for `perf report --sort comm`).
 fn spawn_all<F>(name: &str, parts: Vec<Vec<TcpStream>>, f: F) -> Result<Vec<Handle>>
 where
-    F: Fn(Vec<TcpStream>) -> Result<Side> + Send + Sync + 'static,
+    F: Fn(Vec<TcpStream>) -> Result<Side> + Copy + Send + 'static,
 {
-    let f = Arc::new(f);
     let spawn = |part| {
-        let f = Arc::clone(&f);
         std::thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || f(part))

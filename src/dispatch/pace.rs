@@ -1,12 +1,12 @@
 //! A connection thread's priority follows its delivery. While delivery is light — each round
 //! of the thread's hub finds one job, and few deliveries a `WINDOW` — the thread runs at the
-//! process's own nice (0 unless started under `nice`):
-//! a message's writes go out at once, not each behind a reader on the same cores that a write
-//! woke (the last member of a 3,000-member super group at 10 msg/s: p99 30–33 ms against 42–46
-//! at 19, README "Performance"). While it is heavy — a round finds jobs waiting behind it, or
-//! more than `HEAVY` deliveries in a window — the thread is at `http.connection_nice` (19), so
-//! accepting and storing get the cores first and a lagging connection writes several of its
-//! messages at once (the groups burst); it comes back after a window without either.
+//! process's own nice (0 unless started under `nice`): a message's writes go out at once, not
+//! each behind a reader on the same cores that a write woke (the last member of a 3,000-member
+//! super group at 10 msg/s: p99 30–43 ms against 42–48 at a fixed 19, README "Performance").
+//! While it is heavy — a round finds jobs waiting behind it, or more than `HEAVY` deliveries in
+//! a window — the thread is at `http.connection_nice` (19), so accepting and storing get the
+//! cores first and a lagging connection writes several of its messages at once (the groups
+//! burst); it comes back a window after the last heavy round ended.
 //!
 //! Going back needs `CAP_SYS_NICE` (or a `RLIMIT_NICE` that allows it); a thread that may not
 //! is set to `http.connection_nice` for good, as before this module (`start` says which). A
